@@ -1,0 +1,94 @@
+/** Help texts, one per command. */
+
+export const MAIN_HELP = `shardrun — checkpointed, resumable batch runs on Cloud Run Jobs (or on this machine)
+
+Usage: shardrun <command> [options]
+
+Commands:
+  run <job>          plan a run of a job, launch its tasks, watch it to the end
+  status <runId>     show a run's state, items, shards and launches
+  runs               list runs, newest first
+  output <runId>     print the merged outputs (JSONL, one line per succeeded item)
+  rerun <runId>      launch what is not done (or, with --failed-items, the failed items)
+  worker             the task entrypoint (run by the launcher, not by people)
+
+Every command takes --store DIR (default ./.shardrun) and --help.
+Exit codes: 0 ok, 1 internal error, 2 bad usage or input, 3 run finished with failed items,
+            4 run gave up with items unfinished.
+`;
+
+const STORE = `  --store DIR            where runs live: a folder (default ./.shardrun) or file:///path`;
+
+export const HELP: Record<string, string> = {
+  run: `Usage: shardrun run <job> --local [options]
+
+Plans a run of <job> (a folder name under jobs/, or a path to a job module), writes its shards
+to the store, launches tasks and watches them with progress bars until every shard is done.
+When a launch ends with shards unfinished, it launches again for what is left.
+
+Options:
+  --local                run tasks as local processes that behave like Cloud Run Jobs tasks
+${STORE}
+  --shards N             split the items into N shards (balanced by the job's weight)
+  --items-per-shard N    or: N items per shard
+  --tasks N              tasks per launch (default: shards, at most 10); fewer tasks than shards
+                         claim shards dynamically
+  --parallelism N        tasks running at once (default: all)
+  --task-timeout SECONDS task timeout; a task stops taking items shortly before it (default 3600)
+  --max-retries N        retries per task after a failed attempt (default 3)
+  --max-launches N       launches before giving up on unfinished shards (default 5)
+  --kill-grace SECONDS   local: seconds from SIGTERM to SIGKILL at a timeout (default 10)
+  --arg KEY=VALUE        a job argument (repeatable), checked by the job's args schema
+  --json                 print the final status as JSON on stdout (no progress bars)
+
+Exit: 0 all items succeeded, 3 finished with failed items, 4 gave up, 2 bad usage, 1 internal.
+Example: shardrun run summarize-docs --local --tasks 2 --shards 8
+`,
+  status: `Usage: shardrun status <runId> [--json]
+
+Shows a run's state (pending, running, succeeded, partial, failed, cancelled), its items
+(total, succeeded, failed, pending), shards, launches and item executions.
+
+Options:
+${STORE}
+  --json                 the status object as JSON
+`,
+  runs: `Usage: shardrun runs [--json] [--limit N]
+
+Lists runs, newest first: run id, job, state, creation time.
+
+Options:
+${STORE}
+  --limit N              at most N runs (default 50)
+  --json                 an array of {runId, job, state, createdAt, ...}
+`,
+  output: `Usage: shardrun output <runId>
+
+Prints the run's merged outputs as JSONL on stdout: one line {"i","key","output"} per succeeded
+item, each item once, in shard order. Works while the run is live (what is committed so far).
+
+Options:
+${STORE}
+`,
+  rerun: `Usage: shardrun rerun <runId> --local [--failed-items] [options]
+
+Launches the shards of a run that are not done; finished items are never redone. With
+--failed-items, the items that failed are re-planned into new shards and run again.
+
+Options:
+  --local                run tasks as local processes
+${STORE}
+  --failed-items         rerun exactly the failed items
+  --tasks N              tasks per launch
+  --parallelism N        tasks running at once
+  --max-launches N       launches before giving up (default 5)
+  --kill-grace SECONDS   local: seconds from SIGTERM to SIGKILL at a timeout (default 10)
+  --json                 print the final status as JSON on stdout
+`,
+  worker: `Usage: shardrun worker
+
+The task entrypoint. Reads CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_COUNT,
+CLOUD_RUN_TASK_ATTEMPT, SHARDRUN_STORE, SHARDRUN_RUN, SHARDRUN_LAUNCH and SHARDRUN_DEADLINE_S,
+works its shards and exits 0 (done), 75 (stopped with work left: retry me) or 1.
+`,
+};

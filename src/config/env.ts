@@ -1,0 +1,81 @@
+/**
+ * Every environment variable shardrun reads or sets, in one map. Readers take `env` so that
+ * tests inject it instead of mutating `process.env`.
+ */
+import { z } from "zod";
+import { InvalidInputError } from "../core/errors.js";
+import { formatZodError } from "../core/zod-format.js";
+
+export const ENV = {
+  // Set by Cloud Run Jobs (and by the local launcher, the same way).
+  job: "CLOUD_RUN_JOB",
+  execution: "CLOUD_RUN_EXECUTION",
+  taskIndex: "CLOUD_RUN_TASK_INDEX",
+  taskCount: "CLOUD_RUN_TASK_COUNT",
+  taskAttempt: "CLOUD_RUN_TASK_ATTEMPT",
+  // Set by shardrun's launchers as execution overrides.
+  store: "SHARDRUN_STORE",
+  run: "SHARDRUN_RUN",
+  launch: "SHARDRUN_LAUNCH",
+  deadlineSeconds: "SHARDRUN_DEADLINE_S",
+  // Optional knobs.
+  /** Log format of tasks: "json" (Cloud Logging) or "text". */
+  logFormat: "SHARDRUN_LOG_FORMAT",
+  /** Seconds before the deadline at which a task stops taking items. */
+  deadlineMarginSeconds: "SHARDRUN_DEADLINE_MARGIN_S",
+} as const;
+
+// Not z.coerce: it would read "" as 0, and an empty CLOUD_RUN_TASK_INDEX would pass as task 0.
+const int = (name: string) =>
+  z
+    .string({ message: `Expected ${name} to be set` })
+    .regex(/^\s*\d+\s*$/, `Expected ${name} to be a whole number`)
+    .transform((v) => Number(v));
+
+export const TaskEnv = z.object({
+  [ENV.job]: z.string().min(1).default("shardrun"),
+  [ENV.execution]: z.string().min(1),
+  [ENV.taskIndex]: int(ENV.taskIndex),
+  [ENV.taskCount]: int(ENV.taskCount).pipe(z.number().min(1, `Expected ${ENV.taskCount} to be 1 or more`)),
+  [ENV.taskAttempt]: int(ENV.taskAttempt).optional().transform((v) => v ?? 0),
+  [ENV.store]: z.string().min(1),
+  [ENV.run]: z.string().min(1),
+  [ENV.launch]: int(ENV.launch),
+  [ENV.deadlineSeconds]: z.coerce.number().positive().optional(),
+  [ENV.deadlineMarginSeconds]: z.coerce.number().min(0).optional(),
+  [ENV.logFormat]: z.enum(["json", "text"]).default("json"),
+});
+
+export interface TaskConfig {
+  jobName: string;
+  execution: string;
+  taskIndex: number;
+  taskCount: number;
+  attempt: number;
+  store: string;
+  runId: string;
+  launch: number;
+  deadlineSeconds?: number;
+  deadlineMarginSeconds?: number;
+  logFormat: "json" | "text";
+}
+
+/** Reads the task's environment; a missing or bad variable is an error that names it. */
+export function readTaskConfig(env: NodeJS.ProcessEnv = process.env): TaskConfig {
+  const parsed = TaskEnv.safeParse(env);
+  if (!parsed.success) throw new InvalidInputError(`task environment: ${formatZodError(parsed.error)}`);
+  const e = parsed.data;
+  return {
+    jobName: e[ENV.job],
+    execution: e[ENV.execution],
+    taskIndex: e[ENV.taskIndex],
+    taskCount: e[ENV.taskCount],
+    attempt: e[ENV.taskAttempt],
+    store: e[ENV.store],
+    runId: e[ENV.run],
+    launch: e[ENV.launch],
+    ...(e[ENV.deadlineSeconds] !== undefined ? { deadlineSeconds: e[ENV.deadlineSeconds] } : {}),
+    ...(e[ENV.deadlineMarginSeconds] !== undefined ? { deadlineMarginSeconds: e[ENV.deadlineMarginSeconds] } : {}),
+    logFormat: e[ENV.logFormat],
+  };
+}

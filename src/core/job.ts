@@ -1,0 +1,151 @@
+/**
+ * `defineJob()`: a job is a plain, validated object. Its `name` is explicit because the worker
+ * finds the job by name when it resumes a run, never by file position.
+ */
+import { z } from "zod";
+import { InvalidInputError } from "./errors.js";
+import { RetryPolicy } from "./backoff.js";
+import { formatZodError } from "./zod-format.js";
+
+/** What `run(item, ctx)` gets besides the item. */
+export interface JobContext {
+  /** Aborted when the task must stop (deadline, SIGTERM, lease lost): pass it to fetch and friends. */
+  readonly signal: AbortSignal;
+  /** Structured log lines tagged with run, shard and item. */
+  readonly log: JobLogger;
+  /** 1 on the first try of this item in this task, 2 on the first retry, … */
+  readonly attempt: number;
+  /** The item's stable key (from `key(item)`, or its index in the run). */
+  readonly itemKey: string;
+  /** The item's index in the run's item list. */
+  readonly itemIndex: number;
+  readonly runId: string;
+  readonly shard: string;
+  /** Lease epoch of the shard's owner: grows by one at every takeover. */
+  readonly epoch: number;
+}
+
+export interface JobLogger {
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+export const JOB_NAME_PATTERN = /^[a-z][a-z0-9-]{0,47}$/;
+
+export const ShardPolicy = z.union([
+  z.strictObject({ count: z.number().int().min(1).max(100_000) }),
+  z.strictObject({ itemsPerShard: z.number().int().min(1) }),
+  z.strictObject({ weightPerShard: z.number().positive() }),
+]);
+export type ShardPolicy = z.infer<typeof ShardPolicy>;
+
+export const CheckpointCadence = z.strictObject({
+  /**
+   * Checkpoint after this many finished items.
+   * @default 50
+   */
+  everyItems: z.number().int().min(1).default(50),
+  /**
+   * Checkpoint at least this often (ms) while items finish. Never faster than once a second:
+   * Cloud Storage allows about one write per second to one object.
+   * @default 5000
+   */
+  everyMs: z.number().int().min(1000).default(5000),
+});
+export type CheckpointCadence = z.infer<typeof CheckpointCadence>;
+
+const fn = (what: string) =>
+  z.custom<(...args: never[]) => unknown>((v) => typeof v === "function", { message: `Expected ${what} to be a function` });
+const zodSchema = z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: "Expected a zod schema (z.object(...))" });
+
+export const JobDefinitionSchema = z.strictObject({
+  name: z.string().regex(JOB_NAME_PATTERN, "Expected a lowercase name of letters, digits and dashes, starting with a letter (at most 48)"),
+  description: z.string().optional(),
+  item: zodSchema,
+  args: zodSchema.optional(),
+  source: fn("source"),
+  key: fn("key").optional(),
+  weight: fn("weight").optional(),
+  shard: ShardPolicy.default({ itemsPerShard: 100 }),
+  concurrency: z.number().int().min(1).max(1000).default(4),
+  retry: RetryPolicy.default(RetryPolicy.parse({})),
+  checkpoint: CheckpointCadence.default(CheckpointCadence.parse({})),
+  /** Default task count for a launch; `--tasks` overrides. */
+  tasks: z.number().int().min(1).max(10_000).optional(),
+  run: fn("run"),
+});
+
+export interface JobSourceContext {
+  signal: AbortSignal;
+}
+
+export interface JobDefinition<I, O, A> {
+  /** Explicit name: runs record it, and the worker finds the job by it. */
+  name: string;
+  description?: string;
+  /** Schema every item must pass before `run` sees it; a failing item is failed, not a crash. */
+  item: z.ZodType<I>;
+  /** Schema of the run's arguments (`--arg key=value`). */
+  args?: z.ZodType<A>;
+  /** The items of a run, read once at plan time and streamed into shards. */
+  source: (args: A, ctx: JobSourceContext) => AsyncIterable<unknown> | Iterable<unknown>;
+  /** A stable key per item (must be unique in a run). @default the item's index */
+  key?: (item: I) => string;
+  /** Weight for sharding, e.g. bytes. @default 1 */
+  weight?: (item: I) => number;
+  /** @default { itemsPerShard: 100 } */
+  shard?: ShardPolicy;
+  /** Items run at once inside one task (p-limit). @default 4 */
+  concurrency?: number;
+  /** Item retries inside a task. @default { attempts: 3, minDelayMs: 1000, maxDelayMs: 60000, factor: 2, jitter: true } */
+  retry?: Partial<RetryPolicy>;
+  /** @default { everyItems: 50, everyMs: 5000 } */
+  checkpoint?: Partial<CheckpointCadence>;
+  /** Default task count of a launch. @default min(shards, 10) */
+  tasks?: number;
+  /** Does one item; returns its output record (anything JSON). */
+  run: (item: I, ctx: JobContext) => Promise<O> | O;
+}
+
+export interface Job<I = unknown, O = unknown, A = unknown> {
+  readonly kind: "shardrun.job";
+  readonly name: string;
+  readonly description?: string;
+  readonly item: z.ZodType<I>;
+  readonly args?: z.ZodType<A>;
+  readonly source: (args: A, ctx: JobSourceContext) => AsyncIterable<unknown> | Iterable<unknown>;
+  readonly key?: (item: I) => string;
+  readonly weight?: (item: I) => number;
+  readonly shard: ShardPolicy;
+  readonly concurrency: number;
+  readonly retry: RetryPolicy;
+  readonly checkpoint: CheckpointCadence;
+  readonly tasks?: number;
+  readonly run: (item: I, ctx: JobContext) => Promise<O> | O;
+}
+
+/**
+ * Defines a job. Throws `InvalidInputError` naming the field path when the definition is wrong,
+ * e.g. `concurrency: Too small: expected number to be >=1`.
+ *
+ * @example
+ * export default defineJob({
+ *   name: "echo",
+ *   item: z.object({ text: z.string() }),
+ *   source: () => [{ text: "a" }, { text: "b" }],
+ *   run: async (item) => ({ echoed: item.text }),
+ * });
+ */
+export function defineJob<I, O, A = Record<string, never>>(definition: JobDefinition<I, O, A>): Job<I, O, A> {
+  const parsed = JobDefinitionSchema.safeParse(definition);
+  if (!parsed.success) {
+    const name = typeof (definition as { name?: unknown })?.name === "string" ? ` "${(definition as { name: string }).name}"` : "";
+    throw new InvalidInputError(`invalid job definition${name}: ${formatZodError(parsed.error)}`);
+  }
+  return Object.freeze({ kind: "shardrun.job", ...(parsed.data as unknown as Omit<Job<I, O, A>, "kind">) });
+}
+
+export function isJob(value: unknown): value is Job {
+  return typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "shardrun.job";
+}

@@ -1,0 +1,15 @@
+/** The store layout of DESIGN.md, in one place. Keys are relative to the store's prefix. */
+import { launchName } from "./ids.js";
+
+export const keys = {
+  runsPrefix: () => "runs/",
+  run: (runId: string) => `runs/${runId}/run.json`,
+  runPrefix: (runId: string) => `runs/${runId}/`,
+  shardItems: (runId: string, shard: string) => `runs/${runId}/shards/${shard}/items.jsonl`,
+  checkpoint: (runId: string, shard: string) => `runs/${runId}/shards/${shard}/checkpoint.json`,
+  partsPrefix: (runId: string, shard: string) => `runs/${runId}/shards/${shard}/out/`,
+  part: (runId: string, shard: string, name: string) => `runs/${runId}/shards/${shard}/out/${name}`,
+  launchesPrefix: (runId: string) => `runs/${runId}/launches/`,
+  launch: (runId: string, n: number) => `runs/${runId}/launches/${launchName(n)}.json`,
+  deadLetter: (runId: string) => `runs/${runId}/dead-letter.jsonl`,
+} as const;

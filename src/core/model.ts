@@ -1,0 +1,138 @@
+/**
+ * What shardrun writes to the store, as zod schemas: everything read back is parsed, so a
+ * damaged or foreign object is an error that names the field, never undefined behaviour.
+ */
+import { z } from "zod";
+import { RetryPolicy } from "./backoff.js";
+import { CheckpointCadence, ShardPolicy } from "./job.js";
+
+const RangeSchema = z.tuple([z.number().int().min(0), z.number().int().min(0)]);
+export const RangeSetSchema = z.array(RangeSchema);
+
+export const ShardEntry = z.object({
+  id: z.string(),
+  /** 0 for the plan; 1, 2, … for items re-planned by `rerun --failed-items`. */
+  round: z.number().int().min(0),
+  count: z.number().int().min(0),
+  weight: z.number().min(0),
+  /** Run-wide item indices in this shard, in the order of its items.jsonl. */
+  indices: RangeSetSchema,
+});
+export type ShardEntry = z.infer<typeof ShardEntry>;
+
+export const RunState = z.enum(["planned", "running", "succeeded", "partial", "failed", "cancelled"]);
+export type RunState = z.infer<typeof RunState>;
+
+export const RunSettings = z.object({
+  concurrency: z.number().int().min(1),
+  retry: RetryPolicy,
+  checkpoint: CheckpointCadence,
+  /** At least 3 s, so that a heartbeat (every TTL/3, at most one write a second) renews it in time. */
+  leaseTtlMs: z.number().int().min(3000),
+  taskTimeoutSeconds: z.number().int().min(1),
+  maxRetries: z.number().int().min(0),
+  parallelism: z.number().int().min(1),
+  tasks: z.number().int().min(1),
+  maxLaunches: z.number().int().min(1),
+});
+export type RunSettings = z.infer<typeof RunSettings>;
+
+export const RunRecord = z.object({
+  v: z.literal(1),
+  runId: z.string(),
+  job: z.object({
+    name: z.string(),
+    /** Compiled module, relative to the package root, so that a task finds the same code. */
+    module: z.string(),
+    version: z.string(),
+  }),
+  args: z.record(z.string(), z.unknown()),
+  trigger: z.string(),
+  createdAt: z.string(),
+  state: RunState,
+  finishedAt: z.string().optional(),
+  plan: z.object({
+    policy: ShardPolicy,
+    totalItems: z.number().int().min(0),
+    totalWeight: z.number().min(0),
+    shards: z.array(ShardEntry),
+  }),
+  settings: RunSettings,
+});
+export type RunRecord = z.infer<typeof RunRecord>;
+
+export const Owner = z.object({
+  execution: z.string(),
+  taskIndex: z.number().int().min(0),
+  attempt: z.number().int().min(0),
+  launch: z.number().int().min(0),
+  host: z.string().optional(),
+  pid: z.number().int().optional(),
+});
+export type Owner = z.infer<typeof Owner>;
+
+export const FailedItem = z.object({
+  /** Position in the shard's items.jsonl. */
+  pos: z.number().int().min(0),
+  /** Run-wide item index. */
+  i: z.number().int().min(0),
+  key: z.string(),
+  error: z.string(),
+  attempts: z.number().int().min(0),
+  reason: z.enum(["error", "schema", "non_retriable"]).default("error"),
+});
+export type FailedItem = z.infer<typeof FailedItem>;
+
+export const PartRef = z.object({ name: z.string(), count: z.number().int().min(0) });
+
+export const Checkpoint = z.object({
+  v: z.literal(1),
+  runId: z.string(),
+  shard: z.string(),
+  itemCount: z.number().int().min(0),
+  /** Grows by one at every lease takeover; output parts carry it in their names. */
+  epoch: z.number().int().min(0),
+  owner: Owner.nullable(),
+  heartbeatAt: z.number(),
+  leaseTtlMs: z.number().int().min(0),
+  state: z.enum(["open", "done"]),
+  /** Positions (in items.jsonl) whose output is committed in one of `parts`. */
+  done: RangeSetSchema,
+  failed: z.array(FailedItem),
+  /** The output parts this checkpoint commits. A part not named here is an orphan. */
+  parts: z.array(PartRef),
+  /** Item executions started under every epoch, redone ones included. */
+  executions: z.number().int().min(0),
+  updatedAt: z.string(),
+});
+export type Checkpoint = z.infer<typeof Checkpoint>;
+
+export const LaunchRecord = z.object({
+  v: z.literal(1),
+  runId: z.string(),
+  n: z.number().int().min(0),
+  createdAt: z.string(),
+  launcher: z.enum(["local", "cloud-run"]),
+  taskCount: z.number().int().min(1),
+  parallelism: z.number().int().min(1),
+  taskTimeoutSeconds: z.number().int().min(1),
+  maxRetries: z.number().int().min(0),
+  /** "static": a task works only its assigned shards; "dynamic": it then claims any left. */
+  claim: z.enum(["static", "dynamic"]),
+  /** Task index -> shard ids it starts with. */
+  assignment: z.array(z.array(z.string())),
+  /** Set once the launcher accepted the launch; absent means the launch may not have started. */
+  execution: z.string().optional(),
+  /** Last state seen by the orchestrator. */
+  state: z.enum(["pending", "running", "succeeded", "failed", "cancelled"]).default("pending"),
+  finishedAt: z.string().optional(),
+});
+export type LaunchRecord = z.infer<typeof LaunchRecord>;
+
+/** Serialized line of an output part. */
+export const OutputLine = z.object({ i: z.number().int(), key: z.string(), output: z.unknown() });
+export type OutputLine = z.infer<typeof OutputLine>;
+
+/** Serialized line of a shard's items.jsonl. */
+export const ItemLine = z.object({ i: z.number().int().min(0), key: z.string(), item: z.unknown() });
+export type ItemLine = z.infer<typeof ItemLine>;

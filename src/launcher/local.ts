@@ -1,0 +1,142 @@
+/**
+ * The Launcher port on this machine: each execution is a detached supervisor process (see
+ * local-supervisor.ts) that behaves like a Cloud Run Jobs execution. Status is read from the
+ * supervisor's status file, so any process can watch an execution.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LocalSpec, LocalStatus } from "./local-model.js";
+import type { ExecutionStatus, LaunchRequest, Launcher, TaskState } from "./port.js";
+
+export interface LocalLauncherOptions {
+  /** Folder for status files and task logs. */
+  stateDir: string;
+  /**
+   * Seconds between SIGTERM and SIGKILL when a task runs past its timeout or is cancelled.
+   * @default 10
+   */
+  killGraceSeconds?: number;
+  /** The task program. @default [node, dist/src/worker/main.js] */
+  command?: string[];
+  /** Extra environment for every task (tests use it for fault injection). */
+  env?: Record<string, string>;
+}
+
+const WORKER = fileURLToPath(new URL("../worker/main.js", import.meta.url));
+const SUPERVISOR = fileURLToPath(new URL("./local-supervisor.js", import.meta.url));
+
+export class LocalLauncher implements Launcher {
+  readonly kind = "local" as const;
+  readonly #o: Required<Omit<LocalLauncherOptions, "env">> & { env: Record<string, string> };
+
+  constructor(options: LocalLauncherOptions) {
+    if (options.killGraceSeconds !== undefined && !(options.killGraceSeconds >= 0)) {
+      throw new TypeError("Expected `killGraceSeconds` to be a number from 0 and up");
+    }
+    this.#o = {
+      stateDir: options.stateDir,
+      killGraceSeconds: options.killGraceSeconds ?? 10,
+      command: options.command ?? [process.execPath, WORKER],
+      env: options.env ?? {},
+    };
+  }
+
+  #statusPath(name: string): string {
+    return join(this.#o.stateDir, `${name}.json`);
+  }
+
+  async launch(request: LaunchRequest): Promise<string> {
+    mkdirSync(this.#o.stateDir, { recursive: true });
+    // Cloud Run names executions "<job>-<5 chars>".
+    const name = `${request.jobName}-${randomBytes(4).toString("hex").slice(0, 5)}`;
+    const spec: LocalSpec = {
+      name,
+      taskCount: request.taskCount,
+      parallelism: request.parallelism,
+      taskTimeoutSeconds: request.taskTimeoutSeconds,
+      maxRetries: request.maxRetries,
+      killGraceSeconds: this.#o.killGraceSeconds,
+      env: { ...this.#o.env, ...request.env },
+      command: this.#o.command,
+      statusPath: this.#statusPath(name),
+      logDir: join(this.#o.stateDir, name),
+      cwd: process.cwd(),
+    };
+    const specPath = join(this.#o.stateDir, `${name}.spec.json`);
+    writeFileSync(specPath, JSON.stringify(spec));
+    const initial: LocalStatus = {
+      name,
+      state: "pending",
+      supervisorPid: 0,
+      taskCount: request.taskCount,
+      startedAt: new Date().toISOString(),
+      tasks: Array.from({ length: request.taskCount }, (_, index) => ({ index, state: "pending" as const, attempts: 0, timedOut: 0 })),
+    };
+    // Written before the supervisor starts, so that status is readable at once; the supervisor
+    // replaces it with its own (carrying its pid) as soon as it runs.
+    writeFileSync(spec.statusPath, JSON.stringify(initial));
+    const log = openSync(join(this.#o.stateDir, `${name}.supervisor.log`), "a");
+    const child = spawn(process.execPath, [SUPERVISOR, specPath], { detached: true, stdio: ["ignore", log, log], cwd: process.cwd() });
+    closeSync(log);
+    if (child.pid) writeFileSync(join(this.#o.stateDir, `${name}.pid`), String(child.pid));
+    child.unref();
+    return name;
+  }
+
+  async getExecution(name: string): Promise<ExecutionStatus | null> {
+    const path = this.#statusPath(name);
+    if (!existsSync(path)) return null;
+    const s = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));
+    let state = s.state;
+    const pid = s.supervisorPid || this.#pidFromFile(name);
+    // A supervisor that vanished without a final status (killed, machine restarted) ended it.
+    if ((state === "running" || state === "pending") && pid && !alive(pid)) {
+      const again = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));
+      state = again.state === "running" || again.state === "pending" ? "failed" : again.state;
+    }
+    const count = (st: TaskState) => s.tasks.filter((t) => t.state === st).length;
+    return {
+      name,
+      state,
+      taskCount: s.taskCount,
+      running: count("running"),
+      succeeded: count("succeeded"),
+      failed: count("failed"),
+      cancelled: count("cancelled"),
+      tasks: s.tasks.map((t) => ({
+        index: t.index,
+        state: t.state,
+        attempts: t.attempts,
+        ...(t.lastExitCode !== undefined ? { lastExitCode: t.lastExitCode } : {}),
+        ...(t.pid !== undefined ? { pid: t.pid } : {}),
+      })),
+      startedAt: s.startedAt,
+      ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
+    };
+  }
+
+  #pidFromFile(name: string): number {
+    const path = join(this.#o.stateDir, `${name}.pid`);
+    return existsSync(path) ? Number(readFileSync(path, "utf8")) || 0 : 0;
+  }
+
+  async cancel(name: string): Promise<void> {
+    const path = this.#statusPath(name);
+    if (!existsSync(path)) return;
+    const s = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));
+    const pid = s.supervisorPid || this.#pidFromFile(name);
+    if (pid && alive(pid)) process.kill(pid, "SIGTERM");
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

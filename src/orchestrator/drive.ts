@@ -1,0 +1,149 @@
+/**
+ * Driving a run to its end: watch the live launch, and when it ends with shards unfinished
+ * (a task exhausted its retries), launch again for what is left, up to `maxLaunches`. Then
+ * finish the run: final state, dead letter, orphan parts cleaned. The CLI and the scheduler
+ * service both use this.
+ */
+import { PreconditionFailed } from "../core/errors.js";
+import { keys } from "../core/keys.js";
+import type { Logger } from "../core/log.js";
+import { silentLogger } from "../core/log.js";
+import type { Checkpoint, LaunchRecord, RunRecord } from "../core/model.js";
+import { failedItems, finishedState, type RunStatus } from "../core/status.js";
+import type { ExecutionStatus, Launcher } from "../launcher/port.js";
+import { isTerminal } from "../launcher/port.js";
+import { putJson, type Versioned } from "../store/json.js";
+import { listAll, type ObjectStore } from "../store/port.js";
+import { recordLaunchEnd, startLaunch } from "./launch.js";
+import { readCheckpoints, readLaunches, readRun, readRunStatus } from "./read.js";
+
+export interface DriveOptions {
+  store: ObjectStore;
+  launcher: Launcher;
+  runId: string;
+  /** Launches this call may start, the first included. @default 5 */
+  maxLaunches?: number;
+  /** Only these shards (a rerun of failed items); default: every shard not done. */
+  shards?: string[];
+  taskCount?: number;
+  parallelism?: number;
+  /** @default 500 */
+  pollMs?: number;
+  logger?: Logger;
+  signal?: AbortSignal;
+  onProgress?: (status: RunStatus, execution: ExecutionStatus | null) => void;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+
+export async function driveRun(o: DriveOptions): Promise<RunStatus> {
+  const { store, launcher, runId } = o;
+  const logger = o.logger ?? silentLogger;
+  const maxLaunches = o.maxLaunches ?? 5;
+  const pollMs = o.pollMs ?? 500;
+  let started = 0;
+  let run = await readRun(store, runId);
+  run = await setRunState(store, run, "running");
+
+  for (;;) {
+    const launches = await readLaunches(store, runId);
+    const live = launches.find((l) => l.value.state === "pending" || l.value.state === "running");
+    if (live) {
+      await watchLaunch(o, live, pollMs);
+      if (o.signal?.aborted) return readRunStatus(store, runId, launcher);
+      continue;
+    }
+    const checkpoints = await readCheckpoints(store, run.value);
+    const wanted = new Set(o.shards ?? run.value.plan.shards.map((s) => s.id));
+    const open = run.value.plan.shards.filter((s) => wanted.has(s.id) && checkpoints.get(s.id)?.state !== "done").map((s) => s.id);
+    if (open.length === 0) return finishRun(store, run, checkpoints, launcher, "complete");
+    if (started >= maxLaunches) {
+      logger.warn("giving up: launch limit reached with shards unfinished", { launches: started, open: open.length });
+      return finishRun(store, run, checkpoints, launcher, "gave-up");
+    }
+    const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
+    const s = run.value.settings;
+    const launch = await startLaunch({
+      store,
+      launcher,
+      run: run.value,
+      n,
+      shards: open,
+      taskCount: o.taskCount ?? s.tasks,
+      parallelism: o.parallelism ?? s.parallelism,
+      taskTimeoutSeconds: s.taskTimeoutSeconds,
+      maxRetries: s.maxRetries,
+    });
+    started++;
+    logger.info("launched", { launch: n, execution: launch.value.execution, tasks: launch.value.taskCount, shards: open.length });
+  }
+}
+
+async function watchLaunch(o: DriveOptions, launch: Versioned<LaunchRecord>, pollMs: number): Promise<void> {
+  for (;;) {
+    const ex = launch.value.execution ? await o.launcher.getExecution(launch.value.execution) : null;
+    if (o.onProgress) o.onProgress(await readRunStatus(o.store, o.runId, o.launcher), ex);
+    if (!ex || isTerminal(ex.state)) {
+      await recordLaunchEnd(o.store, launch, ex?.state ?? "failed");
+      return;
+    }
+    if (o.signal?.aborted) return;
+    await sleep(pollMs, o.signal);
+  }
+}
+
+async function setRunState(store: ObjectStore, run: Versioned<RunRecord>, state: RunRecord["state"], finishedAt?: string): Promise<Versioned<RunRecord>> {
+  let current = run;
+  for (let tries = 0; tries < 5; tries++) {
+    if (current.value.state === state && !finishedAt) return current;
+    const { finishedAt: _drop, ...rest } = current.value;
+    const next: RunRecord = { ...rest, state, ...(finishedAt ? { finishedAt } : {}) };
+    try {
+      return { value: next, generation: await putJson(store, keys.run(next.runId), next, { ifGenerationMatch: current.generation }) };
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
+      current = await readRun(store, run.value.runId);
+    }
+  }
+  throw new Error(`run ${run.value.runId}: could not record state ${state} (run.json keeps changing)`);
+}
+
+async function finishRun(
+  store: ObjectStore,
+  run: Versioned<RunRecord>,
+  checkpoints: Map<string, Checkpoint | null>,
+  launcher: Launcher,
+  how: "complete" | "gave-up",
+): Promise<RunStatus> {
+  const failed = failedItems(run.value, checkpoints);
+  const succeeded = [...checkpoints.values()].reduce((n, cp) => n + (cp ? cp.done.reduce((m, [a, b]) => m + b - a, 0) : 0), 0);
+  const state = how === "gave-up" ? "failed" : finishedState(succeeded, failed.length);
+  // The dead letter is derived from the checkpoints: rewriting it is always safe.
+  await store.put(keys.deadLetter(run.value.runId), failed.map((f) => JSON.stringify(f)).join("\n") + (failed.length ? "\n" : ""), {
+    contentType: "application/x-ndjson",
+  });
+  await cleanOrphans(store, run.value, checkpoints);
+  await setRunState(store, run, state, new Date().toISOString());
+  return readRunStatus(store, run.value.runId, launcher);
+}
+
+/** Deletes output parts that no final checkpoint names (written by attempts that lost their lease or died). */
+export async function cleanOrphans(store: ObjectStore, run: RunRecord, checkpoints: Map<string, Checkpoint | null>): Promise<number> {
+  let removed = 0;
+  for (const shard of run.plan.shards) {
+    const named = new Set((checkpoints.get(shard.id)?.parts ?? []).map((p) => keys.part(run.runId, shard.id, p.name)));
+    for await (const key of listAll(store, keys.partsPrefix(run.runId, shard.id))) {
+      if (!named.has(key) && (await store.delete(key))) removed++;
+    }
+  }
+  return removed;
+}

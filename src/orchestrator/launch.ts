@@ -1,0 +1,84 @@
+/**
+ * Starting a launch (DESIGN.md protocol 6): the launch record is written create-only before the
+ * launcher is called, and the execution name recorded after. A second call for the same launch
+ * number finds the record and does not start a second execution.
+ */
+import { PreconditionFailed, ShardrunError } from "../core/errors.js";
+import { keys } from "../core/keys.js";
+import { LaunchRecord, type RunRecord } from "../core/model.js";
+import { assignShards } from "../core/plan.js";
+import { ENV } from "../config/env.js";
+import type { Launcher } from "../launcher/port.js";
+import { getJson, putJson, type Versioned } from "../store/json.js";
+import type { ObjectStore } from "../store/port.js";
+
+export interface LaunchOptions {
+  store: ObjectStore;
+  launcher: Launcher;
+  run: RunRecord;
+  n: number;
+  shards: string[];
+  taskCount: number;
+  parallelism: number;
+  taskTimeoutSeconds: number;
+  maxRetries: number;
+  /** The job name the launcher starts (Cloud Run job); defaults to "shardrun-<job>". */
+  jobName?: string;
+  now?: () => Date;
+}
+
+export async function startLaunch(o: LaunchOptions): Promise<Versioned<LaunchRecord>> {
+  const taskCount = Math.max(1, Math.min(o.taskCount, o.shards.length));
+  const key = keys.launch(o.run.runId, o.n);
+  const record: LaunchRecord = {
+    v: 1,
+    runId: o.run.runId,
+    n: o.n,
+    createdAt: (o.now?.() ?? new Date()).toISOString(),
+    launcher: o.launcher.kind,
+    taskCount,
+    parallelism: Math.max(1, Math.min(o.parallelism, taskCount)),
+    taskTimeoutSeconds: o.taskTimeoutSeconds,
+    maxRetries: o.maxRetries,
+    claim: taskCount < o.shards.length ? "dynamic" : "static",
+    assignment: assignShards(o.shards, taskCount),
+    state: "pending",
+  };
+  let generation: string;
+  try {
+    generation = await putJson(o.store, key, record, { ifGenerationMatch: 0 });
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+    const existing = await getJson(o.store, key, LaunchRecord);
+    if (existing?.value.execution) return existing;
+    throw new ShardrunError("PRECONDITION_FAILED", `launch ${o.n} of run ${o.run.runId} is being started by another process`, { cause: e });
+  }
+  const execution = await o.launcher.launch({
+    jobName: o.jobName ?? `shardrun-${o.run.job.name}`,
+    runId: o.run.runId,
+    launch: o.n,
+    taskCount: record.taskCount,
+    parallelism: record.parallelism,
+    taskTimeoutSeconds: record.taskTimeoutSeconds,
+    maxRetries: record.maxRetries,
+    env: {
+      [ENV.store]: o.store.url,
+      [ENV.run]: o.run.runId,
+      [ENV.launch]: String(o.n),
+      [ENV.deadlineSeconds]: String(record.taskTimeoutSeconds),
+    },
+  });
+  const started: LaunchRecord = { ...record, execution, state: "running" };
+  const gen = await putJson(o.store, key, started, { ifGenerationMatch: generation });
+  return { value: started, generation: gen };
+}
+
+/** Records the launch's final state; a concurrent update (another watcher) wins harmlessly. */
+export async function recordLaunchEnd(store: ObjectStore, launch: Versioned<LaunchRecord>, state: LaunchRecord["state"], now = new Date()): Promise<void> {
+  const next: LaunchRecord = { ...launch.value, state, finishedAt: now.toISOString() };
+  try {
+    await putJson(store, keys.launch(launch.value.runId, launch.value.n), next, { ifGenerationMatch: launch.generation });
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+  }
+}

@@ -1,0 +1,17 @@
+/** Chooses the store adapter by URL: a path or file:// -> fs; gs:// -> Cloud Storage. */
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { UsageError } from "../core/errors.js";
+import type { ObjectStore } from "./port.js";
+
+export async function openStore(url: string, cwd = process.cwd()): Promise<ObjectStore> {
+  if (url.startsWith("gs://")) {
+    throw new UsageError(`store ${url}: the Cloud Storage adapter is not built yet; use a local folder`);
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file://")) {
+    throw new UsageError(`store "${url}": expected a folder path, file:///path or gs://bucket/prefix`);
+  }
+  const dir = url.startsWith("file://") ? fileURLToPath(url) : resolve(cwd, url);
+  const { FsObjectStore } = await import("./fs.js");
+  return new FsObjectStore(dir);
+}

@@ -1,0 +1,298 @@
+/**
+ * Works one shard under a lease: DESIGN.md protocols 1-3. Items run with p-limit concurrency;
+ * finished outputs are buffered and committed as a create-only part followed by a checkpoint
+ * conditioned on this owner's previous write. A failed condition means another attempt owns the
+ * shard: everything stops and nothing more is committed.
+ */
+import pLimit from "p-limit";
+import { nextRetryDelay } from "../core/backoff.js";
+import {
+  MIN_WRITE_GAP_MS,
+  canTakeLease,
+  checkpointDue,
+  commitBatch,
+  emptyCheckpoint,
+  heartbeatDue,
+  settledPositions,
+  takeLease,
+} from "../core/checkpoint.js";
+import { LeaseLost, NonRetriableError, PreconditionFailed, RetryAfterError, errorMessage, isShardrunError } from "../core/errors.js";
+import { partName } from "../core/ids.js";
+import type { Job, JobContext } from "../core/job.js";
+import { keys } from "../core/keys.js";
+import type { Logger } from "../core/log.js";
+import { Checkpoint, ItemLine, type FailedItem, type Owner } from "../core/model.js";
+import { formatZodError } from "../core/zod-format.js";
+import { getJson, parseJsonl, putJson } from "../store/json.js";
+import type { Generation, ObjectStore } from "../store/port.js";
+
+export type ShardResult = "done" | "skipped" | "stopped" | "lost";
+
+export interface ShardRunnerOptions {
+  store: ObjectStore;
+  job: Job;
+  runId: string;
+  shard: string;
+  me: Owner;
+  leaseTtlMs: number;
+  logger: Logger;
+  /** Set when the task must stop taking items (deadline, SIGTERM). */
+  stopping: AbortSignal;
+  /** Aborts items in flight (the grace after `stopping` ran out). */
+  abortItems: AbortSignal;
+  now: () => number;
+  random: () => number;
+  /** Called once per executed item attempt; for tests and benchmarks that count work. */
+  onExecution?: (key: string) => void;
+}
+
+interface Finished {
+  pos: number;
+  line: string;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+
+export class ShardRunner {
+  readonly #o: ShardRunnerOptions;
+  readonly #cpKey: string;
+  #cp!: Checkpoint;
+  #gen!: Generation;
+  #lastWriteAt = 0;
+  #seq = 0;
+  #done: Finished[] = [];
+  #failed: FailedItem[] = [];
+  #executions = 0;
+  #lost = false;
+  #flushing: Promise<void> = Promise.resolve();
+  #flushQueued = false;
+  readonly #lease = new AbortController();
+
+  constructor(options: ShardRunnerOptions) {
+    this.#o = options;
+    this.#cpKey = keys.checkpoint(options.runId, options.shard);
+  }
+
+  /** Takes the lease if the rules allow; false when the shard is done or held by someone else. */
+  async #acquire(): Promise<boolean> {
+    const { store, runId, shard, me, now } = this.#o;
+    for (let tries = 0; tries < 5; tries++) {
+      let current = await getJson(store, this.#cpKey, Checkpoint);
+      if (!current) {
+        const items = await store.get(keys.shardItems(runId, shard));
+        if (!items) throw new Error(`shard ${shard} of run ${runId} has no items.jsonl`);
+        const count = parseJsonl(items.bytes, ItemLine, keys.shardItems(runId, shard)).length;
+        const fresh = emptyCheckpoint(runId, shard, count, now());
+        try {
+          current = { value: fresh, generation: await putJson(store, this.#cpKey, fresh, { ifGenerationMatch: 0 }) };
+        } catch (e) {
+          if (e instanceof PreconditionFailed) continue;
+          throw e;
+        }
+      }
+      const decision = canTakeLease(current.value, me, now());
+      if (!decision.ok) return false;
+      const taken = takeLease(current.value, me, this.#o.leaseTtlMs, now());
+      try {
+        this.#gen = await putJson(store, this.#cpKey, taken, { ifGenerationMatch: current.generation });
+      } catch (e) {
+        if (e instanceof PreconditionFailed) continue;
+        throw e;
+      }
+      this.#cp = taken;
+      this.#lastWriteAt = now();
+      this.#o.logger.info("lease taken", { shard, epoch: taken.epoch, reason: decision.reason, done: taken.done.length, failed: taken.failed.length });
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Runs the shard's remaining items. "ready" means every item settled (or the task is stopping)
+   * and `commit()` must follow; the caller may start the next shard meanwhile, since the last
+   * write of this checkpoint may have to wait out the one-write-per-second gap.
+   */
+  async runItems(): Promise<"ready" | "skipped" | "stopped" | "lost"> {
+    const { store, runId, shard, job, stopping } = this.#o;
+    if (stopping.aborted) return "stopped";
+    if (!(await this.#acquire())) return "skipped";
+    const itemsObj = await store.get(keys.shardItems(runId, shard));
+    if (!itemsObj) throw new Error(`shard ${shard} of run ${runId} has no items.jsonl`);
+    const items = parseJsonl(itemsObj.bytes, ItemLine, keys.shardItems(runId, shard));
+    const settled = settledPositions(this.#cp);
+    const todo = items.map((_, pos) => pos).filter((pos) => !settled.has(pos));
+
+    const itemSignal = AbortSignal.any([this.#o.abortItems, this.#lease.signal]);
+    const limit = pLimit(job.concurrency);
+    const ticker = setInterval(() => this.#maybeFlush(), 200);
+    try {
+      // Queued items that start after `stopping` return at once, so this settles promptly.
+      await Promise.all(todo.map((pos) => limit(() => this.#runItem(pos, items[pos]!, itemSignal))));
+    } finally {
+      clearInterval(ticker);
+    }
+    return this.#lost ? "lost" : "ready";
+  }
+
+  /**
+   * The last write: commits what is buffered and, when the task stops early, releases the lease
+   * so that the next attempt (or anyone) resumes at once.
+   */
+  async commit(): Promise<ShardResult> {
+    if (this.#lost) return "lost";
+    try {
+      await this.#flush(true, true);
+    } catch (e) {
+      if (e instanceof LeaseLost) return "lost";
+      throw e;
+    }
+    if (this.#cp.state !== "done") return "stopped";
+    this.#o.logger.info("shard done", { shard: this.#o.shard, done: this.#cp.done.reduce((n, [a, b]) => n + b - a, 0), failed: this.#cp.failed.length });
+    return "done";
+  }
+
+  async run(): Promise<ShardResult> {
+    const r = await this.runItems();
+    return r === "ready" ? this.commit() : r;
+  }
+
+  /** Writes a checkpoint now (SIGTSTP), within the one-write-per-second rule. */
+  checkpointNow(): Promise<void> {
+    return this.#flush(true, false).catch(() => undefined);
+  }
+
+  async #runItem(pos: number, line: ItemLine, itemSignal: AbortSignal): Promise<void> {
+    const { job, stopping, logger, runId, shard, onExecution } = this.#o;
+    if (stopping.aborted || this.#lost) return;
+    const parsed = job.item.safeParse(line.item);
+    if (!parsed.success) {
+      this.#fail({ pos, i: line.i, key: line.key, error: `item does not match the job's item schema: ${formatZodError(parsed.error)}`, attempts: 0, reason: "schema" });
+      return;
+    }
+    const policy = job.retry;
+    for (let attempt = 1; ; attempt++) {
+      if (attempt > 1 && stopping.aborted) return; // a retry waits for the next attempt of the task
+      this.#executions++;
+      onExecution?.(line.key);
+      const ctx: JobContext = {
+        signal: itemSignal,
+        log: logger.child({ item: line.key }),
+        attempt,
+        itemKey: line.key,
+        itemIndex: line.i,
+        runId,
+        shard,
+        epoch: this.#cp.epoch,
+      };
+      try {
+        const output = await job.run(parsed.data, ctx);
+        if (this.#lost) return;
+        let json: string;
+        try {
+          json = JSON.stringify({ i: line.i, key: line.key, output: output ?? null });
+        } catch (e) {
+          this.#fail({ pos, i: line.i, key: line.key, error: `output is not JSON: ${errorMessage(e)}`, attempts: attempt, reason: "non_retriable" });
+          return;
+        }
+        this.#done.push({ pos, line: json });
+        this.#afterSettle();
+        return;
+      } catch (e) {
+        // Interrupted by the deadline, SIGTERM or a lost lease: not the item's fault, not recorded.
+        if (itemSignal.aborted || this.#lost) return;
+        const message = errorMessage(e);
+        if (e instanceof NonRetriableError || isShardrunError(e, "NON_RETRIABLE")) {
+          this.#fail({ pos, i: line.i, key: line.key, error: message, attempts: attempt, reason: "non_retriable" });
+          return;
+        }
+        if (attempt >= policy.attempts) {
+          this.#fail({ pos, i: line.i, key: line.key, error: message, attempts: attempt, reason: "error" });
+          return;
+        }
+        const delay = e instanceof RetryAfterError ? e.retryAfterMs : nextRetryDelay(policy, attempt, this.#o.random);
+        ctx.log.warn("item failed, retrying", { attempt, delayMs: delay, error: message });
+        try {
+          await sleep(delay, itemSignal);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  #fail(f: FailedItem): void {
+    this.#o.logger.warn("item failed", { item: f.key, attempts: f.attempts, reason: f.reason, error: f.error });
+    this.#failed.push(f);
+    this.#afterSettle();
+  }
+
+  #afterSettle(): void {
+    this.#maybeFlush();
+  }
+
+  #maybeFlush(): void {
+    if (this.#flushQueued || this.#lost) return;
+    const since = this.#o.now() - this.#lastWriteAt;
+    const pending = this.#done.length + this.#failed.length;
+    if (!checkpointDue({ pending, sinceWriteMs: since }, this.#o.job.checkpoint) && !heartbeatDue(since, this.#o.leaseTtlMs)) return;
+    this.#flushQueued = true;
+    this.#flush(false, false).catch((e) => {
+      if (!(e instanceof LeaseLost)) this.#o.logger.error("checkpoint failed", { shard: this.#o.shard, error: errorMessage(e) });
+    });
+  }
+
+  /** Serialized: one write of this checkpoint at a time, never two within a second. */
+  #flush(force: boolean, final: boolean): Promise<void> {
+    const next = this.#flushing.then(() => this.#write(force, final));
+    this.#flushing = next.catch(() => undefined);
+    return next;
+  }
+
+  async #write(force: boolean, final: boolean): Promise<void> {
+    this.#flushQueued = false;
+    if (this.#lost) throw new LeaseLost(`lease on ${this.#o.shard} lost`);
+    const { store, runId, shard, now } = this.#o;
+    const gap = now() - this.#lastWriteAt;
+    if (gap < MIN_WRITE_GAP_MS) {
+      if (!force) return;
+      await sleep(MIN_WRITE_GAP_MS - gap);
+    }
+    const done = this.#done.splice(0);
+    const failed = this.#failed.splice(0);
+    const executions = this.#executions;
+    this.#executions = 0;
+    let part: { name: string; count: number } | undefined;
+    if (done.length) {
+      const name = partName(this.#cp.epoch, ++this.#seq);
+      // Protocol 2: the part first (create-only); a part no checkpoint names is an orphan.
+      await store.put(keys.part(runId, shard, name), done.map((d) => d.line).join("\n") + "\n", { ifGenerationMatch: 0, contentType: "application/x-ndjson" });
+      part = { name, count: done.length };
+    }
+    const next = commitBatch(this.#cp, { ...(part ? { part } : {}), done: done.map((d) => d.pos), failed, executions }, now(), final);
+    try {
+      this.#gen = await putJson(store, this.#cpKey, next, { ifGenerationMatch: this.#gen });
+    } catch (e) {
+      if (e instanceof PreconditionFailed) {
+        this.#lost = true;
+        this.#lease.abort(new LeaseLost(`lease on ${shard} lost`));
+        this.#o.logger.warn("lease lost: another attempt owns the shard; committing nothing more", { shard, epoch: this.#cp.epoch });
+        throw new LeaseLost(`lease on ${shard} lost`, { cause: e });
+      }
+      throw e;
+    }
+    this.#cp = next;
+    this.#lastWriteAt = now();
+  }
+}

@@ -1,0 +1,238 @@
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { mkdtemp, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { FsObjectStore } from "../../src/store/fs.js";
+import { storeContract } from "./store-contract.js";
+
+const repo = fileURLToPath(new URL("../../", import.meta.url));
+const childScript = fileURLToPath(new URL("./race-child.mjs", import.meta.url));
+const compiledAdapter = join(repo, "dist/src/store/fs.js");
+const adapterSources = ["src/store/fs.ts", "src/store/port.ts", "src/core/errors.ts"];
+
+const tempRoot = () => mkdtemp(join(tmpdir(), "shardrun-store-"));
+const text = (bytes: Uint8Array | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
+
+storeContract("fs", async () => {
+  const root = await tempRoot();
+  return {
+    store: new FsObjectStore(root),
+    reopen: async () => new FsObjectStore(root),
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
+});
+
+describe("FsObjectStore on disk", () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await tempRoot();
+  });
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("names itself by a file URL of its absolute root", () => {
+    expect(new FsObjectStore(root).url).toBe(pathToFileURL(root).href);
+    expect(new FsObjectStore("rel/dir").url).toBe(pathToFileURL(resolve("rel/dir")).href);
+    expect(() => new FsObjectStore("")).toThrow("Expected `rootDir` to be a non-empty path");
+  });
+
+  it("keeps only the last two generations' bytes on disk and no temp files", async () => {
+    const store = new FsObjectStore(root);
+    const size = 64 * 1024;
+    for (let i = 0; i < 20; i++) await store.put("k/v.bin", new Uint8Array(size).fill(i));
+    const dir = join(root, "k", "v.bin@");
+    const names = await readdir(dir);
+    expect(names).toHaveLength(20); // names stay, so a late writer cannot reuse one
+    const sizes = await Promise.all(names.map(async (name) => (await stat(join(dir, name))).size));
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(2 * (size + 1));
+    expect((await store.get("k/v.bin"))!.bytes[0]).toBe(19);
+    expect(await readdir(join(root, "@tmp"))).toEqual([]);
+  });
+
+  it("finds the right generation after its folder was emptied and refilled", async () => {
+    const store = new FsObjectStore(root);
+    for (let i = 0; i < 5; i++) await store.put("k", `old ${i}`);
+    await rm(root, { recursive: true, force: true });
+    expect(await store.get("k")).toBeNull();
+    const generation = await store.put("k", "new", { ifGenerationMatch: 0 });
+    expect(await store.get("k")).toEqual({ bytes: expect.anything(), generation });
+    expect(text((await store.get("k"))?.bytes)).toBe("new");
+  });
+
+  it("reports a damaged latest generation instead of looping", async () => {
+    const store = new FsObjectStore(root);
+    const generation = await store.put("k", "x");
+    await truncate(join(root, `k@`, generation), 0);
+    await expect(store.get("k")).rejects.toMatchObject({ code: "INTERNAL" });
+  });
+
+  it("lists nothing that it did not write", async () => {
+    const store = new FsObjectStore(root);
+    await store.put("a/b", "x");
+    await writeFile(join(root, "a", "stray-file"), "x");
+    await writeFile(join(root, "loose"), "x");
+    expect(await store.list("", { delimiter: "/" })).toEqual({ keys: [], prefixes: ["a/"] });
+    expect((await store.list("")).keys).toEqual(["a/b"]);
+  });
+
+  it("works the same with durable writes", async () => {
+    const store = new FsObjectStore(root, { durable: true });
+    const generation = await store.put("d/k", "synced", { ifGenerationMatch: 0 });
+    expect(text((await new FsObjectStore(root).get("d/k"))?.bytes)).toBe("synced");
+    expect(await store.delete("d/k", { ifGenerationMatch: generation })).toBe(true);
+  });
+});
+
+interface ChildMessage {
+  ready?: boolean;
+  done?: boolean;
+  won?: boolean;
+  conflicts?: number;
+  generation?: string;
+  /** Added by `race`, not sent by the child. */
+  pid?: number;
+}
+
+/** Every child started, so that a failed test still kills its children before removing their folder. */
+const running = new Set<Child>();
+
+/** A race-child.mjs process with its protocol as promises. */
+class Child {
+  readonly process: ChildProcessWithoutNullStreams;
+  readonly ready: Promise<ChildMessage>;
+  readonly done: Promise<ChildMessage>;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(mode: string, root: string, key: string, arg?: string) {
+    const args = [childScript, mode, root, key, ...(arg === undefined ? [] : [arg])];
+    this.process = spawn(process.execPath, args, { cwd: repo, stdio: ["pipe", "pipe", "pipe"] });
+    let stderr = "";
+    this.process.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    running.add(this);
+    this.exited = new Promise((done) =>
+      this.process.once("exit", (code, signal) => {
+        running.delete(this);
+        done({ code, signal });
+      }),
+    );
+    const lines = createInterface({ input: this.process.stdout });
+    const message = (field: "ready" | "done") =>
+      new Promise<ChildMessage>((resolve, reject) => {
+        lines.on("line", (line) => {
+          const parsed = JSON.parse(line) as ChildMessage;
+          if (parsed[field]) resolve(parsed);
+        });
+        lines.once("close", () => reject(new Error(`child ${mode} exited without "${field}": ${stderr}`)));
+      });
+    this.ready = message("ready");
+    this.done = message("done");
+    // Only one of ready/done may be awaited by a test; the other must not turn into an unhandled rejection.
+    this.ready.catch(() => undefined);
+    this.done.catch(() => undefined);
+  }
+
+  go(): void {
+    this.process.stdin.end("go\n");
+  }
+
+  kill(): void {
+    this.process.kill("SIGKILL");
+  }
+}
+
+/** Starts `count` children, waits until all are ready, then lets them race at once. */
+async function race(count: number, mode: string, root: string, key: string, arg?: string): Promise<ChildMessage[]> {
+  const children = Array.from({ length: count }, () => new Child(mode, root, key, arg));
+  const ready = await Promise.all(children.map((c) => c.ready));
+  for (const child of children) child.go();
+  const done = await Promise.all(children.map((c) => c.done));
+  return children.map((c, i) => ({ ...ready[i], ...done[i], pid: c.process.pid }));
+}
+
+describe("FsObjectStore across processes", () => {
+  const processes = 8;
+  let root: string;
+  let store: FsObjectStore;
+
+  beforeAll(() => {
+    const stale = () =>
+      !existsSync(compiledAdapter) ||
+      adapterSources.some((file) => statSync(join(repo, file)).mtimeMs > statSync(compiledAdapter).mtimeMs);
+    // Others' unfinished files may fail the type check; tsc still emits, so only the output counts.
+    if (stale()) spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, stdio: "ignore" });
+    expect(existsSync(compiledAdapter), `${compiledAdapter} was not built`).toBe(true);
+  });
+  beforeEach(async () => {
+    root = await tempRoot();
+    store = new FsObjectStore(root);
+  });
+  afterEach(async () => {
+    const children = [...running];
+    for (const child of children) child.kill();
+    await Promise.all(children.map((c) => c.exited));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("lets exactly one process win a create-only race", async () => {
+    const results = await race(processes, "create", root, "race/once");
+    const winners = results.filter((r) => r.won);
+    expect(winners).toHaveLength(1);
+    expect(text((await store.get("race/once"))?.bytes)).toBe(`winner ${winners[0]?.pid}`);
+  });
+
+  it("loses no compare-and-swap increment between processes", async () => {
+    const each = 50;
+    const results = await race(processes, "cas", root, "race/counter", String(each));
+    expect(text((await store.get("race/counter"))?.bytes)).toBe(String(processes * each));
+    expect(results.reduce((sum, r) => sum + (r.conflicts ?? 0), 0)).toBeGreaterThan(0);
+  });
+
+  it("lets exactly one of many writes conditioned on the same generation win", async () => {
+    const before = await store.put("race/same", "initial");
+    const results = await race(processes, "same-gen", root, "race/same");
+    expect(results.map((r) => r.generation)).toEqual(Array(processes).fill(before));
+    const winners = results.filter((r) => r.won);
+    expect(winners).toHaveLength(1);
+    const after = await store.get("race/same");
+    expect(after?.generation).not.toBe(before);
+    expect(text(after?.bytes)).toBe(`winner ${winners[0]?.pid}`);
+  });
+
+  it.each([
+    ["temp-written", "initial"],
+    ["linked", "written by a process that was killed"],
+  ])("stays readable and writable after a writer is killed at %s", async (point, expected) => {
+    const before = await store.put("k", "initial");
+    const child = new Child("die-at", root, "k", point);
+    expect(await child.exited).toEqual({ code: null, signal: "SIGKILL" });
+    const now = await store.get("k");
+    expect(text(now?.bytes)).toBe(expected);
+    expect(now?.generation === before).toBe(expected === "initial");
+    const next = await store.put("k", "after", { ifGenerationMatch: now!.generation });
+    expect(await store.get("k")).toEqual({ bytes: expect.anything(), generation: next });
+  });
+
+  it("stays consistent when writers are SIGKILLed mid-loop", async () => {
+    for (let round = 0; round < 3; round++) {
+      const children = Array.from({ length: 4 }, () => new Child("churn", root, "chaos"));
+      await Promise.all(children.map((c) => c.ready));
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
+      for (const child of children) child.kill();
+      await Promise.all(children.map((c) => c.exited));
+    }
+    const counter = Number(text((await store.get("chaos"))?.bytes));
+    expect(Number.isInteger(counter) && counter > 0).toBe(true);
+    expect((await store.get("chaos-big"))?.bytes).toEqual(new Uint8Array(256 * 1024).fill(0x61));
+    // Nothing was left held: a fresh round of racing processes and this one all get through.
+    await race(4, "cas", root, "chaos", "10");
+    expect(text((await store.get("chaos"))?.bytes)).toBe(String(counter + 40));
+    const flip = await store.get("chaos-flip");
+    if (flip) expect(await store.delete("chaos-flip", { ifGenerationMatch: flip.generation })).toBe(true);
+    else await store.put("chaos-flip", "x", { ifGenerationMatch: 0 });
+  });
+});

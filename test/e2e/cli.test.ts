@@ -1,0 +1,131 @@
+/** The CLI's answers to people: help everywhere, one clear line for every mistake, no state changed. */
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ROOT, SLEEPY, cli, parseLines, tempDir } from "./helpers.js";
+
+let cwd: string;
+beforeAll(() => {
+  cwd = tempDir();
+});
+
+const noRunsWritten = (dir: string) => !existsSync(join(dir, ".shardrun", "runs")) || readdirSync(join(dir, ".shardrun", "runs")).length === 0;
+
+describe("shardrun CLI", () => {
+  it.each(["run", "status", "runs", "output", "rerun", "worker"])("has help for %s", async (command) => {
+    const r = await cli([command, "--help"], cwd);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: shardrun ${command}`);
+  });
+
+  it("lists commands in its main help", async () => {
+    const r = await cli(["--help"], cwd);
+    expect(r.code).toBe(0);
+    for (const c of ["run", "status", "runs", "output", "rerun", "worker"]) expect(r.stdout).toContain(`  ${c}`);
+  });
+
+  it("names the missing job and where jobs are looked up", async () => {
+    const r = await cli(["run", "no-such-job", "--local"], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain('no job named "no-such-job"');
+    expect(r.stderr).toContain(join(ROOT, "jobs"));
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(noRunsWritten(cwd)).toBe(true);
+  });
+
+  it("reports an invalid job definition with the field path", async () => {
+    const r = await cli(["run", join(ROOT, "test/fixtures/jobs/bad-definition.ts"), "--local"], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/invalid job definition "bad-definition": concurrency: /);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(noRunsWritten(cwd)).toBe(true);
+  });
+
+  it.each([
+    [["--tasks", "abc"], "--tasks: expected a whole number"],
+    [["--shards", "0"], "--shards: expected a whole number from 1"],
+    [["--bogus"], "Unknown option '--bogus'"],
+    [["--arg", "count=many"], "arg.count"],
+    [["--arg", "nokey"], "--arg: expected key=value"],
+    [["--shards", "2", "--items-per-shard", "3"], "not both"],
+  ])("rejects bad flags %j with a message naming them", async (flags, message) => {
+    const r = await cli(["run", SLEEPY, "--local", ...flags], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+    expect(noRunsWritten(cwd)).toBe(true);
+  });
+
+  it("refuses to run without --local until the Cloud Run launcher exists", async () => {
+    const r = await cli(["run", SLEEPY], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--local");
+    expect(noRunsWritten(cwd)).toBe(true);
+  });
+
+  it.each([["status"], ["output"], ["rerun"]])("%s rejects a malformed run id", async (command) => {
+    const r = await cli([command, "../../etc", "--local"].slice(0, command === "rerun" ? 3 : 2), cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('run id "../../etc" is not valid');
+  });
+
+  it("says when a run does not exist", async () => {
+    const r = await cli(["status", "20260101-000000-sleepy-abcd"], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("no run 20260101-000000-sleepy-abcd");
+  });
+
+  it("rejects an unknown command", async () => {
+    const r = await cli(["frobnicate"], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown command "frobnicate"');
+  });
+
+  it("runs a job, then status, runs and output agree", async () => {
+    const dir = tempDir();
+    const r = await cli(["run", SLEEPY, "--local", "--arg", "count=25", "--arg", "sleepMs=1", "--tasks", "2", "--json"], dir);
+    expect(r.code).toBe(0);
+    const status = JSON.parse(r.stdout) as { runId: string; state: string; items: Record<string, number>; shards: Record<string, number>; launches: unknown[]; executions: number };
+    expect(status.state).toBe("succeeded");
+    expect(status.items).toEqual({ total: 25, succeeded: 25, failed: 0, pending: 0 });
+    expect(status.shards.total).toBe(3);
+    expect(status.shards.done).toBe(3);
+    expect(status.launches).toHaveLength(1);
+    expect(status.executions).toBe(25);
+
+    const st = await cli(["status", status.runId, "--json"], dir);
+    expect(st.code).toBe(0);
+    expect(JSON.parse(st.stdout)).toMatchObject({ runId: status.runId, state: "succeeded", items: status.items });
+
+    const human = await cli(["status", status.runId], dir);
+    expect(human.stdout).toContain("25 succeeded");
+
+    const runs = await cli(["runs", "--json"], dir);
+    const list = JSON.parse(runs.stdout) as { runId: string; job: string; state: string; createdAt: string }[];
+    expect(list[0]).toMatchObject({ runId: status.runId, job: "sleepy", state: "succeeded" });
+    expect(Date.parse(list[0]!.createdAt)).not.toBeNaN();
+
+    const out = await cli(["output", status.runId], dir);
+    const lines = parseLines<{ key: string; output: { n: number; square: number } }>(out.stdout);
+    expect(lines.map((l) => l.key).sort()).toEqual(Array.from({ length: 25 }, (_, n) => `item-${n}`).sort());
+    for (const l of lines) expect(l.output.square).toBe(l.output.n * l.output.n);
+  });
+
+  it("ends partial with exit 3 when items fail, and reruns exactly the failed items", async () => {
+    const dir = tempDir();
+    const r = await cli(["run", SLEEPY, "--local", "--arg", "count=30", "--arg", "sleepMs=1", "--arg", "failEvery=7", "--json"], dir);
+    expect(r.code).toBe(3);
+    const status = JSON.parse(r.stdout) as { runId: string; state: string; items: Record<string, number> };
+    expect(status.state).toBe("partial");
+    // 0, 7, 14, 21, 28 fail every time.
+    expect(status.items).toEqual({ total: 30, succeeded: 25, failed: 5, pending: 0 });
+    const rerun = await cli(["rerun", status.runId, "--local", "--failed-items", "--json"], dir);
+    expect(rerun.code).toBe(3);
+    const after = JSON.parse(rerun.stdout) as { state: string; items: Record<string, number>; shards: { total: number } };
+    expect(after.items).toEqual({ total: 30, succeeded: 25, failed: 5, pending: 0 });
+    expect(after.shards.total).toBeGreaterThan(3);
+    const out = parseLines((await cli(["output", status.runId], dir)).stdout);
+    expect(out).toHaveLength(25);
+    expect(new Set(out.map((l) => l.key)).size).toBe(25);
+  });
+});
