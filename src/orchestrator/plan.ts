@@ -53,21 +53,27 @@ export function parseArgs(job: Job, raw: Record<string, unknown>): Record<string
   return (parsed.data ?? {}) as Record<string, unknown>;
 }
 
-/** Key and weight of an item; an item that fails its schema still gets a place (and fails later). */
+/**
+ * Key and weight of an item. An item that fails its schema still gets a place (it fails when a
+ * task reaches it), and its key from `key()` when `key()` can read it, so that the dead letter
+ * names it as the user knows it.
+ */
 export function describeItem(job: Job, raw: unknown, index: number): PlannedItem {
   const parsed = job.item.safeParse(raw);
   let key = `#${index}`;
   let weight = 1;
-  if (parsed.success) {
-    try {
-      if (job.key) key = String(job.key(parsed.data));
-      if (job.weight) {
-        const w = Number(job.weight(parsed.data));
-        weight = Number.isFinite(w) && w >= 0 ? w : 1;
-      }
-    } catch {
-      // key() or weight() threw on an odd item: keep the defaults; run() will judge the item.
+  try {
+    if (job.key) {
+      const k = job.key((parsed.success ? parsed.data : raw) as never);
+      if (typeof k === "string" && k) key = k;
+      else if (parsed.success) key = String(k);
     }
+    if (parsed.success && job.weight) {
+      const w = Number(job.weight(parsed.data));
+      weight = Number.isFinite(w) && w >= 0 ? w : 1;
+    }
+  } catch {
+    // key() or weight() threw on an odd item: keep the defaults; run() will judge the item.
   }
   return { key, weight, item: raw };
 }

@@ -2,6 +2,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { FsObjectStore } from "../../src/store/fs.js";
 import { ROOT, SLEEPY, cli, parseLines, tempDir } from "./helpers.js";
 
 let cwd: string;
@@ -127,5 +128,21 @@ describe("shardrun CLI", () => {
     const out = parseLines((await cli(["output", status.runId], dir)).stdout);
     expect(out).toHaveLength(25);
     expect(new Set(out.map((l) => l.key)).size).toBe(25);
+  });
+
+  it("records items that fail their schema as failed with the field path, without crashing the shard", async () => {
+    const dir = tempDir();
+    const r = await cli(["run", join(ROOT, "test/fixtures/jobs/mixed.ts"), "--local", "--json"], dir);
+    expect(r.code).toBe(3);
+    const status = JSON.parse(r.stdout) as { runId: string; state: string; items: Record<string, number> };
+    expect(status.state).toBe("partial");
+    expect(status.items).toEqual({ total: 12, succeeded: 9, failed: 3, pending: 0 });
+    const deadLetter = await new FsObjectStore(join(dir, ".shardrun")).get(`runs/${status.runId}/dead-letter.jsonl`);
+    const dead = parseLines<{ key: string; reason: string; error: string }>(Buffer.from(deadLetter!.bytes).toString("utf8"));
+    expect(dead.map((d) => d.key).sort()).toEqual(["bad-11", "bad-3", "bad-7"]);
+    for (const d of dead) {
+      expect(d.reason).toBe("schema");
+      expect(d.error).toContain("size:");
+    }
   });
 });
