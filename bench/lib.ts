@@ -1,0 +1,216 @@
+/**
+ * What the benches share: temp stores, running the CLI as a child process, cleaning up what a
+ * bench started (even when it is interrupted), the sleepy job's deterministic items, tables.
+ * Benches drive the real CLI rather than library calls so that every figure includes what a user
+ * pays: process starts, planning, the launcher's supervisor and polling.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { LocalStatus } from "../src/launcher/local-model.js";
+import { readCheckpoints, readRun } from "../src/orchestrator/read.js";
+import { openStore } from "../src/store/open.js";
+import sleepy from "../test/fixtures/jobs/sleepy.js";
+
+/** Repository root: benches run compiled, from dist/bench/. */
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const CLI = join(ROOT, "bin", "shardrun.js");
+/** The compiled job: tasks load compiled modules, so give the CLI the .js path. */
+export const SLEEPY = join(ROOT, "dist", "test", "fixtures", "jobs", "sleepy.js");
+
+/** Item counts scale with BENCH_SCALE (default 1) so a slow machine can run a smaller bench. */
+export function scaled(n: number, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.BENCH_SCALE ?? "1";
+  const scale = Number(raw);
+  if (!(scale > 0)) throw new TypeError(`Expected BENCH_SCALE to be a number above 0, got "${raw}"`);
+  return Math.max(1, Math.round(n * scale));
+}
+
+// ---------------------------------------------------------------- cleanup of what we started
+
+const children = new Set<ChildProcess>();
+const stores = new Set<string>();
+
+/** A fresh store folder, removed (with its executions stopped) by `cleanup()`. */
+export function tempStore(label: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `shardrun-bench-${label}-`));
+  stores.add(dir);
+  return dir;
+}
+
+/** Execution status files of a store's local launcher (not the specs, not temp files). */
+export function executionStatuses(store: string): LocalStatus[] {
+  const dir = join(store, ".executions");
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: LocalStatus[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".json") || name.endsWith(".spec.json")) continue;
+    try {
+      out.push(LocalStatus.parse(JSON.parse(readFileSync(join(dir, name), "utf8"))));
+    } catch {
+      // Replaced by rename, so a read is whole; a parse error means a file of another kind.
+    }
+  }
+  return out;
+}
+
+function kill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Stops everything the benches started and removes their stores. Synchronous, so that it also
+ * works from an `exit` handler. The supervisor goes first: killed tasks of a live supervisor
+ * would be retried. Only pids of executions still marked live are touched, since a finished
+ * supervisor's pid may by now belong to an unrelated process.
+ */
+export function cleanup(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  children.clear();
+  for (const store of stores) {
+    for (const ex of executionStatuses(store)) {
+      if (ex.state !== "running" && ex.state !== "pending") continue;
+      if (ex.supervisorPid) kill(ex.supervisorPid, "SIGKILL");
+      for (const t of ex.tasks) if (t.pid) kill(t.pid, "SIGKILL");
+    }
+    rmSync(store, { recursive: true, force: true });
+  }
+  stores.clear();
+}
+
+let installed = false;
+export function installCleanup(): void {
+  if (installed) return;
+  installed = true;
+  process.on("exit", cleanup);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\nbench: ${sig}, stopping runs and removing temp stores\n`);
+      cleanup();
+      process.exit(130);
+    });
+  }
+}
+
+// ---------------------------------------------------------------- the CLI
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Wall time from spawn to exit: what a user waits for. */
+  ms: number;
+}
+
+/** Runs `shardrun ...args`, tracked so that `cleanup()` can stop it. */
+export function runCli(args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    children.add(child);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      children.delete(child);
+      resolve({ code: code ?? 128, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), ms: performance.now() - t0 });
+    });
+  });
+}
+
+/** The part of `run --json` the benches read, parsed at the edge like any other input. */
+export const RunJson = z.object({
+  runId: z.string(),
+  state: z.string(),
+  items: z.object({ total: z.number(), succeeded: z.number(), failed: z.number(), pending: z.number() }),
+  shards: z.object({ total: z.number(), done: z.number() }),
+  launches: z.array(z.object({ n: z.number(), taskCount: z.number(), state: z.string(), execution: z.string().optional() })),
+  executions: z.number(),
+});
+export type RunJson = z.infer<typeof RunJson>;
+
+export interface SleepyRunOptions {
+  store: string;
+  args: Record<string, string | number>;
+  flags?: string[];
+}
+
+/** `shardrun run sleepy --local --json`; throws with the CLI's stderr when it did not finish. */
+export async function runSleepy(o: SleepyRunOptions): Promise<{ ms: number; commitMs: number; status: RunJson }> {
+  const argFlags = Object.entries(o.args).flatMap(([k, v]) => ["--arg", `${k}=${v}`]);
+  const r = await runCli(["run", SLEEPY, "--local", "--store", o.store, "--json", ...(o.flags ?? []), ...argFlags]);
+  if (r.code !== 0 && r.code !== 3) throw new Error(`shardrun run exited ${r.code}\n${r.stderr.slice(-2000)}`);
+  const status = RunJson.parse(JSON.parse(r.stdout));
+  return { ms: r.ms, commitMs: await toLastCommitMs(o.store, status.runId), status };
+}
+
+/**
+ * From the run's creation to its last checkpoint write, read back from the store. Unlike wall
+ * time it leaves out the driver's 0.5 s status polls and the CLI's exit, which quantize wall
+ * times too coarsely to see per-shard and per-item costs in differences of runs.
+ */
+export async function toLastCommitMs(storeDir: string, runId: string): Promise<number> {
+  const store = await openStore(storeDir);
+  const run = (await readRun(store, runId)).value;
+  let last = 0;
+  for (const cp of (await readCheckpoints(store, run)).values()) if (cp) last = Math.max(last, Date.parse(cp.updatedAt));
+  return last - Date.parse(run.createdAt);
+}
+
+// ---------------------------------------------------------------- the sleepy job's items
+
+export type SleepyItem = { n: number; ms: number; fail: boolean; log?: string };
+
+/**
+ * The items a sleepy run plans, taken from the job's own source (its seed is fixed), so the
+ * bench knows every item's duration without re-deriving the generator.
+ */
+export async function sleepyItems(raw: Record<string, string | number>): Promise<SleepyItem[]> {
+  if (!sleepy.args) throw new Error("the sleepy job lost its args schema");
+  const args = sleepy.args.parse(raw);
+  const out: SleepyItem[] = [];
+  for await (const item of sleepy.source(args, { signal: new AbortController().signal })) out.push(sleepy.item.parse(item));
+  return out;
+}
+
+export { sleepy };
+
+// ---------------------------------------------------------------- printing
+
+export function table(head: string[], rows: (string | number)[][]): string {
+  const cells = [head, ...rows.map((r) => r.map(String))];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) => "  " + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  return [line(head), "  " + widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)].join("\n") + "\n";
+}
+
+export const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+export const fixed = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : "n/a");
+/** Rounds for the JSON line: figures, not float noise. */
+export const round = (x: number, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
+
+/** A small seeded PRNG: kill intervals and choices follow the same sequence in every bench run. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
