@@ -23,6 +23,16 @@ export const ENV = {
   logFormat: "SHARDRUN_LOG_FORMAT",
   /** Seconds before the deadline at which a task stops taking items. */
   deadlineMarginSeconds: "SHARDRUN_DEADLINE_MARGIN_S",
+  // Where runs go on Google Cloud (flags win over these; these win over manifests/shardrun.json).
+  project: "SHARDRUN_PROJECT",
+  /** The project as Google's tools and libraries name it. */
+  googleProject: "GOOGLE_CLOUD_PROJECT",
+  region: "SHARDRUN_REGION",
+  /** Default store for commands given no --store. */
+  defaultStore: "SHARDRUN_STORE_URL",
+  image: "SHARDRUN_IMAGE",
+  /** Cloud Storage emulator host (the client library reads it too). */
+  storageEmulator: "STORAGE_EMULATOR_HOST",
 } as const;
 
 // Not z.coerce: it would read "" as 0, and an empty CLOUD_RUN_TASK_INDEX would pass as task 0.

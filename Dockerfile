@@ -1,0 +1,22 @@
+# The task image: compiled JavaScript and production dependencies only, on a small Node 22 base.
+# Tasks start often (every shard claim after a retry, every launch): no TypeScript loader, no
+# dev dependencies, no package manager work at start.
+FROM node:22-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY tsconfig.json tsconfig.build.json tsconfig.image.json ./
+COPY src ./src
+COPY jobs ./jobs
+RUN npx tsc -p tsconfig.image.json && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:22-slim
+ENV NODE_ENV=production SHARDRUN_LOG_FORMAT=json
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+USER node
+# The task entrypoint; `node bin/shardrun.js <command>` is there for the scheduler and for people.
+ENTRYPOINT ["node", "dist/src/worker/main.js"]

@@ -1,0 +1,79 @@
+/**
+ * Google Cloud settings for commands that talk to Cloud Run: flags win over the environment,
+ * which wins over `manifests/shardrun.json` (found from the working directory). A value still
+ * holding a placeholder (PROJECT_ID, BUCKET) is refused by name rather than sent to the API.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { InvalidInputError, UsageError } from "../core/errors.js";
+import { formatZodError } from "../core/zod-format.js";
+import { ENV } from "./env.js";
+
+export const CloudSettingsFile = z.strictObject({
+  project: z.string().optional(),
+  region: z.string().optional(),
+  store: z.string().optional(),
+  image: z.string().optional(),
+  serviceAccount: z.string().optional(),
+  taskTimeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+  maxRetries: z.number().int().min(0).max(10).optional(),
+  parallelism: z.number().int().min(1).optional(),
+  memory: z.string().optional(),
+  cpu: z.string().optional(),
+});
+export type CloudSettings = z.infer<typeof CloudSettingsFile> & { source: Record<string, string> };
+
+const PLACEHOLDER = /\b(PROJECT_ID|BUCKET|REGION)\b/;
+export const SETTINGS_FILE = join("manifests", "shardrun.json");
+
+export function readSettingsFile(cwd: string): z.infer<typeof CloudSettingsFile> | null {
+  const path = join(cwd, SETTINGS_FILE);
+  if (!existsSync(path)) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new InvalidInputError(`${path} is not valid JSON`, { cause: e });
+  }
+  const parsed = CloudSettingsFile.safeParse(raw);
+  if (!parsed.success) throw new InvalidInputError(`${path}: ${formatZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+export function cloudSettings(flags: { project?: string; region?: string }, cwd: string, env: NodeJS.ProcessEnv = process.env): CloudSettings {
+  const file = readSettingsFile(cwd) ?? {};
+  const source: Record<string, string> = {};
+  const pick = (name: string, ...candidates: [string | undefined, string][]): string | undefined => {
+    for (const [value, from] of candidates) {
+      if (value) {
+        if (PLACEHOLDER.test(value)) {
+          throw new UsageError(`${name} "${value}" from ${from} is still a placeholder: edit ${SETTINGS_FILE} or pass --${name}`);
+        }
+        source[name] = from;
+        return value;
+      }
+    }
+    return undefined;
+  };
+  const project = pick("project", [flags.project, "--project"], [env[ENV.project], ENV.project], [env[ENV.googleProject], ENV.googleProject], [file.project, SETTINGS_FILE]);
+  const region = pick("region", [flags.region, "--region"], [env[ENV.region], ENV.region], [file.region, SETTINGS_FILE]);
+  const image = pick("image", [env[ENV.image], ENV.image], [file.image, SETTINGS_FILE]);
+  const serviceAccount = pick("service-account", [file.serviceAccount, SETTINGS_FILE]);
+  return {
+    ...file,
+    ...(project ? { project } : {}),
+    ...(region ? { region } : {}),
+    ...(image ? { image } : {}),
+    ...(serviceAccount ? { serviceAccount } : {}),
+    source,
+  };
+}
+
+export function requireProjectRegion(s: CloudSettings, command: string): { project: string; region: string } {
+  if (!s.project || !s.region) {
+    const missing = [!s.project && "--project (or SHARDRUN_PROJECT)", !s.region && "--region (or SHARDRUN_REGION)"].filter(Boolean).join(" and ");
+    throw new UsageError(`${command}: Cloud Run needs ${missing}, or set them in ${SETTINGS_FILE}; add --local to run on this machine`);
+  }
+  return { project: s.project, region: s.region };
+}
