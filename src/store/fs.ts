@@ -14,22 +14,12 @@
  * names always form 1..N: the latest generation is found with a few stat calls from a hint.
  */
 import { randomBytes } from "node:crypto";
-import type { Dirent } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { PreconditionFailed, ShardrunError } from "../core/errors.js";
-import {
-  assertKey,
-  CREATE_ONLY,
-  type DeleteOptions,
-  type Generation,
-  type ListOptions,
-  type ListPage,
-  type ObjectStore,
-  type PutOptions,
-  type StoredObject,
-} from "./port.js";
+import { assertKey, CREATE_ONLY } from "./port.js";
+import type { DeleteOptions, Generation, ListOptions, ListPage, ObjectStore, PutOptions, StoredObject } from "./port.js";
 
 const DATA = 0x44; // "D"
 const TOMBSTONE = 0x54; // "T"
@@ -98,12 +88,13 @@ export class FsObjectStore implements ObjectStore {
     for (;;) {
       const generation = await this.#latest(key, dir);
       if (generation === 0) return null;
-      const content = await readWhole(generationFile(dir, generation));
+      const file = generationFile(dir, generation);
+      const content = await readWhole(file);
       if (content === null) {
-        failed = this.#superseded(dir, generation, failed);
+        failed = this.#superseded(file, generation, failed);
         continue;
       }
-      if (checkHeader(content[0], dir, generation) === TOMBSTONE) return null;
+      if (checkHeader(content[0], file) === TOMBSTONE) return null;
       // A plain Uint8Array view, not a Buffer: callers compare and decode it like any other.
       const bytes = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
       return { bytes, generation: String(generation) };
@@ -129,7 +120,10 @@ export class FsObjectStore implements ObjectStore {
     if (!Number.isInteger(maxResults) || maxResults < 1) {
       throw new TypeError(`Expected \`maxResults\` to be an integer from 1 and up, got ${maxResults}`);
     }
-    if (delimiter === "") throw new TypeError("Expected `delimiter` to be a non-empty string");
+    if (delimiter !== undefined && delimiter !== "/") {
+      // Folders are the index, so "/" is the one delimiter that costs nothing; shardrun needs no other.
+      throw new TypeError(`Expected \`delimiter\` to be "/" or undefined, got ${JSON.stringify(delimiter)}`);
+    }
     const after = pageToken ? decodePageToken(pageToken) : undefined;
     const page: ListPage = { keys: [], prefixes: [] };
     // Only the folder of the prefix's last complete segment is walked; the rest filters names.
@@ -138,22 +132,14 @@ export class FsObjectStore implements ObjectStore {
     const rest = prefix.slice(cut);
     const validDir = dirPart === "" || dirPart.slice(0, -1).split("/").every(isSegment);
     if (!validDir || !PARTIAL_SEGMENT.test(rest)) return page; // no key can start with it
-    const items =
-      delimiter === "/"
-        ? this.#walk(dirPart, rest, after, true)
-        : delimiter === undefined
-          ? this.#walk(dirPart, rest, after, false)
-          : rollUp(this.#walk(dirPart, rest, after, false), prefix.length, delimiter, after);
-    let count = 0;
     let last = "";
-    for await (const item of items) {
-      if (count === maxResults) {
+    for await (const item of this.#walk(dirPart, rest, after, delimiter === "/")) {
+      if (page.keys.length + page.prefixes.length === maxResults) {
         page.nextPageToken = Buffer.from(last, "utf8").toString("base64url");
         break;
       }
       (item.isPrefix ? page.prefixes : page.keys).push(item.name);
       last = item.name;
-      count++;
     }
     return page;
   }
@@ -211,9 +197,10 @@ export class FsObjectStore implements ObjectStore {
     for (;;) {
       const generation = await this.#latest(key, dir);
       if (generation === 0) return { generation, live: false };
-      const header = await readHeader(generationFile(dir, generation));
+      const file = generationFile(dir, generation);
+      const header = await readHeader(file);
       if (header !== null) return { generation, live: header === DATA };
-      failed = this.#superseded(dir, generation, failed);
+      failed = this.#superseded(file, generation, failed);
     }
   }
 
@@ -246,24 +233,21 @@ export class FsObjectStore implements ObjectStore {
    * A generation file read empty or missing. Writers truncate only files two behind the latest, so
    * a newer generation must exist now; if the next look does not find one, the folder is damaged.
    */
-  #superseded(dir: string, generation: number, failed: number): number {
+  #superseded(file: string, generation: number, failed: number): number {
     if (generation <= failed) {
       throw new ShardrunError(
         "INTERNAL",
-        `${generationFile(dir, generation)} is the latest generation but is empty or missing: the store folder ` +
-          "was changed outside shardrun, or a machine crash lost an unsynced write (see the `durable` option)",
+        `${file} is the latest generation but is empty or missing: the store folder was changed outside ` +
+          "shardrun, or a machine crash lost an unsynced write (see the `durable` option)",
       );
     }
     return generation;
   }
 
   #remember(key: string, generation: number): void {
-    if (generation === 0) {
-      this.#hints.delete(key);
-      return;
-    }
     if (this.#hints.size >= MAX_HINTS) this.#hints.clear();
-    this.#hints.set(key, generation);
+    if (generation > 0) this.#hints.set(key, generation);
+    else this.#hints.delete(key);
   }
 
   async #writeTemp(body: Uint8Array[]): Promise<string> {
@@ -364,15 +348,9 @@ export class FsObjectStore implements ObjectStore {
 
   /** One folder's object keys and sub-prefixes, filtered and sorted the way `list` returns them. */
   async #readLevel(rel: string, rest: string, after: string | undefined, rollUpDirs: boolean): Promise<Listed[]> {
-    let dirents: Dirent[];
-    try {
-      dirents = await fs.readdir(path.join(this.#root, rel), { withFileTypes: true });
-    } catch (error) {
-      if (hasCode(error, "ENOENT", "ENOTDIR")) return [];
-      throw error;
-    }
+    const dirents = await unlessMissing(fs.readdir(path.join(this.#root, rel), { withFileTypes: true }));
     const out: Listed[] = [];
-    for (const dirent of dirents) {
+    for (const dirent of dirents ?? []) {
       if (!dirent.isDirectory() || !dirent.name.startsWith(rest)) continue;
       const isObject = dirent.name.endsWith("@");
       const segment = isObject ? dirent.name.slice(0, -1) : dirent.name;
@@ -385,23 +363,6 @@ export class FsObjectStore implements ObjectStore {
       out.push({ name, isPrefix: !isObject });
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  }
-}
-
-/** Rolls keys up at a delimiter other than "/" (which the folder walk handles itself). */
-async function* rollUp(items: AsyncIterable<Listed>, prefixLength: number, delimiter: string, after: string | undefined): AsyncGenerator<Listed> {
-  let lastPrefix: string | undefined;
-  for await (const item of items) {
-    const at = item.name.indexOf(delimiter, prefixLength);
-    if (at === -1) {
-      yield item;
-      continue;
-    }
-    const name = item.name.slice(0, at + delimiter.length);
-    // A prefix at or before the page token was returned on an earlier page.
-    if (name === lastPrefix || (after !== undefined && name <= after)) continue;
-    lastPrefix = name;
-    yield { name, isPrefix: true };
   }
 }
 
@@ -434,37 +395,34 @@ function generationFile(dir: string, generation: number): string {
   return path.join(dir, String(generation));
 }
 
-function checkHeader(byte: number | undefined, dir: string, generation: number): number {
+function checkHeader(byte: number | undefined, file: string): number {
   if (byte === DATA || byte === TOMBSTONE) return byte;
-  throw new ShardrunError("INTERNAL", `${generationFile(dir, generation)} is not a generation file of this store (header ${byte})`);
+  throw new ShardrunError("INTERNAL", `${file} is not a generation file of this store (header ${byte})`);
 }
 
 function hasCode(error: unknown, ...codes: string[]): boolean {
   return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? "");
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.access(file);
-    return true;
-  } catch (error) {
-    if (hasCode(error, "ENOENT", "ENOTDIR")) return false;
+/** The result, or null where the path does not exist. */
+function unlessMissing<T>(operation: Promise<T>): Promise<T | null> {
+  return operation.catch((error: unknown) => {
+    if (hasCode(error, "ENOENT", "ENOTDIR")) return null;
     throw error;
-  }
+  });
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await unlessMissing(fs.access(file).then(() => true))) ?? false;
 }
 
 /** DATA or TOMBSTONE; null if the file is missing or was truncated (superseded). */
 async function readHeader(file: string): Promise<number | null> {
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(file, "r");
-  } catch (error) {
-    if (hasCode(error, "ENOENT", "ENOTDIR")) return null;
-    throw error;
-  }
+  const handle = await unlessMissing(fs.open(file, "r"));
+  if (!handle) return null;
   try {
     const { bytesRead, buffer } = await handle.read(Buffer.alloc(1), 0, 1, 0);
-    return bytesRead === 0 ? null : checkHeader(buffer[0], path.dirname(file), Number(path.basename(file)));
+    return bytesRead === 0 ? null : checkHeader(buffer[0], file);
   } finally {
     await handle.close();
   }
@@ -472,13 +430,8 @@ async function readHeader(file: string): Promise<number | null> {
 
 /** The whole file; null if it is missing or was truncated (superseded) before or while reading. */
 async function readWhole(file: string): Promise<Buffer | null> {
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(file, "r");
-  } catch (error) {
-    if (hasCode(error, "ENOENT")) return null;
-    throw error;
-  }
+  const handle = await unlessMissing(fs.open(file, "r"));
+  if (!handle) return null;
   try {
     const content = await handle.readFile();
     // A truncation during the read could hand us a partial file; files never grow back, so an

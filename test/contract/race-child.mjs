@@ -12,7 +12,11 @@
 //   churn            writes forever (counter, big blob, delete/re-create) until killed
 //   die-at <point>   no barrier: one conditional write, SIGKILLing itself at the store's debug point
 import { createInterface } from "node:readline";
-import { FsObjectStore } from "../../dist/src/store/fs.js";
+
+// The test passes a private copy of the compiled adapter, so that a concurrent rebuild of dist/
+// cannot pull it away mid-test; run by hand, the child uses dist/ itself.
+const adapter = process.env.SHARDRUN_RACE_ADAPTER ?? new URL("../../dist/src/store/fs.js", import.meta.url).href;
+const { FsObjectStore } = await import(adapter);
 
 const [mode, root, key, arg] = process.argv.slice(2);
 if (!mode || !root || !key) {
@@ -96,6 +100,8 @@ switch (mode) {
     break;
   }
   case "churn": {
+    // Runs until killed, or until the test process that holds our stdin is gone.
+    process.stdin.on("end", () => process.exit(0)).resume();
     const big = new Uint8Array(256 * 1024).fill(0x61);
     for (let round = 0; ; round++) {
       await increment(key);

@@ -1,18 +1,18 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
-import { mkdtemp, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { statSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { FsObjectStore } from "../../src/store/fs.js";
 import { storeContract } from "./store-contract.js";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const childScript = fileURLToPath(new URL("./race-child.mjs", import.meta.url));
-const compiledAdapter = join(repo, "dist/src/store/fs.js");
-const adapterSources = ["src/store/fs.ts", "src/store/port.ts", "src/core/errors.ts"];
+/** The adapter's modules, by path below src/ (and below dist/src/ once compiled). */
+const adapterModules = ["store/fs", "store/port", "core/errors"];
 
 const tempRoot = () => mkdtemp(join(tmpdir(), "shardrun-store-"));
 const text = (bytes: Uint8Array | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
@@ -80,6 +80,13 @@ describe("FsObjectStore on disk", () => {
     expect((await store.list("")).keys).toEqual(["a/b"]);
   });
 
+  it("refuses list options it cannot honour", async () => {
+    const store = new FsObjectStore(root);
+    await expect(store.list("", { delimiter: "-" })).rejects.toThrow('Expected `delimiter` to be "/" or undefined');
+    await expect(store.list("", { maxResults: 0 })).rejects.toThrow("Expected `maxResults` to be an integer from 1 and up");
+    await expect(store.list("", { pageToken: "not a token!" })).rejects.toThrow("Expected `pageToken`");
+  });
+
   it("works the same with durable writes", async () => {
     const store = new FsObjectStore(root, { durable: true });
     const generation = await store.put("d/k", "synced", { ifGenerationMatch: 0 });
@@ -98,6 +105,45 @@ interface ChildMessage {
   pid?: number;
 }
 
+/** file: URL of the children's private copy of the compiled adapter. */
+let adapterUrl = "";
+
+/**
+ * Builds dist/ if the adapter there is missing or older than its sources, then copies the compiled
+ * modules to a private folder: other people rebuild dist/ while tests run, and a child that
+ * starts while dist/src/store/fs.js is being replaced would fail for no fault of the store.
+ */
+async function snapshotCompiledAdapter(): Promise<string> {
+  const compiled = (module: string) => join(repo, "dist/src", `${module}.js`);
+  const stale = () => {
+    try {
+      return adapterModules.some((m) => statSync(join(repo, "src", `${m}.ts`)).mtimeMs > statSync(compiled(m)).mtimeMs);
+    } catch {
+      return true; // not built (or being rebuilt right now)
+    }
+  };
+  const folder = await mkdtemp(join(tmpdir(), "shardrun-adapter-"));
+  // Without this the copied .js files would load as CommonJS.
+  await writeFile(join(folder, "package.json"), '{ "type": "module" }\n');
+  for (let attempt = 1; ; attempt++) {
+    // Others' unfinished files may fail the type check; tsc still emits, so only the output counts.
+    if (stale()) spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, stdio: "ignore" });
+    try {
+      for (const module of adapterModules) {
+        await mkdir(join(folder, "src", dirname(module)), { recursive: true });
+        await copyFile(compiled(module), join(folder, "src", `${module}.js`));
+      }
+      const url = pathToFileURL(join(folder, "src/store/fs.js")).href;
+      // A copy taken while tsc was rewriting a file would be cut short: prove it loads.
+      const check = spawnSync(process.execPath, ["--input-type=module", "-e", `await import(${JSON.stringify(url)})`]);
+      if (check.status !== 0) throw new Error(check.stderr.toString());
+      return url;
+    } catch (error) {
+      if (attempt === 3) throw new Error(`could not build ${compiled("store/fs")}: run \`npx tsc -p tsconfig.build.json\``, { cause: error });
+    }
+  }
+}
+
 /** Every child started, so that a failed test still kills its children before removing their folder. */
 const running = new Set<Child>();
 
@@ -110,7 +156,8 @@ class Child {
 
   constructor(mode: string, root: string, key: string, arg?: string) {
     const args = [childScript, mode, root, key, ...(arg === undefined ? [] : [arg])];
-    this.process = spawn(process.execPath, args, { cwd: repo, stdio: ["pipe", "pipe", "pipe"] });
+    const env = { ...process.env, SHARDRUN_RACE_ADAPTER: adapterUrl };
+    this.process = spawn(process.execPath, args, { cwd: repo, env, stdio: ["pipe", "pipe", "pipe"] });
     let stderr = "";
     this.process.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     running.add(this);
@@ -159,13 +206,11 @@ describe("FsObjectStore across processes", () => {
   let root: string;
   let store: FsObjectStore;
 
-  beforeAll(() => {
-    const stale = () =>
-      !existsSync(compiledAdapter) ||
-      adapterSources.some((file) => statSync(join(repo, file)).mtimeMs > statSync(compiledAdapter).mtimeMs);
-    // Others' unfinished files may fail the type check; tsc still emits, so only the output counts.
-    if (stale()) spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, stdio: "ignore" });
-    expect(existsSync(compiledAdapter), `${compiledAdapter} was not built`).toBe(true);
+  beforeAll(async () => {
+    adapterUrl = await snapshotCompiledAdapter();
+  });
+  afterAll(async () => {
+    if (adapterUrl) await rm(fileURLToPath(new URL("../../", adapterUrl)), { recursive: true, force: true });
   });
   beforeEach(async () => {
     root = await tempRoot();
