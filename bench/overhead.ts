@@ -11,6 +11,7 @@
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { silentLogger } from "../src/core/log.js";
+import { createTestContext } from "../src/index.js";
 import { fixed, round, runSleepy, scaled, secs, sleepy, table, tempStore, type RunJson } from "./lib.js";
 
 const TASKS = 2;
@@ -28,7 +29,7 @@ export async function bareLoop(count: number, file: string): Promise<number> {
   for await (const raw of sleepy.source(args, { signal })) {
     const item = sleepy.item.parse(raw);
     const key = sleepy.key ? sleepy.key(item) : String(i);
-    const output = await sleepy.run(item, { signal, log: silentLogger, attempt: 1, itemKey: key, itemIndex: i, runId: "bare", shard: "bare", epoch: 1 });
+    const output = await sleepy.run(item, createTestContext({ signal, log: silentLogger, itemKey: key, itemIndex: i, runId: "bare", shard: "bare" }));
     buf.push(JSON.stringify({ i, key, output }));
     // Written in batches, as shardrun writes parts, rather than one syscall per line.
     if (buf.length >= 500) {

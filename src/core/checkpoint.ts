@@ -20,6 +20,7 @@ export function emptyCheckpoint(runId: string, shard: string, itemCount: number,
     failed: [],
     parts: [],
     executions: 0,
+    steps: {},
     updatedAt: new Date(now).toISOString(),
   };
 }
@@ -56,6 +57,8 @@ export interface Batch {
   failed: FailedItem[];
   /** Executions started since the previous write. */
   executions: number;
+  /** Step results of unsettled items as the owner knows them now (replaces the stored ones). */
+  steps?: Readonly<Record<string, Record<string, unknown>>>;
 }
 
 /** Protocol 2: the checkpoint names the part (already written) and marks its items done. */
@@ -65,8 +68,14 @@ export function commitBatch(cp: Checkpoint, batch: Batch, now: number, release =
   const parts = batch.part ? [...cp.parts, batch.part] : cp.parts;
   const settled = rangeCount(done) + failed.length;
   const state = settled >= cp.itemCount ? "done" : "open";
+  const steps: Record<string, Record<string, unknown>> = {};
+  if (state === "open") {
+    const gone = new Set([...batch.done, ...batch.failed.map((f) => f.pos)].map(String));
+    for (const [pos, s] of Object.entries(batch.steps ?? cp.steps)) if (!gone.has(pos)) steps[pos] = s;
+  }
   return {
     ...cp,
+    steps,
     done: done.map(([s, e]) => [s, e] as [number, number]),
     failed,
     parts,

@@ -23,7 +23,32 @@ export interface JobContext {
   readonly shard: string;
   /** Lease epoch of the shard's owner: grows by one at every takeover. */
   readonly epoch: number;
+  /**
+   * A durable step: runs `fn` once per item and returns its stored result when the item is
+   * retried or its shard resumes after a kill, so a paid LLM call or a side effect is not
+   * repeated. Names must be unique within an item. Results are stored as JSON; give `schema` to
+   * validate them on read-back.
+   */
+  step<T>(name: string, fn: () => Promise<T> | T, options?: StepOptions<T>): Promise<T>;
+  /**
+   * A stable key for run/item/step to hand to external APIs (Idempotency-Key headers): the same
+   * on every retry, resume and rerun of the item.
+   */
+  idempotencyKey(name: string): string;
 }
+
+export interface StepOptions<T> {
+  /** Validates the stored result when it is read back instead of running the step. */
+  schema?: z.ZodType<T>;
+  /**
+   * "checkpoint": recorded with the shard's next checkpoint (cheap: no extra write; a kill before
+   * that checkpoint repeats the step). "eager": written to the store as soon as it finishes (one
+   * write per step; for expensive or side-effecting steps). @default the job's `steps`
+   */
+  record?: StepRecording;
+}
+
+export type StepRecording = "checkpoint" | "eager";
 
 export interface JobLogger {
   info(message: string, fields?: Record<string, unknown>): void;
@@ -73,6 +98,7 @@ export const JobDefinitionSchema = z.strictObject({
   checkpoint: CheckpointCadence.default(CheckpointCadence.parse({})),
   /** Default task count for a launch; `--tasks` overrides. */
   tasks: z.number().int().min(1).max(10_000).optional(),
+  steps: z.enum(["checkpoint", "eager"]).default("checkpoint"),
   run: fn("run"),
 });
 
@@ -104,6 +130,8 @@ export interface JobDefinition<I, O, A> {
   checkpoint?: Partial<CheckpointCadence>;
   /** Default task count of a launch. @default min(shards, 10) */
   tasks?: number;
+  /** How `ctx.step` results are recorded (see StepOptions.record). @default "checkpoint" */
+  steps?: StepRecording;
   /** Does one item; returns its output record (anything JSON). */
   run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
@@ -122,6 +150,7 @@ export interface Job<I = unknown, O = unknown, A = unknown> {
   readonly retry: RetryPolicy;
   readonly checkpoint: CheckpointCadence;
   readonly tasks?: number;
+  readonly steps: StepRecording;
   readonly run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
 

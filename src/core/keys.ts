@@ -12,4 +12,6 @@ export const keys = {
   launchesPrefix: (runId: string) => `runs/${runId}/launches/`,
   launch: (runId: string, n: number) => `runs/${runId}/launches/${launchName(n)}.json`,
   deadLetter: (runId: string) => `runs/${runId}/dead-letter.jsonl`,
+  /** An eagerly recorded step result, by the item's run-wide index (stable across reruns). */
+  step: (runId: string, itemIndex: number, stepId: string) => `runs/${runId}/steps/${itemIndex}/${stepId}.json`,
 } as const;

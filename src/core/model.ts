@@ -103,6 +103,11 @@ export const Checkpoint = z.object({
   parts: z.array(PartRef),
   /** Item executions started under every epoch, redone ones included. */
   executions: z.number().int().min(0),
+  /**
+   * Results of `ctx.step` for items not settled yet, by position then step name, so that a
+   * resumed item does not repeat a finished step. Dropped once the item is done or failed.
+   */
+  steps: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   updatedAt: z.string(),
 });
 export type Checkpoint = z.infer<typeof Checkpoint>;

@@ -24,6 +24,7 @@ import type { Logger } from "../core/log.js";
 import { Checkpoint, ItemLine, type FailedItem, type Owner } from "../core/model.js";
 import { formatZodError } from "../core/zod-format.js";
 import { getJson, parseJsonl, putJson } from "../store/json.js";
+import { ItemSteps, idempotencyKey } from "./steps.js";
 import type { Generation, ObjectStore } from "../store/port.js";
 
 export type ShardResult = "done" | "skipped" | "stopped" | "lost";
@@ -75,6 +76,9 @@ export class ShardRunner {
   #done: Finished[] = [];
   #failed: FailedItem[] = [];
   #executions = 0;
+  /** Step results of unsettled items, by position (what the next checkpoint records). */
+  #steps: Record<string, Record<string, unknown>> = {};
+  #stepsDirty = 0;
   #lost = false;
   #flushing: Promise<void> = Promise.resolve();
   #flushQueued = false;
@@ -112,6 +116,7 @@ export class ShardRunner {
         throw e;
       }
       this.#cp = taken;
+      this.#steps = structuredClone(taken.steps);
       this.#lastWriteAt = now();
       this.#o.logger.info("lease taken", { shard, epoch: taken.epoch, reason: decision.reason, done: taken.done.length, failed: taken.failed.length });
       return true;
@@ -182,7 +187,19 @@ export class ShardRunner {
       return;
     }
     const policy = job.retry;
+    const steps = new ItemSteps({
+      store: this.#o.store,
+      runId,
+      itemIndex: line.i,
+      itemKey: line.key,
+      mode: job.steps,
+      recorded: (this.#steps[String(pos)] ??= {}),
+      onRecord: () => {
+        this.#stepsDirty++;
+      },
+    });
     for (let attempt = 1; ; attempt++) {
+      steps.newAttempt();
       if (attempt > 1 && stopping.aborted) return; // a retry waits for the next attempt of the task
       this.#executions++;
       onExecution?.(line.key);
@@ -195,6 +212,8 @@ export class ShardRunner {
         runId,
         shard,
         epoch: this.#cp.epoch,
+        step: (name, fn, options) => steps.step(name, fn, options),
+        idempotencyKey: (name) => idempotencyKey(runId, line.key, name),
       };
       try {
         const output = await job.run(parsed.data, ctx);
@@ -207,6 +226,7 @@ export class ShardRunner {
           return;
         }
         this.#done.push({ pos, line: json });
+        delete this.#steps[String(pos)];
         this.#afterSettle();
         return;
       } catch (e) {
@@ -233,6 +253,7 @@ export class ShardRunner {
   }
 
   #fail(f: FailedItem): void {
+    delete this.#steps[String(f.pos)];
     this.#o.logger.warn("item failed", { item: f.key, attempts: f.attempts, reason: f.reason, error: f.error });
     this.#failed.push(f);
     this.#afterSettle();
@@ -245,7 +266,7 @@ export class ShardRunner {
   #maybeFlush(): void {
     if (this.#flushQueued || this.#lost) return;
     const since = this.#o.now() - this.#lastWriteAt;
-    const pending = this.#done.length + this.#failed.length;
+    const pending = this.#done.length + this.#failed.length + this.#stepsDirty;
     if (!checkpointDue({ pending, sinceWriteMs: since }, this.#o.job.checkpoint) && !heartbeatDue(since, this.#o.leaseTtlMs)) return;
     this.#flushQueued = true;
     this.#flush(false, false).catch((e) => {
@@ -273,6 +294,8 @@ export class ShardRunner {
     const failed = this.#failed.splice(0);
     const executions = this.#executions;
     this.#executions = 0;
+    this.#stepsDirty = 0;
+    const steps = Object.fromEntries(Object.entries(this.#steps).filter(([, s]) => Object.keys(s).length > 0));
     let part: { name: string; count: number } | undefined;
     if (done.length) {
       const name = partName(this.#cp.epoch, ++this.#seq);
@@ -280,7 +303,7 @@ export class ShardRunner {
       await store.put(keys.part(runId, shard, name), done.map((d) => d.line).join("\n") + "\n", { ifGenerationMatch: 0, contentType: "application/x-ndjson" });
       part = { name, count: done.length };
     }
-    const next = commitBatch(this.#cp, { ...(part ? { part } : {}), done: done.map((d) => d.pos), failed, executions }, now(), final);
+    const next = commitBatch(this.#cp, { ...(part ? { part } : {}), done: done.map((d) => d.pos), failed, executions, steps }, now(), final);
     try {
       this.#gen = await putJson(store, this.#cpKey, next, { ifGenerationMatch: this.#gen });
     } catch (e) {

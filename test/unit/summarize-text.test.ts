@@ -13,18 +13,9 @@ import {
   summarize,
   tokenize,
 } from "../../jobs/summarize-docs/text.js";
-import type { JobContext } from "../../src/index.js";
+import { createTestContext, type JobContext } from "../../src/index.js";
 
-const ctx = (): JobContext => ({
-  signal: new AbortController().signal,
-  log: { info() {}, warn() {}, error() {} },
-  attempt: 1,
-  itemKey: "x",
-  itemIndex: 0,
-  runId: "r",
-  shard: "s",
-  epoch: 1,
-});
+const ctx = (): JobContext => createTestContext({ itemKey: "x", runId: "r", shard: "s" });
 
 async function collect(args: { root?: string; limit?: number }): Promise<DocItem[]> {
   const items: DocItem[] = [];
