@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { InvalidInputError } from "./errors.js";
 import { RetryPolicy } from "./backoff.js";
+import { LimitSpec } from "./limits.js";
 import { formatZodError } from "./zod-format.js";
 
 /** What `run(item, ctx)` gets besides the item. */
@@ -35,6 +36,11 @@ export interface JobContext {
    * on every retry, resume and rerun of the item.
    */
   idempotencyKey(name: string): string;
+  /**
+   * Runs `fn` within the job's run-wide limit `name` (`limits` in the definition): requests per
+   * second and calls in flight, shared out over the tasks running at once.
+   */
+  limit<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
 }
 
 export interface StepOptions<T> {
@@ -99,6 +105,7 @@ export const JobDefinitionSchema = z.strictObject({
   /** Default task count for a launch; `--tasks` overrides. */
   tasks: z.number().int().min(1).max(10_000).optional(),
   steps: z.enum(["checkpoint", "eager"]).default("checkpoint"),
+  limits: z.record(z.string(), LimitSpec).default({}),
   run: fn("run"),
 });
 
@@ -132,6 +139,11 @@ export interface JobDefinition<I, O, A> {
   tasks?: number;
   /** How `ctx.step` results are recorded (see StepOptions.record). @default "checkpoint" */
   steps?: StepRecording;
+  /**
+   * Run-wide limits for `ctx.limit(name, fn)`, e.g. `{ model: { perSecond: 20, concurrent: 8 } }`.
+   * @default {}
+   */
+  limits?: Record<string, LimitSpec>;
   /** Does one item; returns its output record (anything JSON). */
   run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
@@ -151,6 +163,7 @@ export interface Job<I = unknown, O = unknown, A = unknown> {
   readonly checkpoint: CheckpointCadence;
   readonly tasks?: number;
   readonly steps: StepRecording;
+  readonly limits: Record<string, LimitSpec>;
   readonly run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
 

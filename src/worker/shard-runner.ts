@@ -24,6 +24,7 @@ import type { Logger } from "../core/log.js";
 import { Checkpoint, ItemLine, type FailedItem, type Owner } from "../core/model.js";
 import { formatZodError } from "../core/zod-format.js";
 import { getJson, parseJsonl, putJson } from "../store/json.js";
+import type { Limiter } from "./limiter.js";
 import { ItemSteps, idempotencyKey } from "./steps.js";
 import type { Generation, ObjectStore } from "../store/port.js";
 
@@ -45,6 +46,8 @@ export interface ShardRunnerOptions {
   random: () => number;
   /** Called once per executed item attempt; for tests and benchmarks that count work. */
   onExecution?: (key: string) => void;
+  /** This task's shares of the job's run-wide limits, by name. */
+  limiters?: ReadonlyMap<string, Limiter>;
 }
 
 interface Finished {
@@ -214,6 +217,11 @@ export class ShardRunner {
         epoch: this.#cp.epoch,
         step: (name, fn, options) => steps.step(name, fn, options),
         idempotencyKey: (name) => idempotencyKey(runId, line.key, name),
+        limit: (name, fn) => {
+          const limiter = this.#o.limiters?.get(name);
+          if (!limiter) throw new NonRetriableError(`ctx.limit("${name}"): the job defines no limit named "${name}" (add it to \`limits\`)`);
+          return limiter.run(fn, itemSignal);
+        },
       };
       try {
         const output = await job.run(parsed.data, ctx);

@@ -8,6 +8,8 @@ import type { Job } from "../core/job.js";
 import type { Logger } from "../core/log.js";
 import type { LaunchRecord, Owner, RunRecord } from "../core/model.js";
 import type { ObjectStore } from "../store/port.js";
+import { taskShare } from "../core/limits.js";
+import { Limiter } from "./limiter.js";
 import { ShardRunner } from "./shard-runner.js";
 
 export type TaskOutcome = "complete" | "stopped" | "lease-lost";
@@ -35,6 +37,9 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
   /** Shards this task finished, or is committing: never claimed again by it. */
   const mine = new Set<string>();
   const commits: Promise<void>[] = [];
+  // Limits are shared out over the tasks that can run at once.
+  const running = Math.min(o.launch.parallelism, o.launch.taskCount);
+  const limiters = new Map(Object.entries(o.job.limits).map(([name, spec]) => [name, new Limiter(taskShare(spec, running), o.now)]));
   let lost = false;
   let stopped = false;
 
@@ -53,6 +58,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
       now: o.now ?? Date.now,
       random: o.random ?? Math.random,
       ...(o.onExecution ? { onExecution: o.onExecution } : {}),
+      limiters,
     });
     o.onActiveShard?.(() => runner.checkpointNow());
     let r: Awaited<ReturnType<ShardRunner["runItems"]>>;

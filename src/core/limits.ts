@@ -1,0 +1,52 @@
+/**
+ * Run-wide limits on an external API, shared out over the tasks that run at once. Each task
+ * enforces its share locally with a sliding window, so no coordination is needed: with P tasks
+ * running and a limit of R requests per second, each task starts at most floor(R / P) requests
+ * in any one-second window, and the run at most R. (When R < P, each task starts one request per
+ * ceil(P / R) seconds: the rate holds on average, not in every single second.)
+ */
+import { z } from "zod";
+
+export const LimitSpec = z.strictObject({
+  /** Requests started per second across the whole run. */
+  perSecond: z.number().positive().optional(),
+  /** Requests in flight at once across the whole run. */
+  concurrent: z.number().int().min(1).optional(),
+});
+export type LimitSpec = z.infer<typeof LimitSpec>;
+
+export interface TaskShare {
+  /** Starts allowed per window in this task (0 = no rate limit). */
+  starts: number;
+  windowMs: number;
+  /** In flight at once in this task (Infinity = no limit). */
+  concurrent: number;
+}
+
+export function taskShare(spec: LimitSpec, runningTasks: number): TaskShare {
+  const p = Math.max(1, runningTasks);
+  let starts = 0;
+  let windowMs = 1000;
+  if (spec.perSecond !== undefined) {
+    const perTask = spec.perSecond / p;
+    if (perTask >= 1) starts = Math.floor(perTask);
+    else {
+      starts = 1;
+      windowMs = Math.ceil(1000 / perTask);
+    }
+  }
+  const concurrent = spec.concurrent !== undefined ? Math.max(1, Math.floor(spec.concurrent / p)) : Number.POSITIVE_INFINITY;
+  return { starts, windowMs, concurrent };
+}
+
+/**
+ * How long to wait before the next start, given the start times in the window (oldest first).
+ * Pure: the caller keeps the times and the clock.
+ */
+export function waitBeforeStart(share: TaskShare, recentStarts: readonly number[], now: number): number {
+  if (share.starts === 0) return 0;
+  const inWindow = recentStarts.filter((t) => t > now - share.windowMs);
+  if (inWindow.length < share.starts) return 0;
+  // The oldest start in the window must leave it first.
+  return inWindow[inWindow.length - share.starts]! + share.windowMs - now;
+}
