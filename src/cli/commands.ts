@@ -2,16 +2,17 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExitCode, UsageError } from "../core/errors.js";
-import type { ShardPolicy } from "../core/job.js";
+import { FailureTolerance, parseTolerance, type ShardPolicy } from "../core/job.js";
 import type { RunStatus } from "../core/status.js";
-import { jobVersion, loadJob, resolveJob } from "../config/jobs.js";
+import { existsSync } from "node:fs";
+import { jobVersion, loadJob, modulePath, resolveJob } from "../config/jobs.js";
 import { LocalLauncher } from "../launcher/local.js";
 import type { Launcher } from "../launcher/port.js";
 import { driveRun } from "../orchestrator/drive.js";
 import { mergedOutput } from "../orchestrator/output.js";
 import { planRun } from "../orchestrator/plan.js";
 import { listRuns, readRun, readRunStatus } from "../orchestrator/read.js";
-import { assertNotLive, planFailedItems } from "../orchestrator/rerun.js";
+import { assertNotLive, checkVersion, planFailedItems } from "../orchestrator/rerun.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
 import { intFlag, keyValues, oneRunId, parse, type Options, type Parsed } from "./args.js";
@@ -61,6 +62,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     "items-per-shard": { type: "string" },
     "task-timeout": { type: "string" },
     "max-retries": { type: "string" },
+    "max-failed-items": { type: "string" },
     arg: { type: "string", multiple: true },
   });
   if (positionals.length !== 1) throw new UsageError(`run: expected one job name or path, got ${positionals.length ? positionals.join(" ") : "none"} (see \`shardrun run --help\`)`);
@@ -73,6 +75,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const maxRetries = intFlag(values, "max-retries", 0, 10) ?? 3;
   const maxLaunches = intFlag(values, "max-launches", 1, 1000) ?? 5;
   const args = keyValues(values, "arg");
+  const tolerance = toleranceFlag(values);
 
   const resolved = resolveJob(positionals[0]!, io.cwd);
   const job = await loadJob(resolved.absPath, resolved.requestedName);
@@ -92,6 +95,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
       taskTimeoutSeconds: timeout,
       maxRetries,
       maxLaunches,
+      ...(tolerance ? { maxFailedItems: tolerance } : {}),
       ...(tasks !== undefined ? { tasks } : {}),
       ...(parallelism !== undefined ? { parallelism } : {}),
     },
@@ -151,7 +155,7 @@ function summary(st: RunStatus, s: ObjectStore): string {
   const took = st.finishedAt ? ` in ${formatDuration(Date.parse(st.finishedAt) - Date.parse(st.createdAt))}` : "";
   const storeFlag = s.url.startsWith("file://") ? fileURLToPath(s.url) : s.url;
   return [
-    `run ${st.runId} (${st.job}): ${st.state}${took}`,
+    `run ${st.runId} (${st.job}): ${st.state}${took}${st.reason ? ` — ${st.reason}` : ""}`,
     `  items     ${st.items.succeeded} succeeded, ${st.items.failed} failed, ${st.items.pending} pending of ${st.items.total}`,
     `  shards    ${st.shards.done}/${st.shards.total} done`,
     `  launches  ${st.launches.map((l) => `#${l.n} ${l.execution ?? "-"} (${l.taskCount} tasks, ${l.state})`).join("; ") || "none"}`,
@@ -208,12 +212,16 @@ export async function outputCommand(argv: string[], io: Io): Promise<number> {
 }
 
 export async function rerunCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse("rerun", argv, { ...COMMON, ...LAUNCH, "failed-items": { type: "boolean" } });
+  const { values, positionals } = parse("rerun", argv, { ...COMMON, ...LAUNCH, "failed-items": { type: "boolean" }, upgrade: { type: "boolean" } });
   const runId = oneRunId("rerun", positionals);
   const s = await store(values, io);
   const launcher = launcherFor(values, s, io, "rerun");
-  await readRun(s, runId);
+  const run = await readRun(s, runId);
   await assertNotLive(s, runId);
+  const module = modulePath(run.value.job.module);
+  if (!existsSync(module)) throw new UsageError(`rerun: the job module of run ${runId} is gone (${module}); build it or rerun from the same checkout`);
+  const upgraded = await checkVersion(s, runId, jobVersion(module), values.upgrade === true);
+  if (upgraded && !values.json) io.stderr.write(`rerun ${runId}: upgrading job version ${upgraded.from} -> ${upgraded.to}\n`);
   const tasks = intFlag(values, "tasks", 1, 10_000);
   const parallelism = intFlag(values, "parallelism", 1, 10_000);
   const maxLaunches = intFlag(values, "max-launches", 1, 1000) ?? 5;
@@ -229,4 +237,13 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
     ...(shards ? { shards } : {}),
   });
   return finish(status, s, io, values);
+}
+
+/** `--max-failed-items 5` or `--max-failed-items 2%`. */
+function toleranceFlag(values: Parsed["values"]): { count?: number; percent?: number } | undefined {
+  const raw = values["max-failed-items"];
+  if (raw === undefined) return undefined;
+  const parsed = FailureTolerance.safeParse(typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : raw);
+  if (!parsed.success) throw new UsageError(`--max-failed-items: expected a count like 5 or a percentage like 2%, got "${String(raw)}"`);
+  return parseTolerance(parsed.data);
 }

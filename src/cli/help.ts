@@ -37,6 +37,8 @@ ${STORE}
   --task-timeout SECONDS task timeout; a task stops taking items shortly before it (default 3600)
   --max-retries N        retries per task after a failed attempt (default 3)
   --max-launches N       launches before giving up on unfinished shards (default 5)
+  --max-failed-items N|P%  failure tolerance: stop and fail the run beyond N failed items or
+                         P percent of its items (default: the job's, or no limit)
   --kill-grace SECONDS   local: seconds from SIGTERM to SIGKILL at a timeout (default 10)
   --arg KEY=VALUE        a job argument (repeatable), checked by the job's args schema
   --json                 print the final status as JSON on stdout (no progress bars)
@@ -79,6 +81,7 @@ Options:
   --local                run tasks as local processes
 ${STORE}
   --failed-items         rerun exactly the failed items
+  --upgrade              allow the job's code to have changed since the run was planned
   --tasks N              tasks per launch
   --parallelism N        tasks running at once
   --max-launches N       launches before giving up (default 5)

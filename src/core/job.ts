@@ -71,6 +71,17 @@ export const ShardPolicy = z.union([
 ]);
 export type ShardPolicy = z.infer<typeof ShardPolicy>;
 
+/** A count of items (5) or a share of the run ("2%"). */
+export const FailureTolerance = z.union([
+  z.number().int().min(0),
+  z.string().regex(/^\d+(\.\d+)?%$/, 'Expected a count like 5 or a percentage like "2%"'),
+]);
+
+/** `5` -> { count: 5 }; `"2%"` -> { percent: 2 }. */
+export function parseTolerance(value: number | string): { count?: number; percent?: number } {
+  return typeof value === "number" ? { count: value } : { percent: Number(value.slice(0, -1)) };
+}
+
 export const CheckpointCadence = z.strictObject({
   /**
    * Checkpoint after this many finished items.
@@ -106,6 +117,7 @@ export const JobDefinitionSchema = z.strictObject({
   tasks: z.number().int().min(1).max(10_000).optional(),
   steps: z.enum(["checkpoint", "eager"]).default("checkpoint"),
   limits: z.record(z.string(), LimitSpec).default({}),
+  maxFailedItems: FailureTolerance.optional(),
   run: fn("run"),
 });
 
@@ -144,6 +156,12 @@ export interface JobDefinition<I, O, A> {
    * @default {}
    */
   limits?: Record<string, LimitSpec>;
+  /**
+   * Failure tolerance: when more items than this have failed (a count, or a percentage of the
+   * run's items like "2%"), the run stops and ends `failed` instead of working on. `--max-failed-items`
+   * overrides it. @default no limit
+   */
+  maxFailedItems?: number | string;
   /** Does one item; returns its output record (anything JSON). */
   run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
@@ -164,6 +182,7 @@ export interface Job<I = unknown, O = unknown, A = unknown> {
   readonly tasks?: number;
   readonly steps: StepRecording;
   readonly limits: Record<string, LimitSpec>;
+  readonly maxFailedItems?: number | string;
   readonly run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
 

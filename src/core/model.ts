@@ -34,6 +34,8 @@ export const RunSettings = z.object({
   parallelism: z.number().int().min(1),
   tasks: z.number().int().min(1),
   maxLaunches: z.number().int().min(1),
+  /** Failure tolerance: beyond this many failed items (or this share) the run fails fast. */
+  maxFailedItems: z.object({ count: z.number().int().min(0).optional(), percent: z.number().min(0).max(100).optional() }).optional(),
 });
 export type RunSettings = z.infer<typeof RunSettings>;
 
@@ -51,6 +53,8 @@ export const RunRecord = z.object({
   createdAt: z.string(),
   state: RunState,
   finishedAt: z.string().optional(),
+  /** Why the run ended as it did, when that is not plain success. */
+  reason: z.string().optional(),
   plan: z.object({
     policy: ShardPolicy,
     totalItems: z.number().int().min(0),

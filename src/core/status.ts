@@ -33,6 +33,8 @@ export interface RunStatus {
   state: StatusState;
   createdAt: string;
   finishedAt?: string;
+  /** Why the run ended as it did (failure tolerance, launch limit, ...). */
+  reason?: string;
   items: { total: number; succeeded: number; failed: number; pending: number };
   shards: { total: number; done: number; running: number };
   launches: LaunchStatus[];
@@ -101,6 +103,7 @@ export function computeStatus(
     state: deriveState(run.state, { live, allDone: shardsDone === shardList.length, succeeded, failed, launched: launches.length > 0 }),
     createdAt: run.createdAt,
     ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}),
+    ...(run.reason ? { reason: run.reason } : {}),
     items: { total, succeeded, failed, pending: Math.max(0, total - succeeded - failed) },
     shards: { total: shardList.length, done: shardsDone, running: shardList.filter((s) => s.state === "running").length },
     launches: [...launches],
@@ -124,4 +127,12 @@ function deriveState(
 export function finishedState(succeeded: number, failed: number): "succeeded" | "partial" | "failed" {
   if (failed === 0) return "succeeded";
   return succeeded === 0 ? "failed" : "partial";
+}
+
+/** True when the run has more failed items than its failure tolerance allows. */
+export function toleranceExceeded(tolerance: RunRecord["settings"]["maxFailedItems"], failed: number, total: number): boolean {
+  if (!tolerance) return false;
+  if (tolerance.count !== undefined && failed > tolerance.count) return true;
+  if (tolerance.percent !== undefined && failed > (tolerance.percent / 100) * total) return true;
+  return false;
 }

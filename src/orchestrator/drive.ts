@@ -9,7 +9,7 @@ import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import type { Checkpoint, LaunchRecord, RunRecord } from "../core/model.js";
-import { failedItems, finishedState, type RunStatus } from "../core/status.js";
+import { failedItems, finishedState, toleranceExceeded, type RunStatus } from "../core/status.js";
 import type { ExecutionStatus, Launcher } from "../launcher/port.js";
 import { isTerminal } from "../launcher/port.js";
 import { putJson, type Versioned } from "../store/json.js";
@@ -58,8 +58,13 @@ export async function driveRun(o: DriveOptions): Promise<RunStatus> {
     const launches = await readLaunches(store, runId);
     const live = launches.find((l) => l.value.state === "pending" || l.value.state === "running");
     if (live) {
-      await watchLaunch(o, live, pollMs);
+      const ended = await watchLaunch(o, live, run.value, pollMs);
       if (o.signal?.aborted) return readRunStatus(store, runId, launcher);
+      if (ended === "tolerance") {
+        const checkpoints = await readCheckpoints(store, run.value);
+        logger.warn("failure tolerance exceeded: run stopped", { runId });
+        return finishRun(store, run, checkpoints, launcher, "gave-up", toleranceReason(run.value));
+      }
       continue;
     }
     const checkpoints = await readCheckpoints(store, run.value);
@@ -68,7 +73,7 @@ export async function driveRun(o: DriveOptions): Promise<RunStatus> {
     if (open.length === 0) return finishRun(store, run, checkpoints, launcher, "complete");
     if (started >= maxLaunches) {
       logger.warn("giving up: launch limit reached with shards unfinished", { launches: started, open: open.length });
-      return finishRun(store, run, checkpoints, launcher, "gave-up");
+      return finishRun(store, run, checkpoints, launcher, "gave-up", `launch limit reached (${started} launches) with ${open.length} shards unfinished`);
     }
     const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
     const s = run.value.settings;
@@ -88,25 +93,43 @@ export async function driveRun(o: DriveOptions): Promise<RunStatus> {
   }
 }
 
-async function watchLaunch(o: DriveOptions, launch: Versioned<LaunchRecord>, pollMs: number): Promise<void> {
+function toleranceReason(run: RunRecord): string {
+  const t = run.settings.maxFailedItems;
+  return `failure tolerance exceeded: more than ${t?.count !== undefined ? `${t.count} items` : `${t?.percent}% of items`} failed`;
+}
+
+async function watchLaunch(o: DriveOptions, launch: Versioned<LaunchRecord>, run: RunRecord, pollMs: number): Promise<"ended" | "tolerance" | "detached"> {
   for (;;) {
     const ex = launch.value.execution ? await o.launcher.getExecution(launch.value.execution) : null;
-    if (o.onProgress) o.onProgress(await readRunStatus(o.store, o.runId, o.launcher), ex);
+    const status = await readRunStatus(o.store, o.runId, o.launcher);
+    o.onProgress?.(status, ex);
+    if (toleranceExceeded(run.settings.maxFailedItems, status.items.failed, status.items.total)) {
+      // Fail fast: stop paying for items once the run cannot meet its tolerance.
+      if (ex && !isTerminal(ex.state)) await o.launcher.cancel(ex.name);
+      await recordLaunchEnd(o.store, launch, "cancelled");
+      return "tolerance";
+    }
     if (!ex || isTerminal(ex.state)) {
       await recordLaunchEnd(o.store, launch, ex?.state ?? "failed");
-      return;
+      return "ended";
     }
-    if (o.signal?.aborted) return;
+    if (o.signal?.aborted) return "detached";
     await sleep(pollMs, o.signal);
   }
 }
 
-async function setRunState(store: ObjectStore, run: Versioned<RunRecord>, state: RunRecord["state"], finishedAt?: string): Promise<Versioned<RunRecord>> {
+async function setRunState(
+  store: ObjectStore,
+  run: Versioned<RunRecord>,
+  state: RunRecord["state"],
+  finishedAt?: string,
+  reason?: string,
+): Promise<Versioned<RunRecord>> {
   let current = run;
   for (let tries = 0; tries < 5; tries++) {
     if (current.value.state === state && !finishedAt) return current;
-    const { finishedAt: _drop, ...rest } = current.value;
-    const next: RunRecord = { ...rest, state, ...(finishedAt ? { finishedAt } : {}) };
+    const { finishedAt: _drop, reason: _old, ...rest } = current.value;
+    const next: RunRecord = { ...rest, state, ...(finishedAt ? { finishedAt } : {}), ...(reason ? { reason } : {}) };
     try {
       return { value: next, generation: await putJson(store, keys.run(next.runId), next, { ifGenerationMatch: current.generation }) };
     } catch (e) {
@@ -123,6 +146,7 @@ async function finishRun(
   checkpoints: Map<string, Checkpoint | null>,
   launcher: Launcher,
   how: "complete" | "gave-up",
+  reason?: string,
 ): Promise<RunStatus> {
   const failed = failedItems(run.value, checkpoints);
   const succeeded = [...checkpoints.values()].reduce((n, cp) => n + (cp ? cp.done.reduce((m, [a, b]) => m + b - a, 0) : 0), 0);
@@ -132,7 +156,7 @@ async function finishRun(
     contentType: "application/x-ndjson",
   });
   await cleanOrphans(store, run.value, checkpoints);
-  await setRunState(store, run, state, new Date().toISOString());
+  await setRunState(store, run, state, new Date().toISOString(), reason);
   return readRunStatus(store, run.value.runId, launcher);
 }
 

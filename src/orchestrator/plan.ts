@@ -11,7 +11,7 @@ import { createInterface } from "node:readline";
 import pLimit from "p-limit";
 import { InvalidInputError, errorMessage } from "../core/errors.js";
 import { MAX_SHARDS, newRunId, shardId } from "../core/ids.js";
-import type { Job, ShardPolicy } from "../core/job.js";
+import { parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import type { RunRecord, RunSettings, ShardEntry } from "../core/model.js";
 import { createShardCutter, defaultTaskCount, needsTotals } from "../core/plan.js";
@@ -144,6 +144,9 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
       plan: { policy, totalItems: index, totalWeight: shards.reduce((n, s) => n + s.weight, 0), shards },
       settings: {
         ...o.settings,
+        ...(o.settings.maxFailedItems ?? o.job.maxFailedItems !== undefined
+          ? { maxFailedItems: o.settings.maxFailedItems ?? parseTolerance(o.job.maxFailedItems!) }
+          : {}),
         tasks,
         parallelism: Math.min(o.settings.parallelism ?? tasks, tasks),
         concurrency: o.job.concurrency,
