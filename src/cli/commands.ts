@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExitCode, UsageError } from "../core/errors.js";
+import type { Budget } from "../core/budget.js";
 import { FailureTolerance, parseTolerance, type ShardPolicy } from "../core/job.js";
 import type { RunStatus } from "../core/status.js";
 import { existsSync } from "node:fs";
@@ -12,7 +13,7 @@ import { driveRun } from "../orchestrator/drive.js";
 import { mergedOutput } from "../orchestrator/output.js";
 import { planRun } from "../orchestrator/plan.js";
 import { listRuns, readRun, readRunStatus } from "../orchestrator/read.js";
-import { assertNotLive, checkVersion, planFailedItems } from "../orchestrator/rerun.js";
+import { assertNotLive, checkVersion, planFailedItems, setRunBudget } from "../orchestrator/rerun.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
 import { intFlag, keyValues, oneRunId, parse, type Options, type Parsed } from "./args.js";
@@ -27,6 +28,9 @@ export interface Io {
 const COMMON: Options = { store: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } };
 const LAUNCH: Options = {
   local: { type: "boolean" },
+  "budget-tokens": { type: "string" },
+  "budget-usd": { type: "string" },
+  "budget-minutes": { type: "string" },
   tasks: { type: "string" },
   parallelism: { type: "string" },
   "max-launches": { type: "string" },
@@ -76,6 +80,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const maxLaunches = intFlag(values, "max-launches", 1, 1000) ?? 5;
   const args = keyValues(values, "arg");
   const tolerance = toleranceFlag(values);
+  const runBudget = budgetFlags(values);
 
   const resolved = resolveJob(positionals[0]!, io.cwd);
   const job = await loadJob(resolved.absPath, resolved.requestedName);
@@ -96,6 +101,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
       maxRetries,
       maxLaunches,
       ...(tolerance ? { maxFailedItems: tolerance } : {}),
+      ...(runBudget ? { runBudget } : {}),
       ...(tasks !== undefined ? { tasks } : {}),
       ...(parallelism !== undefined ? { parallelism } : {}),
     },
@@ -142,6 +148,7 @@ function finish(status: RunStatus, s: ObjectStore, io: Io, values: Parsed["value
   if (values.json) io.stdout.write(JSON.stringify(publicStatus(status), null, 2) + "\n");
   else io.stdout.write(summary(status, s));
   if (status.state === "succeeded") return ExitCode.ok;
+  if (status.state === "budget_exhausted") return ExitCode.runIncomplete;
   if (status.items.failed > 0 && status.items.pending === 0) return ExitCode.itemsFailed;
   return status.state === "failed" && status.items.pending > 0 ? ExitCode.runIncomplete : ExitCode.itemsFailed;
 }
@@ -160,6 +167,9 @@ function summary(st: RunStatus, s: ObjectStore): string {
     `  shards    ${st.shards.done}/${st.shards.total} done`,
     `  launches  ${st.launches.map((l) => `#${l.n} ${l.execution ?? "-"} (${l.taskCount} tasks, ${l.state})`).join("; ") || "none"}`,
     `  executions ${st.executions} item executions for ${st.items.total} items`,
+    ...(st.usage.tokens || st.usage.usd || st.budgets.run
+      ? [`  spend     ${st.usage.tokens} tokens, $${st.usage.usd}${st.budgets.run ? ` (run budget: ${[st.budgets.run.tokens !== undefined && `${st.budgets.run.tokens} tokens`, st.budgets.run.usd !== undefined && `$${st.budgets.run.usd}`, st.budgets.run.ms !== undefined && `${Math.round(st.budgets.run.ms / 60000)} min`].filter(Boolean).join(", ")})` : ""}`]
+      : []),
     `  outputs   shardrun output ${st.runId} --store ${storeFlag}`,
     ...(st.items.failed ? [`  failed    shardrun rerun ${st.runId} --local --failed-items --store ${storeFlag}`] : []),
     "",
@@ -221,6 +231,8 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
   const module = modulePath(run.value.job.module);
   if (!existsSync(module)) throw new UsageError(`rerun: the job module of run ${runId} is gone (${module}); build it or rerun from the same checkout`);
   const upgraded = await checkVersion(s, runId, jobVersion(module), values.upgrade === true);
+  const runBudget = budgetFlags(values);
+  if (runBudget) await setRunBudget(s, runId, runBudget);
   if (upgraded && !values.json) io.stderr.write(`rerun ${runId}: upgrading job version ${upgraded.from} -> ${upgraded.to}\n`);
   const tasks = intFlag(values, "tasks", 1, 10_000);
   const parallelism = intFlag(values, "parallelism", 1, 10_000);
@@ -246,4 +258,18 @@ function toleranceFlag(values: Parsed["values"]): { count?: number; percent?: nu
   const parsed = FailureTolerance.safeParse(typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : raw);
   if (!parsed.success) throw new UsageError(`--max-failed-items: expected a count like 5 or a percentage like 2%, got "${String(raw)}"`);
   return parseTolerance(parsed.data);
+}
+
+/** `--budget-tokens N`, `--budget-usd X`, `--budget-minutes M`: run-level budget limits. */
+function budgetFlags(values: Parsed["values"]): Budget | undefined {
+  const tokens = intFlag(values, "budget-tokens", 1);
+  const minutes = intFlag(values, "budget-minutes", 1);
+  const rawUsd = values["budget-usd"];
+  let usd: number | undefined;
+  if (rawUsd !== undefined) {
+    usd = Number(rawUsd);
+    if (typeof rawUsd !== "string" || !/^\d+(\.\d+)?$/.test(rawUsd) || !(usd > 0)) throw new UsageError(`--budget-usd: expected an amount of dollars above 0 like 12.50, got "${String(rawUsd)}"`);
+  }
+  if (tokens === undefined && usd === undefined && minutes === undefined) return undefined;
+  return { ...(tokens !== undefined ? { tokens } : {}), ...(usd !== undefined ? { usd } : {}), ...(minutes !== undefined ? { ms: minutes * 60_000 } : {}) };
 }

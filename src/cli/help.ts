@@ -14,7 +14,7 @@ Commands:
 
 Every command takes --store DIR (default ./.shardrun) and --help.
 Exit codes: 0 ok, 1 internal error, 2 bad usage or input, 3 run finished with failed items,
-            4 run gave up with items unfinished.
+            4 run stopped with items unfinished (launch limit, failure tolerance or budget).
 `;
 
 const STORE = `  --store DIR            where runs live: a folder (default ./.shardrun) or file:///path`;
@@ -37,13 +37,17 @@ ${STORE}
   --task-timeout SECONDS task timeout; a task stops taking items shortly before it (default 3600)
   --max-retries N        retries per task after a failed attempt (default 3)
   --max-launches N       launches before giving up on unfinished shards (default 5)
+  --budget-tokens N      run budget in tokens (ctx.usage); the run stops at it, budget_exhausted
+  --budget-usd X         run budget in dollars
+  --budget-minutes M     run budget in wall time since the run was planned
   --max-failed-items N|P%  failure tolerance: stop and fail the run beyond N failed items or
                          P percent of its items (default: the job's, or no limit)
   --kill-grace SECONDS   local: seconds from SIGTERM to SIGKILL at a timeout (default 10)
   --arg KEY=VALUE        a job argument (repeatable), checked by the job's args schema
   --json                 print the final status as JSON on stdout (no progress bars)
 
-Exit: 0 all items succeeded, 3 finished with failed items, 4 gave up, 2 bad usage, 1 internal.
+Exit: 0 all items succeeded, 3 finished with failed items, 4 stopped with items unfinished
+(launch limit, failure tolerance, budget), 2 bad usage, 1 internal.
 Example: shardrun run summarize-docs --local --tasks 2 --shards 8
 `,
   status: `Usage: shardrun status <runId> [--json]
@@ -82,6 +86,9 @@ Options:
 ${STORE}
   --failed-items         rerun exactly the failed items
   --upgrade              allow the job's code to have changed since the run was planned
+  --budget-tokens N      raise (or set) the run budget in tokens, e.g. to finish a budget_exhausted run
+  --budget-usd X         the same in dollars
+  --budget-minutes M     the same in wall time
   --tasks N              tasks per launch
   --parallelism N        tasks running at once
   --max-launches N       launches before giving up (default 5)

@@ -2,6 +2,7 @@
  * Pure checkpoint transitions: taking a lease, committing a batch, heartbeats. The worker does
  * the I/O; every function here returns a new checkpoint and never touches the old one.
  */
+import { addUsage, type Usage } from "./budget.js";
 import type { Checkpoint, FailedItem, Owner } from "./model.js";
 import { rangeAdd, rangeCount } from "./ranges.js";
 
@@ -21,6 +22,8 @@ export function emptyCheckpoint(runId: string, shard: string, itemCount: number,
     parts: [],
     executions: 0,
     steps: {},
+    usage: { tokens: 0, usd: 0 },
+    elapsedMs: 0,
     updatedAt: new Date(now).toISOString(),
   };
 }
@@ -47,7 +50,8 @@ export function canTakeLease(cp: Checkpoint | null, me: Owner, now: number): Lea
 }
 
 export function takeLease(cp: Checkpoint, me: Owner, leaseTtlMs: number, now: number): Checkpoint {
-  return { ...cp, epoch: cp.epoch + 1, owner: me, heartbeatAt: now, leaseTtlMs, updatedAt: new Date(now).toISOString() };
+  const { stop: _stop, stopReason: _why, ...rest } = cp;
+  return { ...rest, epoch: cp.epoch + 1, owner: me, heartbeatAt: now, leaseTtlMs, updatedAt: new Date(now).toISOString() };
 }
 
 export interface Batch {
@@ -59,6 +63,12 @@ export interface Batch {
   executions: number;
   /** Step results of unsettled items as the owner knows them now (replaces the stored ones). */
   steps?: Readonly<Record<string, Record<string, unknown>>>;
+  /** Spend recorded since the previous write. */
+  usage?: Usage;
+  /** Leased time since the previous write. */
+  elapsedMs?: number;
+  /** The owner stops for a budget (recorded so the orchestrator can say so). */
+  stop?: { kind: "budget"; reason: string };
 }
 
 /** Protocol 2: the checkpoint names the part (already written) and marks its items done. */
@@ -75,6 +85,9 @@ export function commitBatch(cp: Checkpoint, batch: Batch, now: number, release =
   }
   return {
     ...cp,
+    usage: batch.usage ? addUsage(cp.usage, batch.usage) : cp.usage,
+    elapsedMs: cp.elapsedMs + (batch.elapsedMs ?? 0),
+    ...(batch.stop && state === "open" ? { stop: batch.stop.kind, stopReason: batch.stop.reason } : {}),
     steps,
     done: done.map(([s, e]) => [s, e] as [number, number]),
     failed,

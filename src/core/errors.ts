@@ -52,6 +52,11 @@ export class NonRetriableError extends ShardrunError {
   }
 }
 
+/** An item went over its own budget: it fails with a budget reason and is not retried. */
+export class BudgetExceeded extends NonRetriableError {
+  readonly budget = true;
+}
+
 /** Thrown by job code: retry the item, but not before `retryAfterMs`. */
 export class RetryAfterError extends ShardrunError {
   readonly retryAfterMs: number;

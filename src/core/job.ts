@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { InvalidInputError } from "./errors.js";
 import { RetryPolicy } from "./backoff.js";
+import { Budgets } from "./budget.js";
 import { LimitSpec } from "./limits.js";
 import { formatZodError } from "./zod-format.js";
 
@@ -41,6 +42,11 @@ export interface JobContext {
    * second and calls in flight, shared out over the tasks running at once.
    */
   limit<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
+  /**
+   * Records spend (LLM tokens, dollars) for this item: it counts toward the item, shard and run
+   * budgets and shows in `status`. Throws when the item goes over its own budget.
+   */
+  usage(spend: { tokens?: number; usd?: number }): void;
 }
 
 export interface StepOptions<T> {
@@ -118,6 +124,7 @@ export const JobDefinitionSchema = z.strictObject({
   steps: z.enum(["checkpoint", "eager"]).default("checkpoint"),
   limits: z.record(z.string(), LimitSpec).default({}),
   maxFailedItems: FailureTolerance.optional(),
+  budgets: Budgets.default({}),
   run: fn("run"),
 });
 
@@ -162,6 +169,13 @@ export interface JobDefinition<I, O, A> {
    * overrides it. @default no limit
    */
   maxFailedItems?: number | string;
+  /**
+   * Spending limits: `{ item, shard, run }`, each `{ tokens, usd, ms }`. An item over its budget
+   * fails with a budget reason; a shard or run over its budget stops taking items and the run
+   * ends `budget_exhausted` (rerun with a raised budget to go on). Run flags override `run`.
+   * @default {}
+   */
+  budgets?: Budgets;
   /** Does one item; returns its output record (anything JSON). */
   run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
@@ -183,6 +197,7 @@ export interface Job<I = unknown, O = unknown, A = unknown> {
   readonly steps: StepRecording;
   readonly limits: Record<string, LimitSpec>;
   readonly maxFailedItems?: number | string;
+  readonly budgets: Budgets;
   readonly run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
 

@@ -12,6 +12,8 @@ export const keys = {
   launchesPrefix: (runId: string) => `runs/${runId}/launches/`,
   launch: (runId: string, n: number) => `runs/${runId}/launches/${launchName(n)}.json`,
   deadLetter: (runId: string) => `runs/${runId}/dead-letter.jsonl`,
+  /** Run-budget reservations of the tasks of the live launch. */
+  budget: (runId: string) => `runs/${runId}/budget.json`,
   /** An eagerly recorded step result, by the item's run-wide index (stable across reruns). */
   step: (runId: string, itemIndex: number, stepId: string) => `runs/${runId}/steps/${itemIndex}/${stepId}.json`,
 } as const;

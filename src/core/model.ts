@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { RetryPolicy } from "./backoff.js";
+import { Budgets, Usage } from "./budget.js";
 import { CheckpointCadence, ShardPolicy } from "./job.js";
 
 const RangeSchema = z.tuple([z.number().int().min(0), z.number().int().min(0)]);
@@ -20,7 +21,7 @@ export const ShardEntry = z.object({
 });
 export type ShardEntry = z.infer<typeof ShardEntry>;
 
-export const RunState = z.enum(["planned", "running", "succeeded", "partial", "failed", "cancelled"]);
+export const RunState = z.enum(["planned", "running", "succeeded", "partial", "failed", "cancelled", "budget_exhausted"]);
 export type RunState = z.infer<typeof RunState>;
 
 export const RunSettings = z.object({
@@ -36,6 +37,7 @@ export const RunSettings = z.object({
   maxLaunches: z.number().int().min(1),
   /** Failure tolerance: beyond this many failed items (or this share) the run fails fast. */
   maxFailedItems: z.object({ count: z.number().int().min(0).optional(), percent: z.number().min(0).max(100).optional() }).optional(),
+  budgets: Budgets.default({}),
 });
 export type RunSettings = z.infer<typeof RunSettings>;
 
@@ -83,7 +85,7 @@ export const FailedItem = z.object({
   key: z.string(),
   error: z.string(),
   attempts: z.number().int().min(0),
-  reason: z.enum(["error", "schema", "non_retriable"]).default("error"),
+  reason: z.enum(["error", "schema", "non_retriable", "budget"]).default("error"),
 });
 export type FailedItem = z.infer<typeof FailedItem>;
 
@@ -112,6 +114,13 @@ export const Checkpoint = z.object({
    * resumed item does not repeat a finished step. Dropped once the item is done or failed.
    */
   steps: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+  /** Spend recorded through ctx.usage by every owner of the shard. */
+  usage: Usage.default({ tokens: 0, usd: 0 }),
+  /** Time the shard spent leased, in ms, across owners. */
+  elapsedMs: z.number().min(0).default(0),
+  /** Set when the owner stopped because a budget ran out; cleared at the next lease. */
+  stop: z.enum(["budget"]).optional(),
+  stopReason: z.string().optional(),
   updatedAt: z.string(),
 });
 export type Checkpoint = z.infer<typeof Checkpoint>;
@@ -145,3 +154,7 @@ export type OutputLine = z.infer<typeof OutputLine>;
 /** Serialized line of a shard's items.jsonl. */
 export const ItemLine = z.object({ i: z.number().int().min(0), key: z.string(), item: z.unknown() });
 export type ItemLine = z.infer<typeof ItemLine>;
+
+/** `runs/<id>/budget.json`: run-budget reservations by the tasks of the live launch. */
+export const BudgetLedger = z.object({ reserved: z.object({ tokens: z.number(), usd: z.number() }) });
+export type BudgetLedger = z.infer<typeof BudgetLedger>;

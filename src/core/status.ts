@@ -2,10 +2,11 @@
  * Run status as a pure function of what the store holds: the run record, every shard's
  * checkpoint and the launch records (with the launcher's view of live ones).
  */
+import { addUsage, ZERO_USAGE, type Budgets, type Usage } from "./budget.js";
 import type { Checkpoint, LaunchRecord, RunRecord, RunState } from "./model.js";
 import { rangeCount, rangeIndices } from "./ranges.js";
 
-export type StatusState = "pending" | "running" | "succeeded" | "failed" | "partial" | "cancelled";
+export type StatusState = "pending" | "running" | "succeeded" | "failed" | "partial" | "cancelled" | "budget_exhausted";
 
 export interface LaunchStatus {
   n: number;
@@ -40,6 +41,9 @@ export interface RunStatus {
   launches: LaunchStatus[];
   /** Item executions recorded in checkpoints, redone ones included. */
   executions: number;
+  /** Spend recorded through ctx.usage, and the run's budgets. */
+  usage: Usage;
+  budgets: Budgets;
   shardList: ShardStatus[];
 }
 
@@ -76,11 +80,13 @@ export function computeStatus(
 ): RunStatus {
   let succeeded = 0;
   let executions = 0;
+  let usage: Usage = ZERO_USAGE;
   const shardList: ShardStatus[] = run.plan.shards.map((s) => {
     const cp = checkpoints.get(s.id) ?? null;
     const done = cp ? rangeCount(cp.done) : 0;
     succeeded += done;
     executions += cp?.executions ?? 0;
+    if (cp) usage = addUsage(usage, cp.usage);
     const state = cp?.state === "done" ? "done" : cp?.owner ? "running" : "pending";
     return {
       id: s.id,
@@ -108,6 +114,8 @@ export function computeStatus(
     shards: { total: shardList.length, done: shardsDone, running: shardList.filter((s) => s.state === "running").length },
     launches: [...launches],
     executions,
+    usage,
+    budgets: run.settings.budgets,
     shardList,
   };
 }
@@ -118,7 +126,7 @@ function deriveState(
 ): StatusState {
   if (s.live) return "running";
   // A finished run stays as it was recorded; a rerun sets the record back to "running" first.
-  if (recorded === "succeeded" || recorded === "partial" || recorded === "failed" || recorded === "cancelled") return recorded;
+  if (recorded === "succeeded" || recorded === "partial" || recorded === "failed" || recorded === "cancelled" || recorded === "budget_exhausted") return recorded;
   if (s.allDone) return finishedState(s.succeeded, s.failed);
   return s.launched || recorded === "running" ? "running" : "pending";
 }

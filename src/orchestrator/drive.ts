@@ -4,11 +4,12 @@
  * finish the run: final state, dead letter, orphan parts cleaned. The CLI and the scheduler
  * service both use this.
  */
+import { addUsage, describeBudget, exhausted, ZERO_USAGE, type Usage } from "../core/budget.js";
 import { PreconditionFailed } from "../core/errors.js";
 import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
-import type { Checkpoint, LaunchRecord, RunRecord } from "../core/model.js";
+import type { BudgetLedger, Checkpoint, LaunchRecord, RunRecord } from "../core/model.js";
 import { failedItems, finishedState, toleranceExceeded, type RunStatus } from "../core/status.js";
 import type { ExecutionStatus, Launcher } from "../launcher/port.js";
 import { isTerminal } from "../launcher/port.js";
@@ -71,11 +72,17 @@ export async function driveRun(o: DriveOptions): Promise<RunStatus> {
     const wanted = new Set(o.shards ?? run.value.plan.shards.map((s) => s.id));
     const open = run.value.plan.shards.filter((s) => wanted.has(s.id) && checkpoints.get(s.id)?.state !== "done").map((s) => s.id);
     if (open.length === 0) return finishRun(store, run, checkpoints, launcher, "complete");
+    // A budget stop is final until someone raises the budget (rerun --budget-…).
+    const budgetStop = budgetStopReason(run.value, checkpoints, open);
+    if (budgetStop) return finishRun(store, run, checkpoints, launcher, "budget", budgetStop);
     if (started >= maxLaunches) {
       logger.warn("giving up: launch limit reached with shards unfinished", { launches: started, open: open.length });
       return finishRun(store, run, checkpoints, launcher, "gave-up", `launch limit reached (${started} launches) with ${open.length} shards unfinished`);
     }
     const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
+    // No task is alive between launches: reservations restart from what checkpoints report,
+    // which also returns what killed tasks had reserved and not spent.
+    if (run.value.settings.budgets.run) await putJson(store, keys.budget(runId), { reserved: totalUsage(checkpoints) } satisfies BudgetLedger);
     const s = run.value.settings;
     const launch = await startLaunch({
       store,
@@ -91,6 +98,28 @@ export async function driveRun(o: DriveOptions): Promise<RunStatus> {
     started++;
     logger.info("launched", { launch: n, execution: launch.value.execution, tasks: launch.value.taskCount, shards: open.length });
   }
+}
+
+/** Why open shards stopped for a budget, or null. Also catches a run budget already spent. */
+function budgetStopReason(run: RunRecord, checkpoints: Map<string, Checkpoint | null>, open: string[]): string | null {
+  for (const id of open) {
+    const cp = checkpoints.get(id);
+    if (cp?.stop === "budget") {
+      // A raised budget (rerun --budget-…) makes an old stop marker stale.
+      const spent = totalUsage(checkpoints);
+      if (exhausted(run.settings.budgets.run, spent, Date.now() - Date.parse(run.createdAt))) return cp.stopReason ?? "budget exhausted";
+      if (exhausted(run.settings.budgets.shard, cp.usage, cp.elapsedMs)) return cp.stopReason ?? "shard budget exhausted";
+    }
+  }
+  const spent = totalUsage(checkpoints);
+  const kind = exhausted(run.settings.budgets.run, spent, Date.now() - Date.parse(run.createdAt));
+  return kind ? `${describeBudget(kind, run.settings.budgets.run!, "run")} (spent ${spent.tokens} tokens, $${spent.usd})` : null;
+}
+
+export function totalUsage(checkpoints: Map<string, Checkpoint | null>): Usage {
+  let u: Usage = ZERO_USAGE;
+  for (const cp of checkpoints.values()) if (cp) u = addUsage(u, cp.usage);
+  return u;
 }
 
 function toleranceReason(run: RunRecord): string {
@@ -145,12 +174,12 @@ async function finishRun(
   run: Versioned<RunRecord>,
   checkpoints: Map<string, Checkpoint | null>,
   launcher: Launcher,
-  how: "complete" | "gave-up",
+  how: "complete" | "gave-up" | "budget",
   reason?: string,
 ): Promise<RunStatus> {
   const failed = failedItems(run.value, checkpoints);
   const succeeded = [...checkpoints.values()].reduce((n, cp) => n + (cp ? cp.done.reduce((m, [a, b]) => m + b - a, 0) : 0), 0);
-  const state = how === "gave-up" ? "failed" : finishedState(succeeded, failed.length);
+  const state = how === "gave-up" ? "failed" : how === "budget" ? "budget_exhausted" : finishedState(succeeded, failed.length);
   // The dead letter is derived from the checkpoints: rewriting it is always safe.
   await store.put(keys.deadLetter(run.value.runId), failed.map((f) => JSON.stringify(f)).join("\n") + (failed.length ? "\n" : ""), {
     contentType: "application/x-ndjson",

@@ -1,14 +1,16 @@
 /**
  * Starting a launch (DESIGN.md protocol 6): the launch record is written create-only before the
  * launcher is called, and the execution name recorded after. A second call for the same launch
- * number finds the record and does not start a second execution.
+ * number finds the record and does not start a second execution. A record without an execution
+ * name (the process that wrote it died, or lost the launcher's answer) is settled by asking the
+ * launcher for an execution carrying the launch's identity, when it can look one up.
  */
 import { PreconditionFailed, ShardrunError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
 import { LaunchRecord, type RunRecord } from "../core/model.js";
 import { assignShards } from "../core/plan.js";
 import { ENV } from "../config/env.js";
-import type { Launcher } from "../launcher/port.js";
+import type { LaunchRequest, Launcher } from "../launcher/port.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
 
@@ -51,12 +53,19 @@ export async function startLaunch(o: LaunchOptions): Promise<Versioned<LaunchRec
     if (!(e instanceof PreconditionFailed)) throw e;
     const existing = await getJson(o.store, key, LaunchRecord);
     if (existing?.value.execution) return existing;
+    const found = existing && o.launcher.findExecution ? await o.launcher.findExecution(launchRequest(o, existing.value)) : null;
+    if (existing && found) return recordExecution(o.store, key, existing, found);
     throw new ShardrunError("PRECONDITION_FAILED", `launch ${o.n} of run ${o.run.runId} is being started by another process`, { cause: e });
   }
-  const execution = await o.launcher.launch({
+  const execution = await o.launcher.launch(launchRequest(o, record));
+  return recordExecution(o.store, key, { value: record, generation }, execution);
+}
+
+function launchRequest(o: LaunchOptions, record: LaunchRecord): LaunchRequest {
+  return {
     jobName: o.jobName ?? `shardrun-${o.run.job.name}`,
     runId: o.run.runId,
-    launch: o.n,
+    launch: record.n,
     taskCount: record.taskCount,
     parallelism: record.parallelism,
     taskTimeoutSeconds: record.taskTimeoutSeconds,
@@ -64,13 +73,23 @@ export async function startLaunch(o: LaunchOptions): Promise<Versioned<LaunchRec
     env: {
       [ENV.store]: o.store.url,
       [ENV.run]: o.run.runId,
-      [ENV.launch]: String(o.n),
+      [ENV.launch]: String(record.n),
       [ENV.deadlineSeconds]: String(record.taskTimeoutSeconds),
     },
-  });
-  const started: LaunchRecord = { ...record, execution, state: "running" };
-  const gen = await putJson(o.store, key, started, { ifGenerationMatch: generation });
-  return { value: started, generation: gen };
+  };
+}
+
+/** Records the execution on the launch; if another process recorded one first, its record wins. */
+async function recordExecution(store: ObjectStore, key: string, launch: Versioned<LaunchRecord>, execution: string): Promise<Versioned<LaunchRecord>> {
+  const started: LaunchRecord = { ...launch.value, execution, state: "running" };
+  try {
+    return { value: started, generation: await putJson(store, key, started, { ifGenerationMatch: launch.generation }) };
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+    const now = await getJson(store, key, LaunchRecord);
+    if (now?.value.execution) return now;
+    throw e;
+  }
 }
 
 /** Records the launch's final state; a concurrent update (another watcher) wins harmlessly. */

@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import pLimit from "p-limit";
 import { InvalidInputError, errorMessage } from "../core/errors.js";
 import { MAX_SHARDS, newRunId, shardId } from "../core/ids.js";
+import type { Budget, Budgets } from "../core/budget.js";
 import { parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import type { RunRecord, RunSettings, ShardEntry } from "../core/model.js";
@@ -29,7 +30,12 @@ export interface PlanOptions {
   args: Record<string, unknown>;
   policy?: ShardPolicy;
   /** Launch settings; `tasks` defaults to one per shard (at most the job's default or 10), `parallelism` to `tasks`. */
-  settings: Omit<RunSettings, "concurrency" | "retry" | "checkpoint" | "tasks" | "parallelism"> & { tasks?: number; parallelism?: number };
+  settings: Omit<RunSettings, "concurrency" | "retry" | "checkpoint" | "tasks" | "parallelism" | "budgets"> & {
+    tasks?: number;
+    parallelism?: number;
+    /** Run-level budget limits that override the job's `budgets.run`. */
+    runBudget?: Budget;
+  };
   trigger: string;
   now?: Date;
   runId?: string;
@@ -143,7 +149,8 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
       state: "planned",
       plan: { policy, totalItems: index, totalWeight: shards.reduce((n, s) => n + s.weight, 0), shards },
       settings: {
-        ...o.settings,
+        ...withoutRunBudget(o.settings),
+        budgets: mergeRunBudget(o.job.budgets, o.settings.runBudget),
         ...(o.settings.maxFailedItems ?? o.job.maxFailedItems !== undefined
           ? { maxFailedItems: o.settings.maxFailedItems ?? parseTolerance(o.job.maxFailedItems!) }
           : {}),
@@ -196,4 +203,15 @@ async function spoolItems(job: Job, args: unknown, path: string, signal: AbortSi
 async function* readSpool(path: string): AsyncGenerator<PlannedItem> {
   const rl = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
   for await (const line of rl) if (line) yield JSON.parse(line) as PlannedItem;
+}
+
+function withoutRunBudget<T extends { runBudget?: Budget }>(settings: T): Omit<T, "runBudget"> {
+  const { runBudget: _drop, ...rest } = settings;
+  return rest;
+}
+
+/** The job's budgets with run-level limits given for this run laid over them. */
+export function mergeRunBudget(budgets: Budgets, run?: Budget): Budgets {
+  if (!run || !Object.keys(run).length) return budgets;
+  return { ...budgets, run: { ...budgets.run, ...run } };
 }

@@ -9,7 +9,9 @@ import { keys } from "../core/keys.js";
 import { ItemLine, type RunRecord, type ShardEntry } from "../core/model.js";
 import { createShardCutter } from "../core/plan.js";
 import { failedItems } from "../core/status.js";
+import type { Budget } from "../core/budget.js";
 import { parseJsonl, putJson } from "../store/json.js";
+import { mergeRunBudget } from "./plan.js";
 import type { ObjectStore } from "../store/port.js";
 import { readCheckpoints, readLaunches, readRun } from "./read.js";
 
@@ -86,4 +88,19 @@ export async function checkVersion(store: ObjectStore, runId: string, currentVer
   const next: RunRecord = { ...run.value, job: { ...run.value.job, version: currentVersion } };
   await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
   return { from: recorded, to: currentVersion };
+}
+
+/** Lays new run-level budget limits over the run's (a rerun that raises the budget). */
+export async function setRunBudget(store: ObjectStore, runId: string, budget: Budget): Promise<void> {
+  for (let tries = 0; tries < 5; tries++) {
+    const run = await readRun(store, runId);
+    const next: RunRecord = { ...run.value, settings: { ...run.value.settings, budgets: mergeRunBudget(run.value.settings.budgets, budget) } };
+    try {
+      await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+      return;
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
+    }
+  }
+  throw new Error(`run ${runId}: could not record the new budget (run.json keeps changing)`);
 }

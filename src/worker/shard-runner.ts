@@ -16,7 +16,8 @@ import {
   settledPositions,
   takeLease,
 } from "../core/checkpoint.js";
-import { LeaseLost, NonRetriableError, PreconditionFailed, RetryAfterError, errorMessage, isShardrunError } from "../core/errors.js";
+import { addUsage, describeBudget, exceeded, exhausted, ZERO_USAGE, type Budgets, type Usage } from "../core/budget.js";
+import { BudgetExceeded, LeaseLost, NonRetriableError, PreconditionFailed, RetryAfterError, errorMessage, isShardrunError } from "../core/errors.js";
 import { partName } from "../core/ids.js";
 import type { Job, JobContext } from "../core/job.js";
 import { keys } from "../core/keys.js";
@@ -24,11 +25,13 @@ import type { Logger } from "../core/log.js";
 import { Checkpoint, ItemLine, type FailedItem, type Owner } from "../core/model.js";
 import { formatZodError } from "../core/zod-format.js";
 import { getJson, parseJsonl, putJson } from "../store/json.js";
+import type { RunBudget } from "./budget.js";
 import type { Limiter } from "./limiter.js";
 import { ItemSteps, idempotencyKey } from "./steps.js";
 import type { Generation, ObjectStore } from "../store/port.js";
 
-export type ShardResult = "done" | "skipped" | "stopped" | "lost";
+/** "budget": the owner stopped taking items because a shard or run budget ran out. */
+export type ShardResult = "done" | "skipped" | "stopped" | "lost" | "budget";
 
 export interface ShardRunnerOptions {
   store: ObjectStore;
@@ -48,6 +51,10 @@ export interface ShardRunnerOptions {
   onExecution?: (key: string) => void;
   /** This task's shares of the job's run-wide limits, by name. */
   limiters?: ReadonlyMap<string, Limiter>;
+  /** The task's share of the run budget. */
+  budget?: RunBudget;
+  /** The run's budgets (item and shard limits apply here). */
+  budgets?: Budgets;
 }
 
 interface Finished {
@@ -82,6 +89,10 @@ export class ShardRunner {
   /** Step results of unsettled items, by position (what the next checkpoint records). */
   #steps: Record<string, Record<string, unknown>> = {};
   #stepsDirty = 0;
+  /** Spend recorded since the last write. */
+  #usage: Usage = ZERO_USAGE;
+  /** Set when a shard or run budget ran out: no new items start. */
+  #budgetStop: { kind: "budget"; reason: string } | null = null;
   #lost = false;
   #flushing: Promise<void> = Promise.resolve();
   #flushQueued = false;
@@ -166,7 +177,7 @@ export class ShardRunner {
       if (e instanceof LeaseLost) return "lost";
       throw e;
     }
-    if (this.#cp.state !== "done") return "stopped";
+    if (this.#cp.state !== "done") return this.#budgetStop ? "budget" : "stopped";
     this.#o.logger.info("shard done", { shard: this.#o.shard, done: this.#cp.done.reduce((n, [a, b]) => n + b - a, 0), failed: this.#cp.failed.length });
     return "done";
   }
@@ -183,7 +194,8 @@ export class ShardRunner {
 
   async #runItem(pos: number, line: ItemLine, itemSignal: AbortSignal): Promise<void> {
     const { job, stopping, logger, runId, shard, onExecution } = this.#o;
-    if (stopping.aborted || this.#lost) return;
+    if (stopping.aborted || this.#lost || this.#budgetStop) return;
+    if (await this.#budgetSpent()) return;
     const parsed = job.item.safeParse(line.item);
     if (!parsed.success) {
       this.#fail({ pos, i: line.i, key: line.key, error: `item does not match the job's item schema: ${formatZodError(parsed.error)}`, attempts: 0, reason: "schema" });
@@ -201,13 +213,19 @@ export class ShardRunner {
         this.#stepsDirty++;
       },
     });
+    let itemUsage: Usage = ZERO_USAGE;
+    const itemBudget = this.#o.budgets?.item;
     for (let attempt = 1; ; attempt++) {
       steps.newAttempt();
+      // An item's wall-time budget covers one attempt; its spend covers all of them.
+      const overTime = new AbortController();
+      const timer = itemBudget?.ms !== undefined ? setTimeout(() => overTime.abort(new BudgetExceeded(`item budget of ${itemBudget.ms} ms exhausted`)), itemBudget.ms) : undefined;
+      const attemptSignal = timer ? AbortSignal.any([itemSignal, overTime.signal]) : itemSignal;
       if (attempt > 1 && stopping.aborted) return; // a retry waits for the next attempt of the task
       this.#executions++;
       onExecution?.(line.key);
       const ctx: JobContext = {
-        signal: itemSignal,
+        signal: attemptSignal,
         log: logger.child({ item: line.key }),
         attempt,
         itemKey: line.key,
@@ -220,11 +238,26 @@ export class ShardRunner {
         limit: (name, fn) => {
           const limiter = this.#o.limiters?.get(name);
           if (!limiter) throw new NonRetriableError(`ctx.limit("${name}"): the job defines no limit named "${name}" (add it to \`limits\`)`);
-          return limiter.run(fn, itemSignal);
+          return limiter.run(fn, attemptSignal);
+        },
+        usage: (spend) => {
+          const tokens = spend?.tokens ?? 0;
+          const usd = spend?.usd ?? 0;
+          if (!(Number.isFinite(tokens) && tokens >= 0 && Number.isFinite(usd) && usd >= 0)) {
+            throw new NonRetriableError("ctx.usage: expected `tokens` and `usd` to be numbers from 0 up");
+          }
+          const u = { tokens, usd };
+          itemUsage = addUsage(itemUsage, u);
+          this.#usage = addUsage(this.#usage, u);
+          this.#o.budget?.record(u);
+          const kind = exceeded(itemBudget, itemUsage);
+          if (kind) throw new BudgetExceeded(`${describeBudget(kind, itemBudget!, "item")} (spent ${itemUsage.tokens} tokens, $${itemUsage.usd})`);
         },
       };
       try {
-        const output = await job.run(parsed.data, ctx);
+        const output = await Promise.resolve()
+          .then(() => job.run(parsed.data, ctx))
+          .finally(() => clearTimeout(timer));
         if (this.#lost) return;
         let json: string;
         try {
@@ -238,6 +271,11 @@ export class ShardRunner {
         this.#afterSettle();
         return;
       } catch (e) {
+        const budgetError = e instanceof BudgetExceeded ? e : overTime.signal.aborted ? (overTime.signal.reason as BudgetExceeded) : null;
+        if (budgetError && !this.#lost) {
+          this.#fail({ pos, i: line.i, key: line.key, error: budgetError.message, attempts: attempt, reason: "budget" });
+          return;
+        }
         // Interrupted by the deadline, SIGTERM or a lost lease: not the item's fault, not recorded.
         if (itemSignal.aborted || this.#lost) return;
         const message = errorMessage(e);
@@ -258,6 +296,20 @@ export class ShardRunner {
         }
       }
     }
+  }
+
+  /** True (and the shard stops taking items) once the shard's or the run's budget is spent. */
+  async #budgetSpent(): Promise<boolean> {
+    const shardBudget = this.#o.budgets?.shard;
+    const kind = exhausted(shardBudget, addUsage(this.#cp.usage, this.#usage), this.#cp.elapsedMs + (this.#o.now() - this.#lastWriteAt));
+    let reason = kind ? describeBudget(kind, shardBudget!, "shard") : null;
+    reason ??= (await this.#o.budget?.check()) ?? null;
+    if (!reason) return false;
+    if (!this.#budgetStop) {
+      this.#budgetStop = { kind: "budget", reason };
+      this.#o.logger.warn("budget exhausted: taking no more items", { shard: this.#o.shard, reason });
+    }
+    return true;
   }
 
   #fail(f: FailedItem): void {
@@ -302,6 +354,9 @@ export class ShardRunner {
     const failed = this.#failed.splice(0);
     const executions = this.#executions;
     this.#executions = 0;
+    const usage = this.#usage;
+    this.#usage = ZERO_USAGE;
+    const elapsedMs = Math.max(0, now() - this.#lastWriteAt);
     this.#stepsDirty = 0;
     const steps = Object.fromEntries(Object.entries(this.#steps).filter(([, s]) => Object.keys(s).length > 0));
     let part: { name: string; count: number } | undefined;
@@ -311,7 +366,12 @@ export class ShardRunner {
       await store.put(keys.part(runId, shard, name), done.map((d) => d.line).join("\n") + "\n", { ifGenerationMatch: 0, contentType: "application/x-ndjson" });
       part = { name, count: done.length };
     }
-    const next = commitBatch(this.#cp, { ...(part ? { part } : {}), done: done.map((d) => d.pos), failed, executions, steps }, now(), final);
+    const next = commitBatch(
+      this.#cp,
+      { ...(part ? { part } : {}), done: done.map((d) => d.pos), failed, executions, steps, usage, elapsedMs, ...(final && this.#budgetStop ? { stop: this.#budgetStop } : {}) },
+      now(),
+      final,
+    );
     try {
       this.#gen = await putJson(store, this.#cpKey, next, { ifGenerationMatch: this.#gen });
     } catch (e) {
@@ -325,5 +385,6 @@ export class ShardRunner {
     }
     this.#cp = next;
     this.#lastWriteAt = now();
+    this.#o.budget?.committed(usage);
   }
 }

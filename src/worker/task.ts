@@ -9,10 +9,12 @@ import type { Logger } from "../core/log.js";
 import type { LaunchRecord, Owner, RunRecord } from "../core/model.js";
 import type { ObjectStore } from "../store/port.js";
 import { taskShare } from "../core/limits.js";
+import { RunBudget } from "./budget.js";
 import { Limiter } from "./limiter.js";
 import { ShardRunner } from "./shard-runner.js";
 
-export type TaskOutcome = "complete" | "stopped" | "lease-lost";
+/** "budget": the run budget ran out; retrying the task would not help. */
+export type TaskOutcome = "complete" | "stopped" | "lease-lost" | "budget";
 
 export interface TaskOptions {
   store: ObjectStore;
@@ -39,6 +41,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
   const commits: Promise<void>[] = [];
   // Limits are shared out over the tasks that can run at once.
   const running = Math.min(o.launch.parallelism, o.launch.taskCount);
+  const budget = new RunBudget(o.store, o.run, running, o.now);
   const limiters = new Map(Object.entries(o.job.limits).map(([name, spec]) => [name, new Limiter(taskShare(spec, running), o.now)]));
   let lost = false;
   let stopped = false;
@@ -59,6 +62,8 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
       random: o.random ?? Math.random,
       ...(o.onExecution ? { onExecution: o.onExecution } : {}),
       limiters,
+      budget,
+      budgets: o.run.settings.budgets,
     });
     o.onActiveShard?.(() => runner.checkpointNow());
     let r: Awaited<ReturnType<ShardRunner["runItems"]>>;
@@ -71,15 +76,19 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
     if (r === "stopped") stopped = true;
     if (r !== "ready") return false;
     mine.add(shard);
-    commits.push(
-      runner.commit().then((c) => {
-        if (c === "lost") lost = true;
-        if (c === "stopped") stopped = true;
-      }),
-    );
+    const commit = runner.commit().then(async (c) => {
+      if (c === "lost") lost = true;
+      if (c === "stopped") stopped = true;
+      // A spent run budget ends the task's claims; a spent shard budget only that shard.
+      if (c === "budget" && (await budget.check())) outOfBudget = true;
+    });
+    commits.push(commit);
+    // Budget stops must be known before the next claim, so wait for this commit.
+    if (o.run.settings.budgets.run) await commit;
     return true;
   };
-  const halted = () => lost || stopped || o.stopping.aborted;
+  let outOfBudget = false;
+  const halted = () => lost || stopped || outOfBudget || o.stopping.aborted;
 
   try {
     for (const shard of own) {
@@ -103,7 +112,9 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
   } finally {
     // Every lease this task holds ends in a write, whatever happened above.
     await Promise.all(commits);
+    await budget.release().catch((e: unknown) => o.logger.warn("could not give back the unspent budget reservation", { error: String(e) }));
   }
   if (lost) return "lease-lost";
-  return stopped || o.stopping.aborted ? "stopped" : "complete";
+  if (stopped || o.stopping.aborted) return "stopped";
+  return outOfBudget ? "budget" : "complete";
 }

@@ -9,7 +9,7 @@ import { idempotencyKey } from "./steps.js";
 
 const quiet: JobLogger = { info() {}, warn() {}, error() {} };
 
-export function createTestContext(overrides: Partial<Omit<JobContext, "step" | "idempotencyKey" | "limit">> & { steps?: Map<string, unknown> } = {}): JobContext {
+export function createTestContext(overrides: Partial<Omit<JobContext, "step" | "idempotencyKey" | "limit" | "usage">> & { steps?: Map<string, unknown> } = {}): JobContext {
   const steps = overrides.steps ?? new Map<string, unknown>();
   const base = {
     signal: new AbortController().signal,
@@ -39,5 +39,6 @@ export function createTestContext(overrides: Partial<Omit<JobContext, "step" | "
     idempotencyKey: (name: string) => idempotencyKey(base.runId, base.itemKey, name),
     // No run here to share a limit with: calls go straight through.
     limit: async <T>(_name: string, fn: () => Promise<T> | T): Promise<T> => fn(),
+    usage: () => {},
   };
 }
