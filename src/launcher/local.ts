@@ -5,9 +5,10 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ENV } from "../config/env.js";
 import { LocalSpec, LocalStatus } from "./local-model.js";
 import type { ExecutionStatus, LaunchRequest, Launcher, TaskState } from "./port.js";
 
@@ -59,7 +60,8 @@ export class LocalLauncher implements Launcher {
       taskTimeoutSeconds: request.taskTimeoutSeconds,
       maxRetries: request.maxRetries,
       killGraceSeconds: this.#o.killGraceSeconds,
-      env: { ...this.#o.env, ...request.env },
+      // SHARDRUN_RUN and SHARDRUN_LAUNCH are what findExecution matches on.
+      env: { ...this.#o.env, ...request.env, [ENV.run]: request.runId, [ENV.launch]: String(request.launch) },
       command: this.#o.command,
       statusPath: this.#statusPath(name),
       logDir: join(this.#o.stateDir, name),
@@ -95,9 +97,12 @@ export class LocalLauncher implements Launcher {
     // A supervisor that vanished without a final status (killed, machine restarted) ended it.
     if ((state === "running" || state === "pending") && pid && !alive(pid)) {
       const again = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));
-      state = again.state === "running" || again.state === "pending" ? "failed" : again.state;
+      // A cancel that killed the supervisor before it could handle SIGTERM still cancelled it.
+      const cancelled = existsSync(this.#cancelPath(name));
+      state = again.state === "running" || again.state === "pending" ? (cancelled ? "cancelled" : "failed") : again.state;
     }
-    const count = (st: TaskState) => s.tasks.filter((t) => t.state === st).length;
+    const tasks = s.tasks.map((t) => (state === "cancelled" && (t.state === "pending" || t.state === "retrying") ? { ...t, state: "cancelled" as const } : t));
+    const count = (st: TaskState) => tasks.filter((t) => t.state === st).length;
     return {
       name,
       state,
@@ -106,7 +111,7 @@ export class LocalLauncher implements Launcher {
       succeeded: count("succeeded"),
       failed: count("failed"),
       cancelled: count("cancelled"),
-      tasks: s.tasks.map((t) => ({
+      tasks: tasks.map((t) => ({
         index: t.index,
         state: t.state,
         attempts: t.attempts,
@@ -123,12 +128,39 @@ export class LocalLauncher implements Launcher {
     return existsSync(path) ? Number(readFileSync(path, "utf8")) || 0 : 0;
   }
 
+  async findExecution(request: Pick<LaunchRequest, "jobName" | "runId" | "launch">): Promise<string | null> {
+    if (!existsSync(this.#o.stateDir)) return null;
+    const found: { name: string; at: number }[] = [];
+    for (const file of readdirSync(this.#o.stateDir)) {
+      if (!file.startsWith(`${request.jobName}-`) || !file.endsWith(".spec.json")) continue;
+      const path = join(this.#o.stateDir, file);
+      let raw: unknown;
+      try {
+        raw = JSON.parse(readFileSync(path, "utf8"));
+      } catch {
+        continue; // being written by a launch right now
+      }
+      const spec = LocalSpec.safeParse(raw);
+      if (spec.success && spec.data.env[ENV.run] === request.runId && spec.data.env[ENV.launch] === String(request.launch)) {
+        found.push({ name: spec.data.name, at: statSync(path).mtimeMs });
+      }
+    }
+    return found.sort((a, b) => a.at - b.at)[0]?.name ?? null;
+  }
+
   async cancel(name: string): Promise<void> {
     const path = this.#statusPath(name);
     if (!existsSync(path)) return;
     const s = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));
     const pid = s.supervisorPid || this.#pidFromFile(name);
-    if (pid && alive(pid)) process.kill(pid, "SIGTERM");
+    if (pid && alive(pid)) {
+      writeFileSync(this.#cancelPath(name), "");
+      process.kill(pid, "SIGTERM");
+    }
+  }
+
+  #cancelPath(name: string): string {
+    return join(this.#o.stateDir, `${name}.cancel`);
   }
 }
 

@@ -55,6 +55,12 @@ export interface Launcher {
   /** Null when the execution is unknown. */
   getExecution(name: string): Promise<ExecutionStatus | null>;
   cancel(name: string): Promise<void>;
+  /**
+   * The execution a launch started, found by the SHARDRUN_RUN and SHARDRUN_LAUNCH env it
+   * carries; null when none did. Lets a retried launch adopt an execution whose start was never
+   * recorded (a lost response, or a process that died between starting it and recording it).
+   */
+  findExecution?(request: Pick<LaunchRequest, "jobName" | "runId" | "launch">, signal?: AbortSignal): Promise<string | null>;
 }
 
 export function isTerminal(state: ExecutionState): boolean {
