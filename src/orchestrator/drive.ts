@@ -180,10 +180,19 @@ async function finishRun(
   const failed = failedItems(run.value, checkpoints);
   const succeeded = [...checkpoints.values()].reduce((n, cp) => n + (cp ? cp.done.reduce((m, [a, b]) => m + b - a, 0) : 0), 0);
   const state = how === "gave-up" ? "failed" : how === "budget" ? "budget_exhausted" : finishedState(succeeded, failed.length);
-  // The dead letter is derived from the checkpoints: rewriting it is always safe.
-  await store.put(keys.deadLetter(run.value.runId), failed.map((f) => JSON.stringify(f)).join("\n") + (failed.length ? "\n" : ""), {
-    contentType: "application/x-ndjson",
-  });
+  // The dead letter is derived from the checkpoints: rewriting it is always safe. Conditioned on
+  // what is there, so that a store adapter may retry the write.
+  const deadKey = keys.deadLetter(run.value.runId);
+  const body = failed.map((f) => JSON.stringify(f)).join("\n") + (failed.length ? "\n" : "");
+  for (let tries = 0; ; tries++) {
+    const current = await store.get(deadKey);
+    try {
+      await store.put(deadKey, body, { contentType: "application/x-ndjson", ifGenerationMatch: current?.generation ?? 0 });
+      break;
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed) || tries >= 4) throw e;
+    }
+  }
   await cleanOrphans(store, run.value, checkpoints);
   await setRunState(store, run, state, new Date().toISOString(), reason);
   return readRunStatus(store, run.value.runId, launcher);
@@ -195,7 +204,15 @@ export async function cleanOrphans(store: ObjectStore, run: RunRecord, checkpoin
   for (const shard of run.plan.shards) {
     const named = new Set((checkpoints.get(shard.id)?.parts ?? []).map((p) => keys.part(run.runId, shard.id, p.name)));
     for await (const key of listAll(store, keys.partsPrefix(run.runId, shard.id))) {
-      if (!named.has(key) && (await store.delete(key))) removed++;
+      if (named.has(key)) continue;
+      // Parts are written once, so the generation read is the one to delete (and retryable).
+      const part = await store.get(key);
+      if (!part) continue;
+      try {
+        if (await store.delete(key, { ifGenerationMatch: part.generation })) removed++;
+      } catch (e) {
+        if (!(e instanceof PreconditionFailed)) throw e;
+      }
     }
   }
   return removed;

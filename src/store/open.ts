@@ -6,7 +6,9 @@ import type { ObjectStore } from "./port.js";
 
 export async function openStore(url: string, cwd = process.cwd()): Promise<ObjectStore> {
   if (url.startsWith("gs://")) {
-    throw new UsageError(`store ${url}: the Cloud Storage adapter is not built yet; use a local folder`);
+    // Loaded only when asked for: local runs never pay for the Cloud Storage client.
+    const { GcsObjectStore } = await import("./gcs.js");
+    return GcsObjectStore.fromUrl(url);
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file://")) {
     throw new UsageError(`store "${url}": expected a folder path, file:///path or gs://bucket/prefix`);

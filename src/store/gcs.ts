@@ -1,0 +1,453 @@
+/**
+ * The ObjectStore on Cloud Storage, through @google-cloud/storage (the only file that imports it).
+ *
+ * Retries are ours, not the library's: its `retryOptions.autoRetry` is switched per call on the
+ * shared client (a race between concurrent calls), and it cannot tell "my write was applied but
+ * the answer was lost" from "someone else won". So the client runs with autoRetry off and this
+ * file retries reads, lists and conditioned writes on 408/429/5xx, resets and timeouts, with
+ * backoff from core/backoff.ts. An unconditional put or delete is retried only when the request
+ * provably never left (connection refused, DNS): a blind retry could undo another writer's work.
+ *
+ * A lost answer: every put stamps a random write id into the object's custom metadata. When a
+ * conditioned put whose earlier attempt failed ambiguously then gets 412, the object is read
+ * back: if it carries our write id, the first attempt won and its generation is returned. If the
+ * object was replaced again since, our write cannot be told apart from a lost race and
+ * PreconditionFailed is thrown: for shardrun's protocols that is the safe answer (the lease
+ * moved on; create-only objects are never replaced).
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { Storage, type File, type StorageOptions } from "@google-cloud/storage";
+import { ENV } from "../config/env.js";
+import { nextRetryDelay, RetryPolicy } from "../core/backoff.js";
+import { PreconditionFailed, ShardrunError, UsageError } from "../core/errors.js";
+import {
+  assertKey,
+  CREATE_ONLY,
+  KEY_PATTERN,
+  type DeleteOptions,
+  type Generation,
+  type ListOptions,
+  type ListPage,
+  type ObjectStore,
+  type PutOptions,
+  type StoredObject,
+} from "./port.js";
+
+/** Custom metadata key that names the put call that wrote an object. */
+const WRITE_ID = "shardrun-write";
+const ROLE = "roles/storage.objectUser";
+const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+/** The request never reached a server: safe to repeat even an unconditional write. */
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
+const GENERATION = /^[1-9][0-9]*$/;
+const BUCKET = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
+
+/** Client settings passed to `new Storage()`. */
+export type GcsClientOptions = Pick<
+  StorageOptions,
+  "apiEndpoint" | "projectId" | "keyFilename" | "credentials" | "authClient" | "useAuthWithCustomEndpoint" | "universeDomain" | "userAgent"
+>;
+
+export interface GcsObjectStoreOptions {
+  /** Bucket name, without `gs://`. @example "acme-shardrun" */
+  bucket: string;
+  /**
+   * Folder inside the bucket that holds this store; keys are relative to it.
+   * @default "" (the bucket root)
+   * @example "prod"
+   */
+  prefix?: string;
+  /**
+   * Settings for the Cloud Storage client. `apiEndpoint` (or, without it, the standard
+   * `STORAGE_EMULATOR_HOST`) points it at an emulator; a custom endpoint gets no credentials
+   * unless `useAuthWithCustomEndpoint` is true (Private Service Connect endpoints need that).
+   * @default {} (Application Default Credentials, storage.googleapis.com)
+   * @example { apiEndpoint: "http://127.0.0.1:4443" }
+   */
+  storage?: GcsClientOptions;
+  /**
+   * Backoff of retried requests: reads, lists and conditioned writes on 408/429/5xx, resets and
+   * timeouts. `attempts` counts the first try; the defaults wait up to about 20 s in all, enough
+   * for a 429 burst on an object written more often than Cloud Storage's ~1 write/s.
+   * @default { attempts: 8, minDelayMs: 200, maxDelayMs: 10000, factor: 2, jitter: true }
+   * @example { attempts: 4, maxDelayMs: 2000 }
+   */
+  retry?: Partial<RetryPolicy>;
+  /**
+   * A request without an answer after this long is abandoned and counts as a transient failure.
+   * @default 30000
+   */
+  requestTimeoutMs?: number;
+  /** Where `STORAGE_EMULATOR_HOST` is read from. @default process.env */
+  env?: NodeJS.ProcessEnv;
+}
+
+const DEFAULT_RETRY = { attempts: 8, minDelayMs: 200, maxDelayMs: 10_000, factor: 2, jitter: true } satisfies RetryPolicy;
+
+/** What a failed request allows: repeat anything, repeat only idempotent calls, or give up. */
+type Failure = "not-sent" | "transient" | "final";
+type Mode = "idempotent" | "unconditional";
+
+/**
+ * ObjectStore over a Cloud Storage bucket, with generation preconditions as compare-and-swap.
+ * @example
+ * const store = GcsObjectStore.fromUrl("gs://acme-shardrun/prod");
+ * await store.put("runs/x/run.json", "{}", { ifGenerationMatch: 0 });
+ */
+export class GcsObjectStore implements ObjectStore {
+  readonly url: string;
+  readonly bucket: string;
+  /** "" or the prefix with a trailing "/". */
+  readonly #root: string;
+  readonly #client: Storage;
+  readonly #policy: RetryPolicy;
+  #bucketChecked: Promise<void> | undefined;
+
+  /** Opens `gs://bucket` or `gs://bucket/prefix`. */
+  static fromUrl(url: string, options: Omit<GcsObjectStoreOptions, "bucket" | "prefix"> = {}): GcsObjectStore {
+    const match = /^gs:\/\/([^/]+)(?:\/(.*))?$/.exec(url);
+    if (!match?.[1]) throw new UsageError(`store "${url}": expected gs://bucket or gs://bucket/prefix`);
+    return new GcsObjectStore({ ...options, bucket: match[1], prefix: (match[2] ?? "").replace(/\/+$/, "") });
+  }
+
+  constructor(options: GcsObjectStoreOptions) {
+    const { bucket, prefix = "", storage = {}, retry = {}, requestTimeoutMs = 30_000, env = process.env } = options;
+    if (typeof bucket !== "string" || !BUCKET.test(bucket)) {
+      throw new TypeError(`Expected \`bucket\` to be a Cloud Storage bucket name (lowercase letters, digits, - _ .), got ${JSON.stringify(bucket)}`);
+    }
+    const trimmed = prefix.replace(/\/+$/, "");
+    if (trimmed !== "" && !KEY_PATTERN.test(trimmed)) {
+      throw new TypeError(`Expected \`prefix\` to be "" or a path of letters, digits and . _ - = + / segments, got ${JSON.stringify(prefix)}`);
+    }
+    if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1) {
+      throw new TypeError(`Expected \`requestTimeoutMs\` to be an integer from 1 and up, got ${requestTimeoutMs}`);
+    }
+    this.bucket = bucket;
+    this.#root = trimmed === "" ? "" : `${trimmed}/`;
+    this.url = `gs://${bucket}${trimmed === "" ? "" : `/${trimmed}`}`;
+    this.#policy = RetryPolicy.parse({ ...DEFAULT_RETRY, ...retry });
+    // Emulators speak plain http; the library would assume https for a bare host:port.
+    const emulator = env[ENV.storageEmulator]?.trim();
+    const apiEndpoint = storage.apiEndpoint ?? (emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined);
+    this.#client = new Storage({
+      ...storage,
+      ...(apiEndpoint ? { apiEndpoint } : {}),
+      timeout: requestTimeoutMs,
+      retryOptions: { autoRetry: false },
+    });
+    // With STORAGE_EMULATOR_HOST set in process.env the library sends JSON calls there even when
+    // given another apiEndpoint (or an injected env says otherwise): one endpoint for all calls.
+    if (apiEndpoint) this.#client.baseUrl = `${this.#client.apiEndpoint}/storage/v1`;
+  }
+
+  async get(key: string): Promise<StoredObject | null> {
+    assertKey(key);
+    const file = this.#file(key);
+    return this.#withRetries("get", key, "idempotent", async () => {
+      try {
+        return await download(file);
+      } catch (error) {
+        if (statusOf(error) !== 404) throw error;
+        await this.#checkBucket();
+        return null;
+      }
+    });
+  }
+
+  async put(key: string, bytes: Uint8Array | string, options: PutOptions = {}): Promise<Generation> {
+    assertKey(key);
+    const match = parseMatch(options.ifGenerationMatch);
+    const body = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const md5Hash = createHash("md5").update(body).digest("base64");
+    const writeId = randomUUID();
+    const file = this.#file(key);
+    let mayHaveApplied = false;
+    return this.#withRetries("put", key, match === undefined ? "unconditional" : "idempotent", async () => {
+      try {
+        // One request (multipart, not resumable). Validation is the server's, from the declared
+        // md5Hash: the library's own check would delete the object on a mismatch, unconditionally,
+        // possibly taking a newer writer's object with it.
+        await file.save(body, {
+          resumable: false,
+          validation: false,
+          metadata: {
+            contentType: options.contentType ?? "application/octet-stream",
+            cacheControl: "no-store",
+            md5Hash,
+            metadata: { [WRITE_ID]: writeId },
+          },
+          ...(match === undefined ? {} : { preconditionOpts: { ifGenerationMatch: match } }),
+        });
+      } catch (error) {
+        if (statusOf(error) === 412) {
+          const ours = mayHaveApplied ? await this.#generationIfWrittenBy(file, key, writeId) : null;
+          if (ours !== null) return ours;
+          throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
+        }
+        if (classify(error) === "transient") mayHaveApplied = true;
+        throw error;
+      }
+      const written = file.metadata;
+      if (written.md5Hash !== undefined && written.md5Hash !== md5Hash) {
+        throw new ShardrunError("INTERNAL", `${this.#objectUrl(key)}: stored MD5 ${written.md5Hash} differs from the uploaded ${md5Hash}`);
+      }
+      return parseGeneration(written.generation, key);
+    });
+  }
+
+  async delete(key: string, options: DeleteOptions = {}): Promise<boolean> {
+    assertKey(key);
+    const match = parseMatch(options.ifGenerationMatch);
+    const file = this.#file(key);
+    if (match === CREATE_ONLY) {
+      // "Only if absent": nothing to delete either way.
+      if ((await this.#metadata(file, key)) !== null) throw new PreconditionFailed(key, CREATE_ONLY);
+      return false;
+    }
+    let mayHaveApplied = false;
+    return this.#withRetries("delete", key, match === undefined ? "unconditional" : "idempotent", async () => {
+      try {
+        // `generation` pins the delete to the generation the caller saw. On Cloud Storage that
+        // agrees with ifGenerationMatch; fake-gcs-server ignores ifGenerationMatch on delete, so
+        // the pin is what makes the emulator conditional (a pinned, vanished generation is a 404).
+        await file.delete(match === undefined ? {} : ({ ifGenerationMatch: match, generation: match } as object));
+        return true;
+      } catch (error) {
+        const status = statusOf(error);
+        if (status === 404) {
+          await this.#checkBucket();
+          if (match === undefined) return false;
+          // The generation is gone. After an attempt that may have gone through, no object at
+          // all means that attempt deleted it; a newer object means the condition was stale, or
+          // that our delete was followed by a re-create: either way the caller must re-read.
+          if (mayHaveApplied && (await this.#metadata(file, key)) === null) return true;
+          throw new PreconditionFailed(key, match, { cause: error });
+        }
+        if (status === 412) throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
+        if (classify(error) === "transient") mayHaveApplied = true;
+        throw error;
+      }
+    });
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    const { delimiter, pageToken, maxResults = 1000 } = options;
+    if (!Number.isInteger(maxResults) || maxResults < 1) {
+      throw new TypeError(`Expected \`maxResults\` to be an integer from 1 and up, got ${maxResults}`);
+    }
+    if (delimiter === "") throw new TypeError("Expected `delimiter` to be a non-empty string");
+    // Pages continue from the last name returned (startOffset), not from Cloud Storage's own
+    // page token: that keeps keys plus prefixes within maxResults and each prefix on one page on
+    // every server (fake-gcs-server repeats all prefixes on every page and counts only keys).
+    const after = pageToken === undefined ? undefined : decodePageToken(pageToken);
+    const isFresh = (name: string) =>
+      after === undefined || byteCompare(name, after.offset) > 0 || (!after.exclusive && name === after.offset);
+    const entries: Array<{ name: string; isPrefix: boolean }> = [];
+    let gcsToken: string | undefined;
+    do {
+      const [files, , response] = await this.#withRetries("list", prefix, "idempotent", () =>
+        this.#client.bucket(this.bucket).getFiles({
+          prefix: this.#root + prefix,
+          autoPaginate: false,
+          // One more than asked: startOffset is inclusive, and a key given back is dropped.
+          maxResults: Math.min(maxResults + 1, 1000),
+          ...(delimiter === undefined ? {} : { delimiter }),
+          ...(after === undefined ? {} : { startOffset: this.#root + after.offset }),
+          ...(gcsToken === undefined ? {} : { pageToken: gcsToken }),
+        }),
+      );
+      for (const file of files) {
+        const name = file.name.slice(this.#root.length);
+        // Only names this store could have written (no folder placeholders ending in "/").
+        if (file.name.startsWith(this.#root) && KEY_PATTERN.test(name) && !name.endsWith("/") && isFresh(name)) {
+          entries.push({ name, isPrefix: false });
+        }
+      }
+      const { prefixes, nextPageToken } = (response ?? {}) as { prefixes?: unknown; nextPageToken?: unknown };
+      for (const full of Array.isArray(prefixes) ? prefixes : []) {
+        const name = String(full).slice(this.#root.length);
+        if (String(full).startsWith(this.#root) && isFresh(name)) entries.push({ name, isPrefix: true });
+      }
+      gcsToken = typeof nextPageToken === "string" && nextPageToken !== "" ? nextPageToken : undefined;
+      // A server may answer a page with nothing new and a token (deleted names scanned): go on.
+    } while (gcsToken !== undefined && entries.length === 0);
+    entries.sort((a, b) => byteCompare(a.name, b.name));
+    const page: ListPage = { keys: [], prefixes: [] };
+    const taken = entries.slice(0, maxResults);
+    for (const entry of taken) (entry.isPrefix ? page.prefixes : page.keys).push(entry.name);
+    const last = taken.at(-1);
+    if (last && (gcsToken !== undefined || entries.length > maxResults)) page.nextPageToken = encodePageToken(last);
+    return page;
+  }
+
+  #file(key: string): File {
+    return this.#client.bucket(this.bucket).file(this.#root + key);
+  }
+
+  #objectUrl(key: string): string {
+    return `gs://${this.bucket}/${this.#root}${key}`;
+  }
+
+  /** The object's current generation if the put with `writeId` wrote it, else null. */
+  async #generationIfWrittenBy(file: File, key: string, writeId: string): Promise<Generation | null> {
+    const metadata = await this.#metadata(file, key);
+    if (metadata?.metadata?.[WRITE_ID] !== writeId) return null;
+    return parseGeneration(metadata.generation, key);
+  }
+
+  async #metadata(file: File, key: string): Promise<File["metadata"] | null> {
+    return this.#withRetries("get metadata", key, "idempotent", async () => {
+      try {
+        const [metadata] = await file.getMetadata();
+        return metadata;
+      } catch (error) {
+        if (statusOf(error) !== 404) throw error;
+        await this.#checkBucket();
+        return null;
+      }
+    });
+  }
+
+  /** A 404 from an object call may mean the bucket is missing: find out once per store. */
+  #checkBucket(): Promise<void> {
+    this.#bucketChecked ??= this.#withRetries("list", "", "idempotent", async () => {
+      await this.#client.bucket(this.bucket).getFiles({ prefix: this.#root, maxResults: 1, autoPaginate: false });
+    }).catch((error: unknown) => {
+      this.#bucketChecked = undefined;
+      throw error;
+    });
+    return this.#bucketChecked;
+  }
+
+  async #withRetries<T>(op: string, key: string, mode: Mode, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        const failure = classify(error);
+        const retryable = failure === "not-sent" || (failure === "transient" && mode === "idempotent");
+        if (!retryable || attempt >= this.#policy.attempts) throw this.#explain(error, op, key, attempt, mode);
+        await new Promise((resolve) => setTimeout(resolve, nextRetryDelay(this.#policy, attempt)));
+      }
+    }
+  }
+
+  /** A final error as callers should see it: typed, naming the object and how to fix it. */
+  #explain(error: unknown, op: string, key: string, attempts: number, mode: Mode): unknown {
+    if (error instanceof ShardrunError || error instanceof TypeError) return error;
+    const where = op === "list" ? `gs://${this.bucket}/${this.#root}${key}*` : this.#objectUrl(key);
+    const status = statusOf(error);
+    const detail = describe(error);
+    if (status === 401 || status === 403) {
+      return new UsageError(
+        `${op} ${where}: permission denied (${detail}). The account needs ${ROLE} on bucket "${this.bucket}": ` +
+          `gcloud storage buckets add-iam-policy-binding gs://${this.bucket} --member=serviceAccount:ACCOUNT --role=${ROLE}`,
+        { cause: error },
+      );
+    }
+    if (status === 404) {
+      return new UsageError(
+        `bucket "${this.bucket}" does not exist or this account cannot see it: create it with ` +
+          `\`gcloud storage buckets create gs://${this.bucket}\` and grant the job's service account ${ROLE} on it`,
+        { cause: error },
+      );
+    }
+    const why =
+      mode === "unconditional" && classify(error) === "transient"
+        ? " (not retried: an unconditional write may have been applied; pass ifGenerationMatch to make it safe to retry)"
+        : ` after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
+    return new ShardrunError("INTERNAL", `${op} ${where} failed${why}: ${detail}`, { cause: error });
+  }
+}
+
+function classify(error: unknown): Failure {
+  if (error instanceof ShardrunError || error instanceof TypeError) return "final";
+  const status = statusOf(error);
+  if (status !== undefined) return RETRYABLE_STATUS.has(status) ? "transient" : "final";
+  const { code, type } = error as { code?: unknown; type?: unknown };
+  const name = typeof code === "string" ? code.toUpperCase() : "";
+  if (NOT_SENT.has(name)) return "not-sent";
+  // Resets, broken pipes, cut bodies, timeouts and download hash mismatches: the answer was lost.
+  if (/^E[A-Z]+$|^ERR_STREAM_PREMATURE_CLOSE$|^CONTENT_DOWNLOAD_MISMATCH$/.test(name)) return "transient";
+  if (type === "system" || type === "request-timeout" || type === "body-timeout") return "transient";
+  if (error instanceof Error && /socket hang up|premature close|network timeout/i.test(error.message)) return "transient";
+  return "final";
+}
+
+/** The server's own words: ApiError wraps several in "Multiple errors occurred…" and a list. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const lines = error.message.split("\n").map((line) => line.trim());
+  if (!lines[0]?.startsWith("Multiple errors occurred")) return lines[0] ?? "";
+  const parts = lines.flatMap((line) => /^\d+\. (.+)$/.exec(line)?.[1] ?? []).filter((p) => p !== "undefined");
+  return [...new Set(parts)].join("; ") || lines[0];
+}
+
+function statusOf(error: unknown): number | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  const { code, status } = error as { code?: unknown; status?: unknown };
+  for (const value of [code, status]) {
+    if (typeof value === "number" && value >= 100 && value < 600) return value;
+    if (typeof value === "string" && /^[1-5][0-9][0-9]$/.test(value)) return Number(value);
+  }
+  return undefined;
+}
+
+/** The generation as the exact decimal string the server sent. */
+function parseGeneration(value: unknown, key: string): Generation {
+  const text = typeof value === "string" ? value : typeof value === "number" && Number.isSafeInteger(value) ? String(value) : "";
+  if (!GENERATION.test(text)) throw new ShardrunError("INTERNAL", `${key}: Cloud Storage answered without a valid generation (${String(value)})`);
+  return text;
+}
+
+function parseMatch(match: Generation | 0 | undefined): string | undefined {
+  if (match === undefined) return undefined;
+  const text = String(match);
+  if (text === CREATE_ONLY || GENERATION.test(text)) return text;
+  throw new TypeError(`Expected \`ifGenerationMatch\` to be a decimal generation string or 0, got ${JSON.stringify(match)}`);
+}
+
+/** One GET of the media; the generation comes from the same response as the bytes. */
+function download(file: File): Promise<StoredObject> {
+  return new Promise((resolve, reject) => {
+    let generation: unknown;
+    const chunks: Buffer[] = [];
+    file
+      .createReadStream()
+      .on("response", (response: { headers?: Record<string, unknown>; toJSON?: () => { headers?: Record<string, unknown> } }) => {
+        const headers = response.toJSON?.().headers ?? response.headers ?? {};
+        generation = headers["x-goog-generation"];
+      })
+      .on("data", (chunk: Buffer) => chunks.push(chunk))
+      .on("error", reject)
+      .on("end", () => {
+        try {
+          resolve({ bytes: new Uint8Array(Buffer.concat(chunks)), generation: parseGeneration(generation, file.name) });
+        } catch (error) {
+          reject(error);
+        }
+      });
+  });
+}
+
+/**
+ * Where the next page starts: past a key ("k": startOffset is inclusive, so the key itself is
+ * dropped) or past everything below a prefix ("p": its last character bumped).
+ */
+function encodePageToken(last: { name: string; isPrefix: boolean }): string {
+  const { name, isPrefix } = last;
+  const offset = isPrefix ? name.slice(0, -1) + String.fromCharCode(name.charCodeAt(name.length - 1) + 1) : name;
+  return (isPrefix ? "p" : "k") + Buffer.from(offset, "utf8").toString("base64url");
+}
+
+function decodePageToken(token: string): { offset: string; exclusive: boolean } {
+  const offset = Buffer.from(token.slice(1), "base64url").toString("utf8");
+  if (!/^[kp]./.test(token) || Buffer.from(offset, "utf8").toString("base64url") !== token.slice(1)) {
+    throw new TypeError(`Expected \`pageToken\` from a previous page's nextPageToken, got ${JSON.stringify(token)}`);
+  }
+  return { offset, exclusive: token.startsWith("k") };
+}
+
+function byteCompare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
