@@ -6,13 +6,15 @@ import type { Budget } from "../core/budget.js";
 import { FailureTolerance, parseTolerance, type ShardPolicy } from "../core/job.js";
 import type { RunStatus } from "../core/status.js";
 import { existsSync } from "node:fs";
+import { cloudSettings, requireProjectRegion } from "../config/cloud.js";
+import { ENV } from "../config/env.js";
 import { jobVersion, loadJob, modulePath, resolveJob } from "../config/jobs.js";
 import { LocalLauncher } from "../launcher/local.js";
 import type { Launcher } from "../launcher/port.js";
 import { driveRun } from "../orchestrator/drive.js";
 import { mergedOutput } from "../orchestrator/output.js";
 import { planRun } from "../orchestrator/plan.js";
-import { listRuns, readRun, readRunStatus } from "../orchestrator/read.js";
+import { listRuns, readLaunches, readRun, readRunStatus } from "../orchestrator/read.js";
 import { assertNotLive, checkVersion, planFailedItems, setRunBudget } from "../orchestrator/rerun.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
@@ -25,7 +27,13 @@ export interface Io {
   cwd: string;
 }
 
-const COMMON: Options = { store: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } };
+const COMMON: Options = {
+  store: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  project: { type: "string" },
+  region: { type: "string" },
+};
 const LAUNCH: Options = {
   local: { type: "boolean" },
   "budget-tokens": { type: "string" },
@@ -37,24 +45,55 @@ const LAUNCH: Options = {
   "kill-grace": { type: "string" },
 };
 
+/** --store, else SHARDRUN_STORE_URL, else ./.shardrun. */
 async function store(values: Parsed["values"], io: Io): Promise<ObjectStore> {
-  return openStore(typeof values.store === "string" ? values.store : join(io.cwd, ".shardrun"), io.cwd);
+  const url = typeof values.store === "string" ? values.store : process.env[ENV.defaultStore] || join(io.cwd, ".shardrun");
+  return openStore(url, io.cwd);
 }
 
 function localStateDir(s: ObjectStore, io: Io): string {
   return s.url.startsWith("file://") ? join(fileURLToPath(s.url), ".executions") : join(io.cwd, ".shardrun", ".executions");
 }
 
-function launcherFor(values: Parsed["values"], s: ObjectStore, io: Io, command: string): Launcher {
+async function launcherFor(values: Parsed["values"], s: ObjectStore, io: Io, command: string): Promise<Launcher> {
   if (!values.local) {
-    throw new UsageError(`${command}: the Cloud Run launcher is not built yet; add --local to run tasks on this machine`);
+    const settings = cloudSettings(cloudFlags(values), io.cwd);
+    const { project, region } = requireProjectRegion(settings, command);
+    if (s.url.startsWith("file://")) {
+      throw new UsageError(`${command}: Cloud Run tasks cannot reach a local folder store (${s.url}); give --store gs://bucket/prefix, or add --local`);
+    }
+    return cloudRunLauncher(project, region);
   }
   const grace = intFlag(values, "kill-grace", 0, 3600);
   return new LocalLauncher({ stateDir: localStateDir(s, io), ...(grace !== undefined ? { killGraceSeconds: grace } : {}) });
 }
 
-/** A launcher that can read (not start) executions of a local store, for status. */
-function readerFor(s: ObjectStore, io: Io): Launcher {
+async function cloudRunLauncher(project: string, region: string): Promise<Launcher> {
+  // Loaded only for cloud runs: local runs never pay for the gRPC clients.
+  const [{ CloudRunLauncher }, { cloudRunClientOptions }] = await Promise.all([import("../launcher/cloud-run.js"), import("../launcher/cloud-run-endpoint.js")]);
+  const clientOptions = cloudRunClientOptions();
+  return new CloudRunLauncher({ project, region, ...(clientOptions ? { clientOptions } : {}) });
+}
+
+function cloudFlags(values: Parsed["values"]): { project?: string; region?: string } {
+  return {
+    ...(typeof values.project === "string" ? { project: values.project } : {}),
+    ...(typeof values.region === "string" ? { region: values.region } : {}),
+  };
+}
+
+/**
+ * A launcher to read (not start) the executions of a run, for status: Cloud Run when the run's
+ * launches went there and a project and region are known, else the local state folder.
+ */
+async function readerFor(s: ObjectStore, io: Io, values: Parsed["values"], runId?: string): Promise<Launcher> {
+  if (runId) {
+    const launches = await readLaunches(s, runId);
+    if (launches.some((l) => l.value.launcher === "cloud-run")) {
+      const settings = cloudSettings(cloudFlags(values), io.cwd);
+      if (settings.project && settings.region) return cloudRunLauncher(settings.project, settings.region);
+    }
+  }
   return new LocalLauncher({ stateDir: localStateDir(s, io) });
 }
 
@@ -85,7 +124,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const resolved = resolveJob(positionals[0]!, io.cwd);
   const job = await loadJob(resolved.absPath, resolved.requestedName);
   const s = await store(values, io);
-  const launcher = launcherFor(values, s, io, "run");
+  const launcher = await launcherFor(values, s, io, "run");
   const policy: ShardPolicy | undefined = shards !== undefined ? { count: shards } : perShard !== undefined ? { itemsPerShard: perShard } : undefined;
 
   const run = await planRun({
@@ -166,6 +205,7 @@ function summary(st: RunStatus, s: ObjectStore): string {
     `  items     ${st.items.succeeded} succeeded, ${st.items.failed} failed, ${st.items.pending} pending of ${st.items.total}`,
     `  shards    ${st.shards.done}/${st.shards.total} done`,
     `  launches  ${st.launches.map((l) => `#${l.n} ${l.execution ?? "-"} (${l.taskCount} tasks, ${l.state})`).join("; ") || "none"}`,
+    ...st.launches.filter((l) => l.url).map((l) => `            #${l.n} ${l.url}`),
     `  executions ${st.executions} item executions for ${st.items.total} items`,
     ...(st.usage.tokens || st.usage.usd || st.budgets.run
       ? [`  spend     ${st.usage.tokens} tokens, $${st.usage.usd}${st.budgets.run ? ` (run budget: ${[st.budgets.run.tokens !== undefined && `${st.budgets.run.tokens} tokens`, st.budgets.run.usd !== undefined && `$${st.budgets.run.usd}`, st.budgets.run.ms !== undefined && `${Math.round(st.budgets.run.ms / 60000)} min`].filter(Boolean).join(", ")})` : ""}`]
@@ -180,7 +220,7 @@ export async function statusCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse("status", argv, COMMON);
   const runId = oneRunId("status", positionals);
   const s = await store(values, io);
-  const st = await readRunStatus(s, runId, readerFor(s, io));
+  const st = await readRunStatus(s, runId, await readerFor(s, io, values, runId));
   if (values.json) io.stdout.write(JSON.stringify(publicStatus(st), null, 2) + "\n");
   else {
     io.stdout.write(summary(st, s));
@@ -225,7 +265,7 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse("rerun", argv, { ...COMMON, ...LAUNCH, "failed-items": { type: "boolean" }, upgrade: { type: "boolean" } });
   const runId = oneRunId("rerun", positionals);
   const s = await store(values, io);
-  const launcher = launcherFor(values, s, io, "rerun");
+  const launcher = await launcherFor(values, s, io, "rerun");
   const run = await readRun(s, runId);
   await assertNotLive(s, runId);
   const module = modulePath(run.value.job.module);

@@ -10,6 +10,7 @@ Commands:
   runs               list runs, newest first
   output <runId>     print the merged outputs (JSONL, one line per succeeded item)
   rerun <runId>      launch what is not done (or, with --failed-items, the failed items)
+  deploy             create or update the Cloud Run jobs (one per job under jobs/)
   worker             the task entrypoint (run by the launcher, not by people)
 
 Every command takes --store DIR (default ./.shardrun) and --help.
@@ -17,7 +18,10 @@ Exit codes: 0 ok, 1 internal error, 2 bad usage or input, 3 run finished with fa
             4 run stopped with items unfinished (launch limit, failure tolerance or budget).
 `;
 
-const STORE = `  --store DIR            where runs live: a folder (default ./.shardrun) or file:///path`;
+const STORE = `  --store DIR|URL        where runs live: a folder (default ./.shardrun), file:///path or
+                         gs://bucket/prefix (default: SHARDRUN_STORE_URL, else ./.shardrun)
+  --project P, --region R  Cloud Run project and region (without --local; also from
+                         SHARDRUN_PROJECT, SHARDRUN_REGION or manifests/shardrun.json)`;
 
 export const HELP: Record<string, string> = {
   run: `Usage: shardrun run <job> --local [options]
@@ -28,6 +32,7 @@ When a launch ends with shards unfinished, it launches again for what is left.
 
 Options:
   --local                run tasks as local processes that behave like Cloud Run Jobs tasks
+                         (without it: Cloud Run Jobs, which needs a gs:// store)
 ${STORE}
   --shards N             split the items into N shards (balanced by the job's weight)
   --items-per-shard N    or: N items per shard
@@ -94,6 +99,21 @@ ${STORE}
   --max-launches N       launches before giving up (default 5)
   --kill-grace SECONDS   local: seconds from SIGTERM to SIGKILL at a timeout (default 10)
   --json                 print the final status as JSON on stdout
+`,
+  deploy: `Usage: shardrun deploy [job...] [--dry-run] [--project P] [--region R] [--image I] [--json]
+
+Creates or updates one Cloud Run job per shardrun job (named shardrun-<job>; all jobs under
+jobs/ unless named) through the Cloud Run Admin API: image, task timeout, retries,
+parallelism, service account, memory, CPU, from manifests/shardrun.json, the environment
+(SHARDRUN_PROJECT, SHARDRUN_REGION, SHARDRUN_IMAGE) and these flags.
+
+Options:
+  --dry-run              change nothing: show what would be created or updated (without a
+                         project and region, the jobs it would create, not compared)
+  --project P            Google Cloud project
+  --region R             Cloud Run region
+  --image I              container image (see the Dockerfile)
+  --json                 the results as JSON
 `,
   worker: `Usage: shardrun worker
 

@@ -12,6 +12,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   runs: runsCommand,
   output: outputCommand,
   rerun: rerunCommand,
+  deploy: async (argv, io) => (await import("./deploy.js")).deployCommand(argv, io),
   worker: async () => (await import("../worker/main.js")).workerMain(),
 };
 

@@ -22,7 +22,11 @@ export const CloudSettingsFile = z.strictObject({
   memory: z.string().optional(),
   cpu: z.string().optional(),
 });
-export type CloudSettings = z.infer<typeof CloudSettingsFile> & { source: Record<string, string> };
+export type CloudSettings = z.infer<typeof CloudSettingsFile> & {
+  source: Record<string, string>;
+  /** Settings left out because they still hold a placeholder (with `allowPlaceholders`). */
+  placeholders: string[];
+};
 
 const PLACEHOLDER = /\b(PROJECT_ID|BUCKET|REGION)\b/;
 export const SETTINGS_FILE = join("manifests", "shardrun.json");
@@ -41,13 +45,23 @@ export function readSettingsFile(cwd: string): z.infer<typeof CloudSettingsFile>
   return parsed.data;
 }
 
-export function cloudSettings(flags: { project?: string; region?: string }, cwd: string, env: NodeJS.ProcessEnv = process.env): CloudSettings {
+export function cloudSettings(
+  flags: { project?: string; region?: string },
+  cwd: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: { allowPlaceholders?: boolean } = {},
+): CloudSettings {
   const file = readSettingsFile(cwd) ?? {};
   const source: Record<string, string> = {};
+  const placeholders: string[] = [];
   const pick = (name: string, ...candidates: [string | undefined, string][]): string | undefined => {
     for (const [value, from] of candidates) {
       if (value) {
         if (PLACEHOLDER.test(value)) {
+          if (options.allowPlaceholders) {
+            placeholders.push(name);
+            return undefined;
+          }
           throw new UsageError(`${name} "${value}" from ${from} is still a placeholder: edit ${SETTINGS_FILE} or pass --${name}`);
         }
         source[name] = from;
@@ -60,13 +74,16 @@ export function cloudSettings(flags: { project?: string; region?: string }, cwd:
   const region = pick("region", [flags.region, "--region"], [env[ENV.region], ENV.region], [file.region, SETTINGS_FILE]);
   const image = pick("image", [env[ENV.image], ENV.image], [file.image, SETTINGS_FILE]);
   const serviceAccount = pick("service-account", [file.serviceAccount, SETTINGS_FILE]);
+  // Only what was picked (and checked for placeholders) stands for these five.
+  const { project: _p, region: _r, image: _i, serviceAccount: _s, ...rest } = file;
   return {
-    ...file,
+    ...rest,
     ...(project ? { project } : {}),
     ...(region ? { region } : {}),
     ...(image ? { image } : {}),
     ...(serviceAccount ? { serviceAccount } : {}),
     source,
+    placeholders,
   };
 }
 

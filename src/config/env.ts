@@ -33,6 +33,8 @@ export const ENV = {
   image: "SHARDRUN_IMAGE",
   /** Cloud Storage emulator host (the client library reads it too). */
   storageEmulator: "STORAGE_EMULATOR_HOST",
+  /** host:port of a Cloud Run API emulator or fake (plaintext, no credentials). */
+  cloudRunEndpoint: "SHARDRUN_CLOUD_RUN_ENDPOINT",
 } as const;
 
 // Not z.coerce: it would read "" as 0, and an empty CLOUD_RUN_TASK_INDEX would pass as task 0.

@@ -53,7 +53,9 @@ export async function startLaunch(o: LaunchOptions): Promise<Versioned<LaunchRec
     if (!(e instanceof PreconditionFailed)) throw e;
     const existing = await getJson(o.store, key, LaunchRecord);
     if (existing?.value.execution) return existing;
-    const found = existing && o.launcher.findExecution ? await o.launcher.findExecution(launchRequest(o, existing.value)) : null;
+    // Only a launch still pending, and started through this kind of launcher, can be adopted.
+    const adoptable = existing?.value.state === "pending" && existing.value.launcher === o.launcher.kind;
+    const found = adoptable && o.launcher.findExecution ? await o.launcher.findExecution(launchRequest(o, existing.value)) : null;
     if (existing && found) return recordExecution(o.store, key, existing, found);
     throw new ShardrunError("PRECONDITION_FAILED", `launch ${o.n} of run ${o.run.runId} is being started by another process`, { cause: e });
   }

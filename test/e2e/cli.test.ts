@@ -13,7 +13,7 @@ beforeAll(() => {
 const noRunsWritten = (dir: string) => !existsSync(join(dir, ".shardrun", "runs")) || readdirSync(join(dir, ".shardrun", "runs")).length === 0;
 
 describe("shardrun CLI", () => {
-  it.each(["run", "status", "runs", "output", "rerun", "worker"])("has help for %s", async (command) => {
+  it.each(["run", "status", "runs", "output", "rerun", "deploy", "worker"])("has help for %s", async (command) => {
     const r = await cli([command, "--help"], cwd);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: shardrun ${command}`);
@@ -57,11 +57,30 @@ describe("shardrun CLI", () => {
     expect(noRunsWritten(cwd)).toBe(true);
   });
 
-  it("refuses to run without --local until the Cloud Run launcher exists", async () => {
+  it("without --local, names the Cloud Run settings it lacks and writes nothing", async () => {
     const r = await cli(["run", SLEEPY], cwd);
     expect(r.code).toBe(2);
+    expect(r.stderr).toContain("Cloud Run needs --project");
+    expect(r.stderr).toContain("--region");
     expect(r.stderr).toContain("--local");
     expect(noRunsWritten(cwd)).toBe(true);
+  });
+
+  it("refuses Cloud Run tasks with a local folder store", async () => {
+    const r = await cli(["run", SLEEPY, "--project", "p", "--region", "r"], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("cannot reach a local folder store");
+    expect(noRunsWritten(cwd)).toBe(true);
+  });
+
+  it("deploy --dry-run prints the Cloud Run job it would create, without a project", async () => {
+    const r = await cli(["deploy", "--dry-run", "--json"], cwd);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { dryRun: boolean; results: { job: string; action: string; compared: boolean; resource: { template: { taskCount: number; template: { containers: { env: { name: string }[] }[] } } } }[] };
+    expect(out.dryRun).toBe(true);
+    const docs = out.results.find((x) => x.job === "summarize-docs")!;
+    expect(docs).toMatchObject({ action: "create", compared: false });
+    expect(docs.resource.template.template.containers[0]!.env.map((e) => e.name)).toContain("SHARDRUN_LOG_FORMAT");
   });
 
   it.each([["status"], ["output"], ["rerun"]])("%s rejects a malformed run id", async (command) => {

@@ -1,0 +1,89 @@
+/**
+ * `shardrun deploy`: one Cloud Run job per shardrun job (`shardrun-<job>`), created or updated
+ * through the Cloud Run Admin API so that the cloud matches the job definitions and
+ * manifests/shardrun.json. `--dry-run` compares and prints, changing nothing; without a project
+ * it prints the jobs it would create.
+ */
+import { readdirSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { ExitCode, UsageError } from "../core/errors.js";
+import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
+import { ENV } from "../config/env.js";
+import { loadJob, resolveJob } from "../config/jobs.js";
+import { packageRoot } from "../config/paths.js";
+import { parse } from "./args.js";
+import type { Io } from "./commands.js";
+
+export async function deployCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse("deploy", argv, {
+    "dry-run": { type: "boolean" },
+    project: { type: "string" },
+    region: { type: "string" },
+    image: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  const dryRun = values["dry-run"] === true;
+  const settings = cloudSettings(
+    {
+      ...(typeof values.project === "string" ? { project: values.project } : {}),
+      ...(typeof values.region === "string" ? { region: values.region } : {}),
+    },
+    io.cwd,
+    process.env,
+    { allowPlaceholders: dryRun },
+  );
+  const image = typeof values.image === "string" ? values.image : settings.image;
+  const offline = !settings.project || !settings.region;
+  if (!dryRun) {
+    const missing = [offline && "--project and --region", !image && "--image (or SHARDRUN_IMAGE)"].filter(Boolean);
+    if (missing.length) throw new UsageError(`deploy: needs ${missing.join(" and ")}, or set them in ${SETTINGS_FILE}; --dry-run shows what it would create`);
+  }
+
+  const root = packageRoot();
+  const names = positionals.length ? positionals : readdirSync(join(root, "jobs"), { withFileTypes: true }).filter((d) => d.isDirectory() && existsSync(join(root, "jobs", d.name, "index.ts"))).map((d) => d.name);
+  const { buildJob, deployJob } = await import("../launcher/cloud-run-deploy.js");
+  const { cloudRunClientOptions } = await import("../launcher/cloud-run-endpoint.js");
+  const clientOptions = cloudRunClientOptions();
+
+  const results: { job: string; action: string; changes: string[]; resource: unknown; compared: boolean }[] = [];
+  for (const name of names) {
+    const resolved = resolveJob(name, io.cwd);
+    const job = await loadJob(resolved.absPath, resolved.requestedName);
+    const spec = {
+      project: settings.project ?? "PROJECT_ID",
+      region: settings.region ?? "REGION",
+      name: `shardrun-${job.name}`,
+      image: image ?? "REGION-docker.pkg.dev/PROJECT_ID/shardrun/shardrun:latest",
+      taskTimeoutSeconds: settings.taskTimeoutSeconds ?? 3600,
+      maxRetries: settings.maxRetries ?? 3,
+      parallelism: settings.parallelism ?? job.tasks ?? 10,
+      taskCount: job.tasks ?? 10,
+      env: { [ENV.logFormat]: "json" },
+      ...(settings.serviceAccount ? { serviceAccount: settings.serviceAccount } : {}),
+      ...(settings.memory ? { memory: settings.memory } : {}),
+      ...(settings.cpu ? { cpu: settings.cpu } : {}),
+    };
+    if (dryRun && offline) {
+      results.push({ job: job.name, action: "create", changes: [], resource: buildJob(spec), compared: false });
+      continue;
+    }
+    const r = await deployJob(spec, { dryRun, ...(clientOptions ? { clientOptions } : {}) });
+    results.push({ job: job.name, action: r.action, changes: r.changes, resource: r.job, compared: true });
+  }
+
+  if (values.json) {
+    io.stdout.write(JSON.stringify({ dryRun, results }, null, 2) + "\n");
+    return ExitCode.ok;
+  }
+  if (dryRun && offline) {
+    const why = settings.placeholders.length ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders` : "no project/region";
+    io.stdout.write(`dry run, not compared with the cloud (${why}: pass --project and --region, or fill ${SETTINGS_FILE})\n`);
+  }
+  for (const r of results) {
+    const verb = dryRun ? `would ${r.action === "unchanged" ? "leave unchanged" : r.action}` : r.action === "unchanged" ? "unchanged" : `${r.action}d`;
+    io.stdout.write(`shardrun-${r.job}: ${verb}${r.changes.length ? ` (${r.changes.join(", ")})` : ""}\n`);
+    if (dryRun && r.action !== "unchanged") io.stdout.write(JSON.stringify(r.resource, null, 2).replace(/^/gm, "  ") + "\n");
+  }
+  return ExitCode.ok;
+}
