@@ -418,6 +418,12 @@ export class CloudRunLauncher implements Launcher {
     };
   }
 
+  /** The Cloud Console page of an execution, from its full name (no API call). */
+  executionUrl(name: string): string | undefined {
+    const parts = parseExecutionName(name);
+    return parts ? consoleUrl(parts.project, parts.region, parts.execution) : undefined;
+  }
+
   async cancel(name: string): Promise<void> {
     const path = this.#executionPath(name);
     try {

@@ -55,6 +55,8 @@ export interface Launcher {
   /** Null when the execution is unknown. */
   getExecution(name: string): Promise<ExecutionStatus | null>;
   cancel(name: string): Promise<void>;
+  /** A page a person can open for the execution, without asking the API (Cloud Console). */
+  executionUrl?(name: string): string | undefined;
   /**
    * The execution a launch started, found by the SHARDRUN_RUN and SHARDRUN_LAUNCH env it
    * carries; null when none did. Lets a retried launch adopt an execution whose start was never

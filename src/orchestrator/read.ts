@@ -47,6 +47,8 @@ export async function launchStatus(record: LaunchRecord, launcher?: Launcher): P
     ...(record.execution ? { execution: record.execution } : {}),
   };
   if (!launcher || !record.execution || launcher.kind !== record.launcher) return base;
+  const url = launcher.executionUrl?.(record.execution);
+  if (url) base.url = url;
   if (record.state !== "pending" && record.state !== "running") return base;
   const ex = await launcher.getExecution(record.execution);
   if (!ex) return base;
