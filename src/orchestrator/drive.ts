@@ -128,6 +128,19 @@ function toleranceReason(run: RunRecord): string {
 }
 
 async function watchLaunch(o: DriveOptions, launch: Versioned<LaunchRecord>, run: RunRecord, pollMs: number): Promise<"ended" | "tolerance" | "detached"> {
+  if (!launch.value.execution && o.launcher.findExecution && o.launcher.kind === launch.value.launcher) {
+    // A process died between starting the execution and recording it: adopt it if it exists.
+    const found = await o.launcher.findExecution({ jobName: `shardrun-${run.job.name}`, runId: run.runId, launch: launch.value.n });
+    if (found) {
+      const next: LaunchRecord = { ...launch.value, execution: found, state: "running" };
+      try {
+        launch = { value: next, generation: await putJson(o.store, keys.launch(run.runId, next.n), next, { ifGenerationMatch: launch.generation }) };
+      } catch (e) {
+        if (!(e instanceof PreconditionFailed)) throw e;
+        return "ended"; // someone else recorded it; the next pass reads their record
+      }
+    }
+  }
   for (;;) {
     const ex = launch.value.execution ? await o.launcher.getExecution(launch.value.execution) : null;
     const status = await readRunStatus(o.store, o.runId, o.launcher);
