@@ -57,6 +57,8 @@ export const RunRecord = z.object({
   finishedAt: z.string().optional(),
   /** Why the run ended as it did, when that is not plain success. */
   reason: z.string().optional(),
+  /** The first launch number of the current drive (run or rerun): the launch limit counts from it. */
+  launchBase: z.number().int().min(0).optional(),
   plan: z.object({
     policy: ShardPolicy,
     totalItems: z.number().int().min(0),

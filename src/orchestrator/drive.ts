@@ -5,7 +5,7 @@
  * service both use this.
  */
 import { addUsage, describeBudget, exhausted, ZERO_USAGE, type Usage } from "../core/budget.js";
-import { PreconditionFailed } from "../core/errors.js";
+import { PreconditionFailed, isShardrunError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
@@ -47,43 +47,85 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 export async function driveRun(o: DriveOptions): Promise<RunStatus> {
+  const pollMs = o.pollMs ?? 500;
+  await startDriving(o.store, o.runId);
+  for (;;) {
+    const step = await advanceRun(o);
+    if (step.kind === "finished") return step.status;
+    if (o.signal?.aborted) return readRunStatus(o.store, o.runId, o.launcher);
+    if (step.kind === "live") {
+      o.onProgress?.(step.status, step.execution);
+      await sleep(pollMs, o.signal);
+    }
+  }
+}
+
+/**
+ * Marks a run as being driven from now on (a run, or a rerun): state "running", and the launch
+ * limit counts launches from here.
+ */
+export async function startDriving(store: ObjectStore, runId: string): Promise<void> {
+  const run = await readRun(store, runId);
+  const launches = await readLaunches(store, runId);
+  const base = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
+  if (run.value.state === "running" && run.value.launchBase !== undefined) return;
+  await setRunState(store, run, "running", undefined, undefined, base);
+}
+
+export type AdvanceResult =
+  | { kind: "live"; status: RunStatus; execution: ExecutionStatus | null }
+  | { kind: "launched"; launch: number }
+  | { kind: "finished"; status: RunStatus };
+
+export type AdvanceOptions = Omit<DriveOptions, "pollMs" | "signal" | "onProgress">;
+
+/**
+ * One step of driving a run, without waiting: looks at the live launch (if it ended, records
+ * that), then finishes the run, or launches a continuation for the shards still open, within
+ * the run's launch limit. The CLI loops over it; the scheduler's reconcile calls it for every
+ * run in flight. Two callers at once are safe: launches are created create-only and the run's
+ * state changes by compare-and-swap.
+ */
+export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
   const { store, launcher, runId } = o;
   const logger = o.logger ?? silentLogger;
-  const maxLaunches = o.maxLaunches ?? 5;
-  const pollMs = o.pollMs ?? 500;
-  let started = 0;
-  let run = await readRun(store, runId);
-  run = await setRunState(store, run, "running");
-
-  for (;;) {
-    const launches = await readLaunches(store, runId);
-    const live = launches.find((l) => l.value.state === "pending" || l.value.state === "running");
-    if (live) {
-      const ended = await watchLaunch(o, live, run.value, pollMs);
-      if (o.signal?.aborted) return readRunStatus(store, runId, launcher);
-      if (ended === "tolerance") {
-        const checkpoints = await readCheckpoints(store, run.value);
-        logger.warn("failure tolerance exceeded: run stopped", { runId });
-        return finishRun(store, run, checkpoints, launcher, "gave-up", toleranceReason(run.value));
-      }
-      continue;
+  const run = await readRun(store, runId);
+  const launches = await readLaunches(store, runId);
+  const live = launches.find((l) => l.value.state === "pending" || l.value.state === "running");
+  if (live) {
+    const seen = await checkLaunch(o, live, run.value);
+    if (seen.kind === "live") return seen;
+    if (seen.kind === "tolerance") {
+      logger.warn("failure tolerance exceeded: run stopped", { runId });
+      return { kind: "finished", status: await finishRun(store, run, await readCheckpoints(store, run.value), launcher, "gave-up", toleranceReason(run.value)) };
     }
-    const checkpoints = await readCheckpoints(store, run.value);
-    const wanted = new Set(o.shards ?? run.value.plan.shards.map((s) => s.id));
-    const open = run.value.plan.shards.filter((s) => wanted.has(s.id) && checkpoints.get(s.id)?.state !== "done").map((s) => s.id);
-    if (open.length === 0) return finishRun(store, run, checkpoints, launcher, "complete");
-    // A budget stop is final until someone raises the budget (rerun --budget-…).
-    const budgetStop = budgetStopReason(run.value, checkpoints, open);
-    if (budgetStop) return finishRun(store, run, checkpoints, launcher, "budget", budgetStop);
-    if (started >= maxLaunches) {
-      logger.warn("giving up: launch limit reached with shards unfinished", { launches: started, open: open.length });
-      return finishRun(store, run, checkpoints, launcher, "gave-up", `launch limit reached (${started} launches) with ${open.length} shards unfinished`);
-    }
-    const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
-    // No task is alive between launches: reservations restart from what checkpoints report,
-    // which also returns what killed tasks had reserved and not spent.
-    if (run.value.settings.budgets.run) await putJson(store, keys.budget(runId), { reserved: totalUsage(checkpoints) } satisfies BudgetLedger);
-    const s = run.value.settings;
+    return advanceRun(o); // the launch just ended: decide with fresh records
+  }
+  if (run.value.state !== "running" && run.value.state !== "planned") {
+    return { kind: "finished", status: await readRunStatus(store, runId, launcher) };
+  }
+  const checkpoints = await readCheckpoints(store, run.value);
+  const wanted = new Set(o.shards ?? run.value.plan.shards.map((s) => s.id));
+  const open = run.value.plan.shards.filter((s) => wanted.has(s.id) && checkpoints.get(s.id)?.state !== "done").map((s) => s.id);
+  if (open.length === 0) return { kind: "finished", status: await finishRun(store, run, checkpoints, launcher, "complete") };
+  // A budget stop is final until someone raises the budget (rerun --budget-…).
+  const budgetStop = budgetStopReason(run.value, checkpoints, open);
+  if (budgetStop) return { kind: "finished", status: await finishRun(store, run, checkpoints, launcher, "budget", budgetStop) };
+  const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
+  const started = n - (run.value.launchBase ?? 0);
+  const maxLaunches = o.maxLaunches ?? run.value.settings.maxLaunches;
+  if (started >= maxLaunches) {
+    logger.warn("giving up: launch limit reached with shards unfinished", { launches: started, open: open.length });
+    return {
+      kind: "finished",
+      status: await finishRun(store, run, checkpoints, launcher, "gave-up", `launch limit reached (${started} launches) with ${open.length} shards unfinished`),
+    };
+  }
+  // No task is alive between launches: reservations restart from what checkpoints report,
+  // which also returns what killed tasks had reserved and not spent.
+  if (run.value.settings.budgets.run) await putJson(store, keys.budget(runId), { reserved: totalUsage(checkpoints) } satisfies BudgetLedger);
+  const s = run.value.settings;
+  try {
     const launch = await startLaunch({
       store,
       launcher,
@@ -95,9 +137,13 @@ export async function driveRun(o: DriveOptions): Promise<RunStatus> {
       taskTimeoutSeconds: s.taskTimeoutSeconds,
       maxRetries: s.maxRetries,
     });
-    started++;
-    logger.info("launched", { launch: n, execution: launch.value.execution, tasks: launch.value.taskCount, shards: open.length });
+    logger.info("launched", { runId, launch: n, execution: launch.value.execution, tasks: launch.value.taskCount, shards: open.length });
+  } catch (e) {
+    // Another driver (a second reconcile) is starting launch n right now: theirs it is.
+    if (!isShardrunError(e, "PRECONDITION_FAILED")) throw e;
+    logger.info("launch already being started elsewhere", { runId, launch: n });
   }
+  return { kind: "launched", launch: n };
 }
 
 /** Why open shards stopped for a budget, or null. Also catches a run budget already spent. */
@@ -127,7 +173,12 @@ function toleranceReason(run: RunRecord): string {
   return `failure tolerance exceeded: more than ${t?.count !== undefined ? `${t.count} items` : `${t?.percent}% of items`} failed`;
 }
 
-async function watchLaunch(o: DriveOptions, launch: Versioned<LaunchRecord>, run: RunRecord, pollMs: number): Promise<"ended" | "tolerance" | "detached"> {
+/** One look at a live launch: still live, ended (recorded), or over the failure tolerance. */
+async function checkLaunch(
+  o: AdvanceOptions,
+  launch: Versioned<LaunchRecord>,
+  run: RunRecord,
+): Promise<{ kind: "live"; status: RunStatus; execution: ExecutionStatus | null } | { kind: "ended" } | { kind: "tolerance" }> {
   if (!launch.value.execution && o.launcher.findExecution && o.launcher.kind === launch.value.launcher) {
     // A process died between starting the execution and recording it: adopt it if it exists.
     const found = await o.launcher.findExecution({ jobName: `shardrun-${run.job.name}`, runId: run.runId, launch: launch.value.n });
@@ -137,41 +188,49 @@ async function watchLaunch(o: DriveOptions, launch: Versioned<LaunchRecord>, run
         launch = { value: next, generation: await putJson(o.store, keys.launch(run.runId, next.n), next, { ifGenerationMatch: launch.generation }) };
       } catch (e) {
         if (!(e instanceof PreconditionFailed)) throw e;
-        return "ended"; // someone else recorded it; the next pass reads their record
+        return { kind: "ended" }; // someone else recorded it; the caller reads their record
       }
     }
   }
-  for (;;) {
-    const ex = launch.value.execution ? await o.launcher.getExecution(launch.value.execution) : null;
-    const status = await readRunStatus(o.store, o.runId, o.launcher);
-    o.onProgress?.(status, ex);
-    if (toleranceExceeded(run.settings.maxFailedItems, status.items.failed, status.items.total)) {
-      // Fail fast: stop paying for items once the run cannot meet its tolerance.
-      if (ex && !isTerminal(ex.state)) await o.launcher.cancel(ex.name);
-      await recordLaunchEnd(o.store, launch, "cancelled");
-      return "tolerance";
-    }
-    if (!ex || isTerminal(ex.state)) {
-      await recordLaunchEnd(o.store, launch, ex?.state ?? "failed");
-      return "ended";
-    }
-    if (o.signal?.aborted) return "detached";
-    await sleep(pollMs, o.signal);
+  if (launch.value.launcher !== o.launcher.kind) {
+    // Started by another kind of launcher (a local run read with a cloud launcher, say): only
+    // that launcher can tell, so leave it be.
+    return { kind: "live", status: await readRunStatus(o.store, o.runId), execution: null };
   }
+  const ex = launch.value.execution ? await o.launcher.getExecution(launch.value.execution) : null;
+  const status = await readRunStatus(o.store, o.runId, o.launcher);
+  if (toleranceExceeded(run.settings.maxFailedItems, status.items.failed, status.items.total)) {
+    // Fail fast: stop paying for items once the run cannot meet its tolerance.
+    if (ex && !isTerminal(ex.state)) await o.launcher.cancel(ex.name);
+    await recordLaunchEnd(o.store, launch, "cancelled");
+    return { kind: "tolerance" };
+  }
+  if (!ex || isTerminal(ex.state)) {
+    await recordLaunchEnd(o.store, launch, ex?.state ?? "failed");
+    return { kind: "ended" };
+  }
+  return { kind: "live", status, execution: ex };
 }
 
-async function setRunState(
+export async function setRunState(
   store: ObjectStore,
   run: Versioned<RunRecord>,
   state: RunRecord["state"],
   finishedAt?: string,
   reason?: string,
+  launchBase?: number,
 ): Promise<Versioned<RunRecord>> {
   let current = run;
   for (let tries = 0; tries < 5; tries++) {
-    if (current.value.state === state && !finishedAt) return current;
+    if (current.value.state === state && !finishedAt && launchBase === undefined) return current;
     const { finishedAt: _drop, reason: _old, ...rest } = current.value;
-    const next: RunRecord = { ...rest, state, ...(finishedAt ? { finishedAt } : {}), ...(reason ? { reason } : {}) };
+    const next: RunRecord = {
+      ...rest,
+      state,
+      ...(finishedAt ? { finishedAt } : {}),
+      ...(reason ? { reason } : {}),
+      ...(launchBase !== undefined ? { launchBase } : {}),
+    };
     try {
       return { value: next, generation: await putJson(store, keys.run(next.runId), next, { ifGenerationMatch: current.generation }) };
     } catch (e) {
