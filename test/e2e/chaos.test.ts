@@ -114,13 +114,15 @@ describe("chaos: killed and timed-out tasks", () => {
     const dir = tempDir();
     const log = join(dir, "executions.jsonl");
     const r = await cli(
-      ["run", SLEEPY, "--local", "--tasks", "2", "--task-timeout", "2", "--max-retries", "0", "--max-launches", "30", "--json", "--arg", "count=60", "--arg", "sleepMs=150", "--arg", `log=${log}`],
+      ["run", SLEEPY, "--local", "--tasks", "2", "--task-timeout", "2", "--max-retries", "0", "--max-launches", "30", "--json", "--arg", "count=120", "--arg", "sleepMs=250", "--arg", `log=${log}`],
       dir,
     );
     expect(r.code).toBe(0);
     const status = JSON.parse(r.stdout) as { runId: string; launches: { state: string }[] };
+    // 120 items of 250 ms on 2 tasks of 4 at a time is about 4 s of work: no 2 s attempt can
+    // finish it, and without retries every timed-out task ends its launch.
     expect(status.launches.length).toBeGreaterThan(1);
-    assertExactlyOnce((await cli(["output", status.runId], dir)).stdout, 60);
+    assertExactlyOnce((await cli(["output", status.runId], dir)).stdout, 120);
     const committed = committedEpochs(join(dir, ".shardrun"), status.runId);
     const execs = parseLines<ExecLine>(readFileSync(log, "utf8"));
     expect(execs.filter((e) => e.epoch > committed.get(e.key)!)).toEqual([]);
