@@ -27,3 +27,10 @@ done
 gcloud projects add-iam-policy-binding "$PROJECT_ID" --member "serviceAccount:$SCHEDULER" --role roles/run.developer --condition=None
 # To deploy jobs that run as the worker identity.
 gcloud iam service-accounts add-iam-policy-binding "$WORKER" --member "serviceAccount:$SCHEDULER" --role roles/iam.serviceAccountUser --project "$PROJECT_ID"
+
+# Once the scheduler service is deployed (manifests/service.yaml): Cloud Scheduler calls it with
+# the scheduler identity's OIDC token, which Cloud Run accepts only from an invoker.
+if gcloud run services describe shardrun-scheduler --region "$REGION" --project "$PROJECT_ID" >/dev/null 2>&1; then
+  gcloud run services add-iam-policy-binding shardrun-scheduler --region "$REGION" --project "$PROJECT_ID" \
+    --member "serviceAccount:$SCHEDULER" --role roles/run.invoker
+fi
