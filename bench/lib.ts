@@ -203,14 +203,5 @@ export const fixed = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(
 /** Rounds for the JSON line: figures, not float noise. */
 export const round = (x: number, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
 
-/** A small seeded PRNG: kill intervals and choices follow the same sequence in every bench run. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG of src/core: kill intervals and choices follow the same sequence in every bench run. */
+export { seededRandom as mulberry32 } from "../src/core/time.js";

@@ -79,22 +79,11 @@ const TRANSIENT: ReadonlySet<number> = new Set([GrpcCode.UNAVAILABLE, GrpcCode.D
 const UNCERTAIN: ReadonlySet<number> = new Set([GrpcCode.UNAVAILABLE, GrpcCode.DEADLINE_EXCEEDED, GrpcCode.UNKNOWN, GrpcCode.INTERNAL, GrpcCode.CANCELLED, GrpcCode.ABORTED]);
 
 /** Backoff for reads; also what deploy uses. */
+export { sleep } from "../core/time.js";
+import { sleep } from "../core/time.js";
+
 export const DEFAULT_RETRY = { attempts: 5, minDelayMs: 250, maxDelayMs: 5000, factor: 2, jitter: true } satisfies RetryPolicy;
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 /** Calls `fn` again on a transient gRPC error, with backoff; only for calls safe to repeat. */
 export async function retryTransient<T>(policy: RetryPolicy, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {

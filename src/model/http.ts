@@ -18,6 +18,7 @@ import { nextRetryDelay, RetryPolicy } from "../core/backoff.js";
 import { InvalidInputError, NonRetriableError, RetryAfterError } from "../core/errors.js";
 import { formatZodError } from "../core/zod-format.js";
 import type { CompleteOptions } from "./port.js";
+import { sleep } from "../core/time.js";
 
 /** Retries of one model call inside one item try. Short: the item-retry layer is the next line. */
 export const DEFAULT_MODEL_RETRY = { attempts: 4, minDelayMs: 500, maxDelayMs: 20_000, factor: 2, jitter: true } satisfies RetryPolicy;
@@ -285,18 +286,4 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-/** Waits `ms`, rejecting with the signal's reason as soon as it aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
+export { sleep };

@@ -6,6 +6,7 @@
  */
 import { addUsage, describeBudget, exhausted, ZERO_USAGE, type Usage } from "../core/budget.js";
 import { PreconditionFailed, isShardrunError } from "../core/errors.js";
+import { sleep } from "../core/time.js";
 import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
@@ -35,16 +36,8 @@ export interface DriveOptions {
   onProgress?: (status: RunStatus, execution: ExecutionStatus | null) => void;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
+/** A poll interval that ends early, without an error, when the caller stops watching. */
+const pause = (ms: number, signal?: AbortSignal) => sleep(ms, signal).catch(() => undefined);
 
 export async function driveRun(o: DriveOptions): Promise<RunStatus> {
   const pollMs = o.pollMs ?? 500;
@@ -55,7 +48,7 @@ export async function driveRun(o: DriveOptions): Promise<RunStatus> {
     if (o.signal?.aborted) return readRunStatus(o.store, o.runId, o.launcher);
     if (step.kind === "live") {
       o.onProgress?.(step.status, step.execution);
-      await sleep(pollMs, o.signal);
+      await pause(pollMs, o.signal);
     }
   }
 }

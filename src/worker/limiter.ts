@@ -1,5 +1,6 @@
 /** A task's share of a run-wide limit: a sliding window of starts and a cap on calls in flight. */
 import { waitBeforeStart, type TaskShare } from "../core/limits.js";
+import { sleep } from "../core/time.js";
 
 export class Limiter {
   readonly #share: TaskShare;
@@ -37,23 +38,10 @@ export class Limiter {
       this.#starts = this.#starts.filter((t) => t > now - this.#share.windowMs);
       const wait = waitBeforeStart(this.#share, this.#starts, now);
       if (wait <= 0) break;
-      await abortableSleep(wait, signal);
+      await sleep(wait, signal);
     }
     this.#starts.push(this.#now());
     this.#active++;
   }
 }
 
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal?.reason);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}

@@ -19,6 +19,7 @@ import {
 import { addUsage, describeBudget, exceeded, exhausted, ZERO_USAGE, type Budgets, type Usage } from "../core/budget.js";
 import { BudgetExceeded, LeaseLost, NonRetriableError, PreconditionFailed, RetryAfterError, errorMessage, isShardrunError } from "../core/errors.js";
 import { partName } from "../core/ids.js";
+import { sleep } from "../core/time.js";
 import type { Job, JobContext } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
@@ -62,19 +63,6 @@ interface Finished {
   line: string;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 
 export class ShardRunner {
   readonly #o: ShardRunnerOptions;

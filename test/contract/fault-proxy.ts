@@ -11,6 +11,9 @@ import net from "node:net";
 import { fileURLToPath } from "node:url";
 
 const script = fileURLToPath(new URL("../../scripts/fake-gcs.sh", import.meta.url));
+export { seededRandom as mulberry32 } from "../../src/core/time.js";
+import { seededRandom as mulberry32 } from "../../src/core/time.js";
+
 export const INSTALL_HINT = "scripts/fake-gcs.sh install";
 
 /** The emulator binary at the pinned version, or why there is none. */
@@ -70,17 +73,6 @@ export async function startFakeGcs(bin: string): Promise<FakeGcs> {
   };
 }
 
-/** Small, fast, seedable PRNG (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export type Fault = "unavailable" | "reset-before" | "reset-after" | "delay";
 export interface ProxiedRequest {

@@ -79,13 +79,4 @@ export function executionFiles(storeDir: string): ExecutionFile[] {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A seeded PRNG, so a failing chaos schedule can be replayed from the seed in the test name. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as prng } from "../../src/core/time.js";

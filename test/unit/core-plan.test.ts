@@ -1,17 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { ShardPolicy } from "../../src/core/job.js";
 import { assignShards, createShardCutter, defaultTaskCount, needsTotals } from "../../src/core/plan.js";
+import { seededRandom as prng } from "../../src/core/time.js";
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Cuts `weights` the way the planner does (src/orchestrator/plan.ts): a shard closes when the

@@ -9,18 +9,8 @@ import {
   type Range,
   type RangeSet,
 } from "../../src/core/ranges.js";
+import { seededRandom as prng } from "../../src/core/time.js";
 
-/** mulberry32: a tiny seeded PRNG, so a failing property run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Sorted, disjoint, non-adjacent, non-empty: the only shape a RangeSet may have. */
 function expectNormalized(set: RangeSet): void {
