@@ -9,6 +9,8 @@ COPY tsconfig.json tsconfig.build.json tsconfig.image.json ./
 COPY src ./src
 COPY jobs ./jobs
 RUN npx tsc -p tsconfig.image.json && npm prune --omit=dev --no-audit --no-fund
+# Jobs' data files (e.g. research-sweep's bundled questions), without their TypeScript sources.
+RUN find jobs -name '*.json' -exec sh -c 'mkdir -p "job-data/$(dirname "$1")" && cp "$1" "job-data/$1"' _ {} \;
 
 FROM node:22-slim
 ENV NODE_ENV=production SHARDRUN_LOG_FORMAT=json
@@ -16,6 +18,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/job-data/jobs ./jobs
 COPY bin ./bin
 USER node
 # The task entrypoint; `node bin/shardrun.js <command>` is there for the scheduler and for people.

@@ -9,7 +9,9 @@ import { idempotencyKey } from "./steps.js";
 
 const quiet: JobLogger = { info() {}, warn() {}, error() {} };
 
-export function createTestContext(overrides: Partial<Omit<JobContext, "step" | "idempotencyKey" | "limit" | "usage">> & { steps?: Map<string, unknown> } = {}): JobContext {
+export function createTestContext(
+  overrides: Partial<Omit<JobContext, "step" | "idempotencyKey">> & { steps?: Map<string, unknown> } = {},
+): JobContext {
   const steps = overrides.steps ?? new Map<string, unknown>();
   const base = {
     signal: new AbortController().signal,
@@ -40,5 +42,7 @@ export function createTestContext(overrides: Partial<Omit<JobContext, "step" | "
     // No run here to share a limit with: calls go straight through.
     limit: async <T>(_name: string, fn: () => Promise<T> | T): Promise<T> => fn(),
     usage: () => {},
+    ...(overrides.limit ? { limit: overrides.limit } : {}),
+    ...(overrides.usage ? { usage: overrides.usage } : {}),
   };
 }

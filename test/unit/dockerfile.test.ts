@@ -64,7 +64,9 @@ describe("the task image", () => {
     const stages = Math.max(...copies.map((c) => c.stage));
     const final = copies.filter((c) => c.stage === stages);
     const fromBuild = final.filter((c) => c.from === "build").flatMap((c) => c.sources);
-    expect(fromBuild.sort()).toEqual(["/app/dist", "/app/node_modules", "/app/package.json"]);
+    expect(fromBuild.sort()).toEqual(["/app/dist", "/app/job-data/jobs", "/app/node_modules", "/app/package.json"]);
+    // Only the jobs' JSON data goes into job-data, never their sources.
+    expect(dockerfile).toMatch(/find jobs -name '\*\.json'/);
     expect(final.filter((c) => !c.from).flatMap((c) => c.sources)).toEqual(["bin"]);
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     expect(dockerfile).toMatch(/^FROM node:22-slim$/m);
