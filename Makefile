@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NPM ?= npm
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build run test typecheck bench clean tools
+.PHONY: all install build run test typecheck bench clean tools browser
 
 all: build
 
@@ -31,7 +31,12 @@ run: build
 tools:
 	@scripts/fake-gcs.sh install || { if [ -n "$$CI" ]; then exit 1; fi; echo "make: fake-gcs-server not installed: the gcs store tests will be skipped"; }
 
-test: build typecheck tools
+# Debian's chromium for the dashboard's browser test (scripts/chromium.sh). CI must have it;
+# elsewhere the browser test is skipped with a message when it cannot be installed.
+browser:
+	@scripts/chromium.sh install || { if [ -n "$$CI" ]; then exit 1; fi; echo "make: chromium not installed: the dashboard browser test will be skipped"; }
+
+test: build typecheck tools browser
 	@mkdir -p test-results
 	npx vitest run --reporter=default --reporter=json --outputFile.json=test-results/vitest.json; \
 	  status=$$?; node scripts/test-summary.mjs test-results/vitest.json || status=1; exit $$status

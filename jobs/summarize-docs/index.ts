@@ -106,6 +106,8 @@ export default defineJob({
   weight: (item) => Math.max(1, item.bytes),
   shard: { weightPerShard: 64 * 1024 },
   concurrency: 4,
+  // Every night at 02:00 UTC: `shardrun serve` fires it, `shardrun schedules sync` puts it on Cloud Scheduler.
+  schedules: [{ name: "summarize-docs-nightly", cron: "0 2 * * *", timeZone: "Etc/UTC", description: "every document, nightly" }],
   async run(item, ctx): Promise<DocSummary> {
     const file = path.resolve(item.root, ...item.path.split("/"));
     const rel = path.relative(item.root, file);

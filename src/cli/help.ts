@@ -11,6 +11,8 @@ Commands:
   output <runId>     print the merged outputs (JSONL, one line per succeeded item)
   rerun <runId>      launch what is not done (or, with --failed-items, the failed items)
   deploy             create or update the Cloud Run jobs (one per job under jobs/)
+  serve              the scheduler service: HTTP API, dashboard, reconcile, schedules
+  schedules list|sync  list the jobs' cron schedules, or make Cloud Scheduler match them
   worker             the task entrypoint (run by the launcher, not by people)
 
 Every command takes --store DIR (default ./.shardrun) and --help.
@@ -114,6 +116,54 @@ Options:
   --region R             Cloud Run region
   --image I              container image (see the Dockerfile)
   --json                 the results as JSON
+`,
+  schedules: `Usage: shardrun schedules list [--json]
+       shardrun schedules sync [--dry-run] [--project P] [--region R] [--service-url URL]
+                               [--service-account EMAIL] [--audience A] [--json]
+
+list: every schedule declared in the job definitions (\`schedules: [{ name, cron, timeZone,
+args }]\`), with the job it runs and its next fire time.
+
+sync: creates, updates, pauses, resumes and deletes Cloud Scheduler jobs so that they match the
+schedules: one job shardrun-<schedule> per schedule, which POSTs to
+<service-url>/v1/schedules/<schedule>:fire with an OIDC token of the service account (retried 3
+times with backoff; a fire is idempotent per scheduled time), and shardrun-reconcile, which POSTs
+to <service-url>/v1/reconcile every 5 minutes. Only jobs shardrun made are changed or deleted.
+
+Options:
+  --dry-run              change nothing: show what would be created, updated, paused, resumed or
+                         deleted (without a project and region: what would be created, not compared)
+  --project P            Google Cloud project (or SHARDRUN_PROJECT, manifests/shardrun.json)
+  --region R             Cloud Scheduler location (or SHARDRUN_REGION, manifests/shardrun.json)
+  --service-url URL      the scheduler service's URL (or SHARDRUN_SERVICE_URL)
+  --service-account EMAIL  the identity of the OIDC tokens; it needs roles/run.invoker on the
+                         service (default: serviceAccount in manifests/shardrun.json)
+  --audience A           the tokens' audience (default: SHARDRUN_OIDC_AUDIENCE, else the service URL)
+  --json                 the schedules (list) or the diff (sync) as JSON
+`,
+  serve: `Usage: shardrun serve [--local] [--port P] [--store DIR|URL] [--reconcile-every SECONDS]
+
+The scheduler service (a Cloud Run service): an HTTP API to start, list, rerun and cancel runs
+(OpenAPI at /openapi.json), the dashboard at /, schedule fires (POST /v1/schedules/<name>:fire),
+and reconcile (POST /v1/reconcile), which continues runs whose launches ended with shards left.
+Logs are Cloud Logging JSON lines on stdout. SIGTERM stops it gracefully.
+
+Auth: every endpoint but /healthz and /openapi.json needs "Authorization: Bearer <token>".
+  Cloud Run: a Google-signed OIDC ID token for SHARDRUN_OIDC_AUDIENCE (the service URL) from an
+  email in SHARDRUN_ALLOWED_SERVICE_ACCOUNTS (comma-separated).
+  --local: SHARDRUN_API_TOKEN (at least 16 characters); without it a random token is made and
+  logged. Dashboard pages also take it as ?token=.
+
+Options:
+  --local                launch local processes, listen on 127.0.0.1, reconcile on a timer and
+                         fire the jobs' schedules from this process
+${STORE}
+  --port P               port (default: PORT, which Cloud Run sets, else 8080)
+  --host H               interface (default 127.0.0.1 with --local, else 0.0.0.0)
+  --reconcile-every S    reconcile every S seconds; 0 turns the timer off (default 10 with
+                         --local, else 0: on Cloud Run a Cloud Scheduler job calls /v1/reconcile,
+                         since an idle service gets no CPU)
+  --kill-grace SECONDS   local: seconds from SIGTERM to SIGKILL at a task timeout (default 10)
 `,
   worker: `Usage: shardrun worker
 

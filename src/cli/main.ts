@@ -13,6 +13,8 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   output: outputCommand,
   rerun: rerunCommand,
   deploy: async (argv, io) => (await import("./deploy.js")).deployCommand(argv, io),
+  serve: async (argv, io) => (await import("./serve.js")).serveCommand(argv, io),
+  schedules: async (argv, io) => (await import("./schedules.js")).schedulesCommand(argv, io),
   worker: async () => (await import("../worker/main.js")).workerMain(),
 };
 

@@ -35,6 +35,19 @@ export const ENV = {
   storageEmulator: "STORAGE_EMULATOR_HOST",
   /** host:port of a Cloud Run API emulator or fake (plaintext, no credentials). */
   cloudRunEndpoint: "SHARDRUN_CLOUD_RUN_ENDPOINT",
+  /** host:port of a Cloud Scheduler API emulator or fake (plaintext, no credentials). */
+  cloudSchedulerEndpoint: "SHARDRUN_CLOUD_SCHEDULER_ENDPOINT",
+  /** `schedules sync`: the scheduler service's URL, which Cloud Scheduler jobs call. */
+  serviceUrl: "SHARDRUN_SERVICE_URL",
+  // The scheduler service (`shardrun serve`).
+  /** Port to listen on; Cloud Run sets it. */
+  port: "PORT",
+  /** Local mode: the bearer token every API call must carry. */
+  apiToken: "SHARDRUN_API_TOKEN",
+  /** Cloud mode: the audience the Google-signed OIDC ID tokens must be issued for (the service URL). */
+  oidcAudience: "SHARDRUN_OIDC_AUDIENCE",
+  /** Cloud mode: comma-separated emails (service accounts) allowed to call the API. */
+  allowedServiceAccounts: "SHARDRUN_ALLOWED_SERVICE_ACCOUNTS",
 } as const;
 
 // Not z.coerce: it would read "" as 0, and an empty CLOUD_RUN_TASK_INDEX would pass as task 0.

@@ -2,6 +2,7 @@
  * `defineJob()`: a job is a plain, validated object. Its `name` is explicit because the worker
  * finds the job by name when it resumes a run, never by file position.
  */
+import { Cron } from "croner";
 import { z } from "zod";
 import { InvalidInputError } from "./errors.js";
 import { RetryPolicy } from "./backoff.js";
@@ -103,6 +104,68 @@ export const CheckpointCadence = z.strictObject({
 });
 export type CheckpointCadence = z.infer<typeof CheckpointCadence>;
 
+/** Schedule names: they become Cloud Scheduler job ids (`shardrun-<name>`), URL segments and store keys. */
+export const SCHEDULE_NAME_PATTERN = /^[a-z][a-z0-9-]{0,47}$/;
+/** `shardrun-reconcile` is the Cloud Scheduler job that drives reconcile, so no schedule may take its name. */
+export const RESERVED_SCHEDULE_NAMES: ReadonlySet<string> = new Set(["reconcile"]);
+
+// Cloud Scheduler takes unix-cron: five fields of numbers, `*`, ranges, steps and lists, with
+// month and weekday names. croner knows more (seconds, L, W, #, ?, @daily): refuse what Cloud
+// Scheduler would, so that a schedule that fires locally also syncs.
+const CRON_MINUTE_HOUR_DAY = /^[0-9*,/-]+$/;
+const CRON_MONTH_WEEKDAY = /^(?:[0-9*,/-]|[A-Za-z]{3})+$/;
+
+/** Why a cron expression is not one Cloud Scheduler and croner both accept, or null. */
+export function cronProblem(cron: string): string | null {
+  const fields = cron.trim().split(/\s+/);
+  if (fields.length !== 5) return `Expected five fields (minute hour day-of-month month day-of-week), got ${fields.length}`;
+  const bad = fields.findIndex((f, i) => !(i < 3 ? CRON_MINUTE_HOUR_DAY : CRON_MONTH_WEEKDAY).test(f));
+  if (bad >= 0) return `Field ${bad + 1} ("${fields[bad]}") may hold only numbers, *, ranges (a-b), steps (/n), lists (a,b) and JAN-DEC or SUN-SAT names`;
+  try {
+    new Cron(cron, { mode: "5-part", paused: true });
+  } catch (e) {
+    return e instanceof Error ? e.message.replace(/^CronPattern: /, "") : String(e);
+  }
+  return null;
+}
+
+/** True for a time zone of the tz database that this runtime knows ("Europe/Paris", "Etc/UTC"). */
+export function isTimeZone(name: string): boolean {
+  // Intl also takes offsets like "+01:00"; Cloud Scheduler takes only tz database names.
+  if (!/^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/.test(name)) return false;
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const ScheduleSpec = z.strictObject({
+  /** Unique across all jobs: Cloud Scheduler's job is `shardrun-<name>`, the fire endpoint `/v1/schedules/<name>:fire`. */
+  name: z
+    .string()
+    .regex(SCHEDULE_NAME_PATTERN, "Expected a lowercase name of letters, digits and dashes, starting with a letter (at most 48)")
+    .refine((n) => !RESERVED_SCHEDULE_NAMES.has(n), { message: `"reconcile" is reserved for the reconcile job` }),
+  /** unix-cron, five fields, e.g. "0 2 * * *" (02:00 every day). */
+  cron: z.string().superRefine((cron, ctx) => {
+    const problem = cronProblem(cron);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  }),
+  /** IANA time zone the cron is read in. @default "Etc/UTC" (Cloud Scheduler's default) */
+  timeZone: z
+    .string()
+    .refine(isTimeZone, { message: 'Expected an IANA time zone name like "Etc/UTC" or "Europe/Paris"' })
+    .default("Etc/UTC"),
+  /** Run arguments, checked against the job's `args` schema. @default {} */
+  args: z.record(z.string(), z.unknown()).default({}),
+  /** A paused schedule does not fire: `schedules sync` pauses its Cloud Scheduler job. @default false */
+  paused: z.boolean().default(false),
+  description: z.string().max(300).optional(),
+});
+export type Schedule = z.infer<typeof ScheduleSpec>;
+export type ScheduleDefinition = z.input<typeof ScheduleSpec>;
+
 const fn = (what: string) =>
   z.custom<(...args: never[]) => unknown>((v) => typeof v === "function", { message: `Expected ${what} to be a function` });
 const zodSchema = z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: "Expected a zod schema (z.object(...))" });
@@ -125,7 +188,27 @@ export const JobDefinitionSchema = z.strictObject({
   limits: z.record(z.string(), LimitSpec).default({}),
   maxFailedItems: FailureTolerance.optional(),
   budgets: Budgets.default({}),
+  schedules: z.array(ScheduleSpec).default([]),
   run: fn("run"),
+}).superRefine((def, ctx) => {
+  const seen = new Set<string>();
+  def.schedules.forEach((s, i) => {
+    if (seen.has(s.name)) ctx.addIssue({ code: "custom", path: ["schedules", i, "name"], message: `Duplicate schedule name "${s.name}"` });
+    seen.add(s.name);
+    // Checked now rather than at 2 a.m. when the schedule fires.
+    if (!def.args) {
+      const extra = Object.keys(s.args)[0];
+      if (extra !== undefined) ctx.addIssue({ code: "custom", path: ["schedules", i, "args", extra], message: "The job takes no arguments (it has no `args` schema)" });
+      return;
+    }
+    let parsed: ReturnType<z.ZodType["safeParse"]>;
+    try {
+      parsed = def.args.safeParse(s.args);
+    } catch {
+      return; // an async schema: checked when the schedule fires
+    }
+    if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ code: "custom", path: ["schedules", i, "args", ...issue.path], message: issue.message });
+  });
 });
 
 export interface JobSourceContext {
@@ -176,6 +259,13 @@ export interface JobDefinition<I, O, A> {
    * @default {}
    */
   budgets?: Budgets;
+  /**
+   * Cron schedules that start runs of this job (`shardrun serve` fires them; `shardrun schedules
+   * sync` makes Cloud Scheduler jobs for them). Names are unique across all jobs.
+   * @default []
+   * @example schedules: [{ name: "docs-nightly", cron: "0 2 * * *", timeZone: "Etc/UTC", args: { limit: 500 } }]
+   */
+  schedules?: ScheduleDefinition[];
   /** Does one item; returns its output record (anything JSON). */
   run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
@@ -198,6 +288,7 @@ export interface Job<I = unknown, O = unknown, A = unknown> {
   readonly limits: Record<string, LimitSpec>;
   readonly maxFailedItems?: number | string;
   readonly budgets: Budgets;
+  readonly schedules: readonly Schedule[];
   readonly run: (item: I, ctx: JobContext) => Promise<O> | O;
 }
 

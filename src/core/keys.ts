@@ -16,4 +16,6 @@ export const keys = {
   budget: (runId: string) => `runs/${runId}/budget.json`,
   /** An eagerly recorded step result, by the item's run-wide index (stable across reruns). */
   step: (runId: string, itemIndex: number, stepId: string) => `runs/${runId}/steps/${itemIndex}/${stepId}.json`,
+  /** The record of one fire of a schedule at one scheduled time (`20261122T020000Z`), created once. */
+  scheduleFire: (name: string, stamp: string) => `schedules/${name}/${stamp}.json`,
 } as const;

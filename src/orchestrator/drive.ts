@@ -166,6 +166,9 @@ function toleranceReason(run: RunRecord): string {
   return `failure tolerance exceeded: more than ${t?.count !== undefined ? `${t.count} items` : `${t?.percent}% of items`} failed`;
 }
 
+/** How long a launch record without an execution counts as being started by someone. */
+const STARTING_GRACE_MS = 60_000;
+
 /** One look at a live launch: still live, ended (recorded), or over the failure tolerance. */
 async function checkLaunch(
   o: AdvanceOptions,
@@ -184,6 +187,12 @@ async function checkLaunch(
         return { kind: "ended" }; // someone else recorded it; the caller reads their record
       }
     }
+  }
+  if (!launch.value.execution && Date.now() - Date.parse(launch.value.createdAt) < STARTING_GRACE_MS) {
+    // Its record is written before the launcher is called (protocol 6): another driver may be
+    // starting it right now, and the execution may not be listed yet. Calling it failed would
+    // start a second execution of the same shards.
+    return { kind: "live", status: await readRunStatus(o.store, o.runId, o.launcher), execution: null };
   }
   if (launch.value.launcher !== o.launcher.kind) {
     // Started by another kind of launcher (a local run read with a cloud launcher, say): only

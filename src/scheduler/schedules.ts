@@ -1,0 +1,392 @@
+/**
+ * Schedules declared in job definitions, and firing one: a fire starts the run of one schedule
+ * for one scheduled time, at most once, however often it is called.
+ *
+ * Why it is idempotent (Cloud Scheduler retries a fire; two replicas of the service may get the
+ * same one): the fire record `schedules/<name>/<stamp>.json` is written create-only before
+ * anything else, and the run id is a pure function of (job, schedule, scheduled time). Of several
+ * fires of one time exactly one creates the record and plans the run; the others find the record
+ * and return its run. The record holds a planning lease, renewed while planning: when the fire
+ * that created it dies before run.json exists, a retry after the lease expired takes the planning
+ * over (compare-and-swap on the record), clears the shard files the dead planner left, and plans
+ * the same run id again. A run planned but never driven (the fire died in between) is driven by
+ * the retry that finds it.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync } from "node:fs";
+import { isAbsolute, join, relative } from "node:path";
+import { z } from "zod";
+import { InvalidInputError, PreconditionFailed, ShardrunError, errorMessage, isShardrunError } from "../core/errors.js";
+import { newRunId } from "../core/ids.js";
+import type { Job, Schedule } from "../core/job.js";
+import { keys } from "../core/keys.js";
+import { silentLogger, type Logger } from "../core/log.js";
+import { RunRecord } from "../core/model.js";
+import { jobVersion, loadJob, resolveJob } from "../config/jobs.js";
+import { packageRoot } from "../config/paths.js";
+import type { Launcher } from "../launcher/port.js";
+import { advanceRun, startDriving } from "../orchestrator/drive.js";
+import { planRun } from "../orchestrator/plan.js";
+import { getJson, putJson, type Versioned } from "../store/json.js";
+import { listAll, type ObjectStore } from "../store/port.js";
+
+/** A schedule as `schedules list` shows it: the definition plus the job that declares it. */
+export interface ListedSchedule extends Schedule {
+  /** The job the schedule starts runs of. */
+  job: string;
+}
+
+/** A schedule with the loaded job it belongs to, ready to fire. */
+export interface LoadedSchedule extends ListedSchedule {
+  handle: Job;
+  /** Compiled module as recorded in run.json (relative to the package root when inside it). */
+  module: string;
+  version: string;
+}
+
+/** A loaded job module, as `collectSchedules` takes it. */
+export interface JobModule {
+  job: Job;
+  module: string;
+  version: string;
+}
+
+export interface LoadSchedulesOptions {
+  /** The package whose `jobs/` folders are read. @default the shardrun package root */
+  root?: string;
+  /**
+   * Job names or module paths to read instead of every folder under `jobs/` (tests, fixtures).
+   * @default every job under `<root>/jobs/`
+   */
+  jobs?: readonly string[];
+  /** Resolves relative paths in `jobs`. @default process.cwd() */
+  cwd?: string;
+}
+
+/** Names of the job folders: `jobs/<name>/index.ts` in a checkout, `dist/jobs/<name>/index.js` in an image. */
+export function jobNames(root: string = packageRoot()): string[] {
+  const names = new Set<string>();
+  for (const [dir, file] of [[join(root, "jobs"), "index.ts"], [join(root, "dist", "jobs"), "index.js"]] as const) {
+    if (!existsSync(dir)) continue;
+    for (const d of readdirSync(dir, { withFileTypes: true })) if (d.isDirectory() && existsSync(join(dir, d.name, file))) names.add(d.name);
+  }
+  return [...names].sort();
+}
+
+/** Loads the jobs and returns every schedule they declare, sorted by name. */
+export async function loadSchedules(options: LoadSchedulesOptions = {}): Promise<LoadedSchedule[]> {
+  const root = options.root ?? packageRoot();
+  const specs = options.jobs ?? jobNames(root);
+  const modules: JobModule[] = [];
+  for (const spec of specs) {
+    const resolved = resolveJob(spec, options.cwd ?? process.cwd(), root);
+    const job = await loadJob(resolved.absPath, resolved.requestedName);
+    modules.push({ job, module: recordedModule(root, resolved.module), version: jobVersion(resolved.absPath) });
+  }
+  return collectSchedules(modules);
+}
+
+/** `resolveJob` answers relative to `root`; run.json records modules relative to the package (tasks resolve them there). */
+function recordedModule(root: string, module: string): string {
+  if (isAbsolute(module)) return module;
+  const abs = join(root, module);
+  const rel = relative(packageRoot(), abs);
+  return rel.startsWith("..") || isAbsolute(rel) ? abs : rel;
+}
+
+/**
+ * The schedules of loaded jobs. Throws `InvalidInputError` when two jobs declare the same schedule
+ * name, or when two schedules of one job would get the same run id suffix.
+ */
+export function collectSchedules(modules: readonly JobModule[]): LoadedSchedule[] {
+  const byName = new Map<string, LoadedSchedule>();
+  const bySuffix = new Map<string, LoadedSchedule>();
+  for (const m of modules) {
+    for (const s of m.job.schedules) {
+      const other = byName.get(s.name);
+      if (other) {
+        throw new InvalidInputError(
+          `schedule name "${s.name}" is declared by job "${other.job}" and job "${m.job.name}": schedule names must be unique across jobs (they name the Cloud Scheduler job and the fire endpoint)`,
+        );
+      }
+      const entry: LoadedSchedule = { ...s, job: m.job.name, handle: m.job, module: m.module, version: m.version };
+      // Two schedules of one job firing at the same second would otherwise plan the same run id.
+      const suffixKey = `${m.job.name}/${runSuffix(s.name)}`;
+      const twin = bySuffix.get(suffixKey);
+      if (twin) throw new InvalidInputError(`schedules "${twin.name}" and "${s.name}" of job "${m.job.name}" would share run ids: rename one of them`);
+      bySuffix.set(suffixKey, entry);
+      byName.set(s.name, entry);
+    }
+  }
+  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Every schedule of every job under `<root>/jobs/`, without the loaded job. */
+export async function listSchedules(root: string = packageRoot(), options: Omit<LoadSchedulesOptions, "root"> = {}): Promise<ListedSchedule[]> {
+  return (await loadSchedules({ ...options, root })).map(({ handle: _h, module: _m, version: _v, ...s }) => s);
+}
+
+/** The run id suffix of a schedule: four hex digits of a hash of its name, the same on every retry. */
+function runSuffix(name: string): string {
+  return createHash("sha256").update(`shardrun-schedule:${name}`).digest("hex").slice(0, 4);
+}
+
+/** The run a schedule starts for a scheduled time: `20261122-020000-<job>-<hash of the schedule name>`. */
+export function scheduledRunId(job: string, schedule: string, scheduledTime: Date): string {
+  const n = parseInt(runSuffix(schedule), 16);
+  return newRunId(job, scheduledTime, () => n / 0x10000);
+}
+
+/** `20261122T020000Z`: the scheduled time in the fire record's key, to the second. */
+export function fireStamp(time: Date): string {
+  return time.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
+}
+
+/** The trigger recorded on runs a schedule started. */
+export function scheduleTrigger(name: string): string {
+  return `schedule:${name}`;
+}
+
+export const FireRecord = z.object({
+  v: z.literal(1),
+  schedule: z.string(),
+  job: z.string(),
+  /** ISO time, whole seconds. */
+  scheduledTime: z.string(),
+  runId: z.string(),
+  firedAt: z.string(),
+  /** Renewed while the run is being planned; a retry takes the planning over once it is older than the lease. */
+  heartbeatAt: z.string(),
+  /** Planners that took over from a dead one. */
+  takeovers: z.number().int().min(0),
+  /** Why the last planning failed, when it did. */
+  error: z.string().optional(),
+});
+export type FireRecord = z.infer<typeof FireRecord>;
+
+/** Launch settings of scheduled runs (the flags of `shardrun run`). */
+export interface ScheduledRunSettings {
+  /** @default 3600 */
+  taskTimeoutSeconds?: number;
+  /** Retries per task after its first attempt. @default 3 */
+  maxRetries?: number;
+  /** Launches before giving up on unfinished shards. @default 5 */
+  maxLaunches?: number;
+  /** @default 30000 */
+  leaseTtlMs?: number;
+}
+
+export interface FireScheduleOptions extends LoadSchedulesOptions {
+  store: ObjectStore;
+  launcher: Launcher;
+  /** @default silent */
+  logger?: Logger;
+  scheduleName: string;
+  /** The time the schedule was due (Cloud Scheduler's X-CloudScheduler-ScheduleTime), not the time now. Cut to whole seconds. */
+  scheduledTime: Date;
+  /** Already loaded schedules (a server loads them once); otherwise loaded from `root` / `jobs`. */
+  schedules?: readonly LoadedSchedule[];
+  settings?: ScheduledRunSettings;
+  /**
+   * How long a planning fire may go without renewing its lease before a retry takes over.
+   * @default 60000
+   */
+  planningLeaseMs?: number;
+  /** @default () => new Date() */
+  now?: () => Date;
+}
+
+export interface FireResult {
+  runId: string;
+  /** True only for the call that started the run; every retry of the same time gets false. */
+  created: boolean;
+  job: string;
+  /** The scheduled time as used: ISO, whole seconds. */
+  scheduledTime: string;
+  /** The run is planned, but its first launch failed; reconcile launches it later. */
+  launchError?: string;
+}
+
+/**
+ * Starts the run of `scheduleName` for `scheduledTime`, once: a retried or concurrent fire of the
+ * same time returns the same run with `created: false` and starts nothing. Throws a NOT_FOUND
+ * `ShardrunError` for an unknown schedule.
+ */
+export async function fireSchedule(o: FireScheduleOptions): Promise<FireResult> {
+  const ms = o.scheduledTime.getTime();
+  if (!Number.isFinite(ms)) throw new InvalidInputError(`schedule "${o.scheduleName}": the scheduled time is not a valid date`);
+  const time = new Date(Math.floor(ms / 1000) * 1000);
+  const schedules = o.schedules ?? (await loadSchedules(o));
+  const schedule = schedules.find((s) => s.name === o.scheduleName);
+  if (!schedule) {
+    const known = schedules.map((s) => s.name).join(", ") || "none";
+    throw new ShardrunError("NOT_FOUND", `no schedule named "${o.scheduleName}" (schedules: ${known})`);
+  }
+  const now = o.now ?? (() => new Date());
+  const logger = (o.logger ?? silentLogger).child({ schedule: schedule.name });
+  const key = keys.scheduleFire(schedule.name, fireStamp(time));
+  const record: FireRecord = {
+    v: 1,
+    schedule: schedule.name,
+    job: schedule.job,
+    scheduledTime: time.toISOString(),
+    runId: scheduledRunId(schedule.job, schedule.name, time),
+    firedAt: now().toISOString(),
+    heartbeatAt: now().toISOString(),
+    takeovers: 0,
+  };
+  const result = (created: boolean, runId = record.runId, launchError?: string): FireResult => ({
+    runId,
+    created,
+    job: schedule.job,
+    scheduledTime: record.scheduledTime,
+    ...(launchError ? { launchError } : {}),
+  });
+  let generation: string;
+  try {
+    generation = await putJson(o.store, key, record, { ifGenerationMatch: 0 });
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+    return retriedFire(o, schedule, key, logger, now, result);
+  }
+  logger.info("schedule fired", { runId: record.runId, scheduledTime: record.scheduledTime });
+  const launchError = await planAndStart(o, schedule, key, { value: record, generation }, logger, now, false);
+  return result(true, record.runId, launchError);
+}
+
+/** A fire that found the record: report its run, and finish what a dead fire left undone. */
+async function retriedFire(
+  o: FireScheduleOptions,
+  schedule: LoadedSchedule,
+  key: string,
+  logger: Logger,
+  now: () => Date,
+  result: (created: boolean, runId?: string, launchError?: string) => FireResult,
+): Promise<FireResult> {
+  const existing = await getJson(o.store, key, FireRecord);
+  if (!existing) throw new ShardrunError("INTERNAL", `${key} was there a moment ago and is gone: fire again`);
+  const { runId } = existing.value;
+  const run = await getJson(o.store, keys.run(runId), RunRecord);
+  if (run) {
+    if (run.value.trigger !== scheduleTrigger(schedule.name)) {
+      throw new ShardrunError("INTERNAL", `run ${runId} of schedule "${schedule.name}" exists with trigger "${run.value.trigger}": a run id collision; fire again later or start the run by hand`);
+    }
+    // Planned but never driven: the fire that planned it died before its first launch.
+    const launchError = run.value.state === "planned" ? await drive(o, runId, logger) : undefined;
+    return result(false, runId, launchError);
+  }
+  const leaseMs = o.planningLeaseMs ?? 60_000;
+  if (now().getTime() - Date.parse(existing.value.heartbeatAt) < leaseMs) return result(false, runId); // being planned now
+  if (existing.value.job !== schedule.job) {
+    throw new InvalidInputError(`schedule "${schedule.name}" now belongs to job "${schedule.job}", but its fire of ${existing.value.scheduledTime} was for job "${existing.value.job}"`);
+  }
+  const taken: FireRecord = { ...existing.value, heartbeatAt: now().toISOString(), takeovers: existing.value.takeovers + 1 };
+  let generation: string;
+  try {
+    generation = await putJson(o.store, key, taken, { ifGenerationMatch: existing.generation });
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+    return result(false, runId); // another retry took it over first
+  }
+  logger.warn("taking over the planning of a fire whose planner went silent", { runId, scheduledTime: taken.scheduledTime, takeovers: taken.takeovers });
+  return result(false, runId, await planAndStart(o, schedule, key, { value: taken, generation }, logger, now, true));
+}
+
+/**
+ * Plans the run under the fire record's lease, then marks it driven and takes one step (the first
+ * launch). Returns the launch error, if the launch failed: the run stands, reconcile launches it.
+ */
+async function planAndStart(
+  o: FireScheduleOptions,
+  schedule: LoadedSchedule,
+  key: string,
+  record: Versioned<FireRecord>,
+  logger: Logger,
+  now: () => Date,
+  takeover: boolean,
+): Promise<string | undefined> {
+  const leaseMs = o.planningLeaseMs ?? 60_000;
+  const lost = new AbortController();
+  let current = record;
+  // Heartbeats in a chain: a slow write must not overlap the next one.
+  let beats = Promise.resolve();
+  const renew = async () => {
+    if (lost.signal.aborted) return;
+    const next: FireRecord = { ...current.value, heartbeatAt: now().toISOString() };
+    try {
+      current = { value: next, generation: await putJson(o.store, key, next, { ifGenerationMatch: current.generation }) };
+    } catch (e) {
+      // Someone took the planning over (we were too slow): stop planning at once.
+      lost.abort(new ShardrunError("PRECONDITION_FAILED", `the planning of ${record.value.runId} was taken over`, { cause: e }));
+    }
+  };
+  const timer = setInterval(() => (beats = beats.then(renew)), Math.max(1000, Math.floor(leaseMs / 3)));
+  timer.unref();
+  try {
+    if (takeover) await clearPartialPlan(o.store, record.value.runId);
+    const s = o.settings ?? {};
+    await planRun({
+      store: o.store,
+      job: schedule.handle,
+      module: schedule.module,
+      version: schedule.version,
+      args: schedule.args,
+      settings: {
+        leaseTtlMs: s.leaseTtlMs ?? 30_000,
+        taskTimeoutSeconds: s.taskTimeoutSeconds ?? 3600,
+        maxRetries: s.maxRetries ?? 3,
+        maxLaunches: s.maxLaunches ?? 5,
+      },
+      trigger: scheduleTrigger(schedule.name),
+      runId: record.value.runId,
+      now: now(),
+      signal: lost.signal,
+    });
+  } catch (e) {
+    clearInterval(timer);
+    await beats;
+    if (!lost.signal.aborted) await releaseLease(o.store, key, current, errorMessage(e));
+    throw e;
+  }
+  clearInterval(timer);
+  await beats;
+  logger.info("scheduled run planned", { runId: record.value.runId });
+  return drive(o, record.value.runId, logger);
+}
+
+/** Expires the lease after a failed planning, so that the next retry plans again at once. */
+async function releaseLease(store: ObjectStore, key: string, record: Versioned<FireRecord>, error: string): Promise<void> {
+  const next: FireRecord = { ...record.value, heartbeatAt: new Date(0).toISOString(), error };
+  try {
+    await putJson(store, key, next, { ifGenerationMatch: record.generation });
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+  }
+}
+
+/** Shard files a dead planner wrote before run.json: planRun writes them create-only, so they must go first. */
+async function clearPartialPlan(store: ObjectStore, runId: string): Promise<void> {
+  for await (const key of listAll(store, keys.runPrefix(runId))) {
+    const obj = await store.get(key);
+    if (!obj) continue;
+    try {
+      await store.delete(key, { ifGenerationMatch: obj.generation });
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
+    }
+  }
+}
+
+/** Marks the run driven and takes one step (its first launch); a failed launch is left to reconcile. */
+async function drive(o: FireScheduleOptions, runId: string, logger: Logger): Promise<string | undefined> {
+  await startDriving(o.store, runId);
+  try {
+    const step = await advanceRun({ store: o.store, launcher: o.launcher, runId, logger });
+    logger.info("scheduled run started", { runId, step: step.kind });
+    return undefined;
+  } catch (e) {
+    if (isShardrunError(e, "USAGE") || isShardrunError(e, "INVALID_INPUT")) throw e;
+    logger.error("the first launch of a scheduled run failed; reconcile will launch it", { runId, error: errorMessage(e) });
+    return errorMessage(e);
+  }
+}
