@@ -70,7 +70,13 @@ export type AdvanceResult =
   | { kind: "launched"; launch: number }
   | { kind: "finished"; status: RunStatus };
 
-export type AdvanceOptions = Omit<DriveOptions, "pollMs" | "signal" | "onProgress">;
+export type AdvanceOptions = Omit<DriveOptions, "pollMs" | "signal" | "onProgress"> & {
+  /**
+   * How long a launch record without an execution counts as being started by another driver.
+   * @default 60000
+   */
+  startingGraceMs?: number;
+};
 
 /**
  * One step of driving a run, without waiting: looks at the live launch (if it ended, records
@@ -188,7 +194,7 @@ async function checkLaunch(
       }
     }
   }
-  if (!launch.value.execution && Date.now() - Date.parse(launch.value.createdAt) < STARTING_GRACE_MS) {
+  if (!launch.value.execution && Date.now() - Date.parse(launch.value.createdAt) < (o.startingGraceMs ?? STARTING_GRACE_MS)) {
     // Its record is written before the launcher is called (protocol 6): another driver may be
     // starting it right now, and the execution may not be listed yet. Calling it failed would
     // start a second execution of the same shards.

@@ -150,7 +150,7 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
             if (starting) return { runId, outcome: "starting" };
             // A planned run was never started (its planner died, or it was planned elsewhere).
             if (r.value.state === "planned") await startDriving(o.store, runId);
-            const step = await advanceRun({ store: o.store, launcher: o.launcher, runId, logger: log });
+            const step = await advanceRun({ store: o.store, launcher: o.launcher, runId, logger: log, startingGraceMs: grace });
             if (step.kind === "launched") log.info("reconcile launched a continuation", { launch: step.launch });
             if (step.kind === "finished") log.info("reconcile finished the run", { state: step.status.state });
             return { runId, outcome: step.kind, ...(step.kind === "launched" ? {} : { state: step.status.state }) };
