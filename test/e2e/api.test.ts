@@ -7,16 +7,12 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ENV } from "../../src/config/env.js";
-import { createLogger } from "../../src/core/log.js";
 import type { Launcher } from "../../src/launcher/port.js";
-import { tokenAuthenticator, type Authenticator } from "../../src/scheduler/auth.js";
-import { createService, type Service, type ServiceOptions } from "../../src/scheduler/server.js";
-import { FsObjectStore } from "../../src/store/fs.js";
+import { tokenAuthenticator } from "../../src/scheduler/auth.js";
+import { serviceHarness, type Answer, type Started } from "../support/service-harness.js";
 import { compiledLocalLauncher, WORKER_COMMAND } from "../contract/launcher-contract.js";
 import { ROOT, cli, sleep, startCli, tempDir } from "./helpers.js";
 
@@ -27,51 +23,14 @@ const AUDIENCE = "https://shardrun-scheduler-test.a.run.app";
 const ENV_NAMES = { token: ENV.apiToken, audience: ENV.oidcAudience, allowed: ENV.allowedServiceAccounts } as const;
 const hasSchedules = existsSync(join(ROOT, "src/scheduler/schedules.ts"));
 
-interface Answer {
-  status: number;
-  // Answers are JSON of several shapes; the assertions say which.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  body: any;
-  headers: Headers;
-}
 
-interface Started {
-  base: string;
-  server: Server;
-  service: Service;
-}
 
 let compiled: Awaited<ReturnType<typeof compiledLocalLauncher>>;
 let storeDir: string;
 let launcher: Launcher;
 let main: Started;
-const logs: string[] = [];
-const started: Started[] = [];
-
-async function start(auth: Authenticator, extra: Partial<ServiceOptions> = {}): Promise<Started> {
-  const logger = createLogger({ format: "json", write: (l) => logs.push(l) });
-  const service = createService({ store: new FsObjectStore(storeDir), launcher, auth, logger, project: "test-project", ...extra });
-  const server = createServer(service.handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const s = { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, service };
-  started.push(s);
-  return s;
-}
-
-async function api(method: string, path: string, o: { body?: unknown; raw?: string; headers?: Record<string, string>; token?: string | null; on?: Started } = {}): Promise<Answer> {
-  const headers: Record<string, string> = { ...o.headers };
-  const token = o.token === undefined ? TOKEN : o.token;
-  if (token !== null) headers.authorization ??= `Bearer ${token}`;
-  let body: string | undefined = o.raw;
-  if (o.body !== undefined) {
-    body = JSON.stringify(o.body);
-    headers["content-type"] ??= "application/json";
-  }
-  const res = await fetch(`${(o.on ?? main).base}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
-  const text = await res.text();
-  const type = res.headers.get("content-type") ?? "";
-  return { status: res.status, body: type.startsWith("application/json") ? JSON.parse(text) : text, headers: res.headers };
-}
+const harness = serviceHarness({ token: TOKEN, storeDir: () => storeDir, launcher: () => launcher, main: () => main });
+const { logs, started, start, api } = harness;
 
 /** Every object of the store with a hash of its bytes: equal snapshots mean nothing changed. */
 function snapshot(): Record<string, string> {
@@ -124,10 +83,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of started) {
-    await new Promise<void>((resolve) => s.server.close(() => resolve()));
-    await s.service.drain();
-  }
+  await harness.stopAll();
   await compiled?.dispose();
 });
 

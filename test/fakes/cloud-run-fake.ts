@@ -18,6 +18,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { googleAuthLibrary, grpc, protobuf, type ClientOptions } from "google-gax";
+import { protoServiceDefinition } from "./grpc-service.js";
 import { isTerminal, type ExecutionStatus, type Launcher, type TaskStatus } from "../../src/launcher/port.js";
 
 const require = createRequire(import.meta.url);
@@ -82,23 +83,7 @@ const pack = (type: string, value: Plain) => {
 };
 
 function serviceDefinition(service: string, methods: string[]): grpc.ServiceDefinition {
-  const s = root.lookupService(service);
-  const def: Record<string, grpc.MethodDefinition<Plain, Plain>> = {};
-  for (const name of methods) {
-    const m = s.methods[name]!;
-    const req = m.resolvedRequestType!;
-    const res = m.resolvedResponseType!;
-    def[name] = {
-      path: `/${service}/${name}`,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (v: Plain) => Buffer.from(req.encode(req.fromObject(v)).finish()),
-      requestDeserialize: (b: Buffer) => req.toObject(req.decode(b), toObject),
-      responseSerialize: (v: Plain) => Buffer.from(res.encode(res.fromObject(v)).finish()),
-      responseDeserialize: (b: Buffer) => res.toObject(res.decode(b), toObject),
-    };
-  }
-  return def;
+  return protoServiceDefinition(root, service, methods, toObject);
 }
 
 /** Pages by offset: `pageToken` is the index of the first item. */

@@ -20,6 +20,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { Cron } from "croner";
 import { googleAuthLibrary, grpc, protobuf, type ClientOptions } from "google-gax";
+import { protoServiceDefinition } from "./grpc-service.js";
 
 const require = createRequire(import.meta.url);
 const root = protobuf.Root.fromJSON(JSON.parse(readFileSync(join(dirname(require.resolve("@google-cloud/scheduler")), "../protos/protos.json"), "utf8")));
@@ -58,23 +59,7 @@ const camel = (path: string) => path.replace(/_([a-z])/g, (_, c: string) => c.to
 const duration = (d: Plain | undefined) => Number(d?.seconds ?? 0) + Number(d?.nanos ?? 0) / 1e9;
 
 function serviceDefinition(methods: readonly SchedulerMethod[]): grpc.ServiceDefinition {
-  const s = root.lookupService(SERVICE);
-  const def: Record<string, grpc.MethodDefinition<Plain, Plain>> = {};
-  for (const name of methods) {
-    const m = s.methods[name]!;
-    const req = m.resolvedRequestType!;
-    const res = m.resolvedResponseType!;
-    def[name] = {
-      path: `/${SERVICE}/${name}`,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (v: Plain) => Buffer.from(req.encode(req.fromObject(v)).finish()),
-      requestDeserialize: (b: Buffer) => req.toObject(req.decode(b), toObject),
-      responseSerialize: (v: Plain) => Buffer.from(res.encode(res.fromObject(v)).finish()),
-      responseDeserialize: (b: Buffer) => res.toObject(res.decode(b), toObject),
-    };
-  }
-  return def;
+  return protoServiceDefinition(root, SERVICE, methods, toObject);
 }
 
 export class CloudSchedulerFake {

@@ -10,16 +10,14 @@
  */
 import { createHash, createSign, generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { createServer, request, type Server } from "node:http";
+import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/core/log.js";
 import type { Launcher } from "../../src/launcher/port.js";
-import { oidcAuthenticator, tokenAuthenticator, type Authenticator } from "../../src/scheduler/auth.js";
-import { createService, type Service, type ServiceOptions } from "../../src/scheduler/server.js";
-import { FsObjectStore } from "../../src/store/fs.js";
+import { oidcAuthenticator, tokenAuthenticator } from "../../src/scheduler/auth.js";
+import { serviceHarness, type Started } from "../support/service-harness.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const TOKEN = "api-unit-token-0123456789abcdef";
@@ -27,19 +25,7 @@ const SLEEPY = `/v1/jobs/${encodeURIComponent("test/fixtures/jobs/sleepy.ts")}/r
 const AUDIENCE = "https://shardrun-scheduler-test.a.run.app";
 const INVOKER = "scheduler-invoker@test-project.iam.gserviceaccount.com";
 
-interface Answer {
-  status: number;
-  // Answers are JSON of several shapes; the assertions say which.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  body: any;
-  headers: Headers;
-}
 
-interface Started {
-  base: string;
-  server: Server;
-  service: Service;
-}
 
 /** Bad requests must never get as far as the launcher. */
 const launcher: Launcher = {
@@ -57,33 +43,8 @@ let storeDir: string;
 let main: Started;
 let oidc: Started;
 let strict: Started;
-const logs: string[] = [];
-const started: Started[] = [];
-
-async function start(auth: Authenticator, extra: Partial<ServiceOptions> = {}): Promise<Started> {
-  const logger = createLogger({ format: "json", write: (l) => logs.push(l) });
-  const service = createService({ store: new FsObjectStore(storeDir), launcher, auth, logger, project: "test-project", ...extra });
-  const server = createServer(service.handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const s = { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, service };
-  started.push(s);
-  return s;
-}
-
-async function api(method: string, path: string, o: { body?: unknown; raw?: string; headers?: Record<string, string>; token?: string | null; on?: Started } = {}): Promise<Answer> {
-  const headers: Record<string, string> = { ...o.headers };
-  const token = o.token === undefined ? TOKEN : o.token;
-  if (token !== null) headers.authorization ??= `Bearer ${token}`;
-  let body: string | undefined = o.raw;
-  if (o.body !== undefined) {
-    body = JSON.stringify(o.body);
-    headers["content-type"] ??= "application/json";
-  }
-  const res = await fetch(`${(o.on ?? main).base}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
-  const text = await res.text();
-  const type = res.headers.get("content-type") ?? "";
-  return { status: res.status, body: type.startsWith("application/json") ? JSON.parse(text) : text, headers: res.headers };
-}
+const harness = serviceHarness({ token: TOKEN, storeDir: () => storeDir, launcher: () => launcher, main: () => main });
+const { logs, started, start, api } = harness;
 
 /** A request whose path goes out exactly as written. */
 function rawRequest(method: string, path: string): Promise<{ status: number; body: string }> {
@@ -142,10 +103,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of started) {
-    await new Promise<void>((done) => s.server.close(() => done()));
-    await s.service.drain();
-  }
+  await harness.stopAll();
 });
 
 describe("open endpoints", () => {
