@@ -31,28 +31,8 @@ let launcher: Launcher;
 let main: Started;
 const harness = serviceHarness({ token: TOKEN, storeDir: () => storeDir, launcher: () => launcher, main: () => main });
 const { logs, started, start, api } = harness;
+const unchanged = (fn: () => Promise<void>) => harness.unchanged(fn);
 
-/** Every object of the store with a hash of its bytes: equal snapshots mean nothing changed. */
-function snapshot(): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string) => {
-    if (!existsSync(dir)) return;
-    for (const name of readdirSync(dir)) {
-      if (name === ".executions") continue;
-      const p = join(dir, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[relative(storeDir, p)] = createHash("sha256").update(readFileSync(p)).digest("hex");
-    }
-  };
-  walk(storeDir);
-  return out;
-}
-
-async function unchanged(fn: () => Promise<void>): Promise<void> {
-  const before = snapshot();
-  await fn();
-  expect(snapshot()).toEqual(before);
-}
 
 const TERMINAL = new Set(["succeeded", "partial", "failed", "cancelled", "budget_exhausted"]);
 

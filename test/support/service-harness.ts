@@ -1,6 +1,10 @@
 /** The scheduler service in-process on a free port, and a small client for its API, for tests. */
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join, relative } from "node:path";
+import { expect } from "vitest";
 import { createLogger } from "../../src/core/log.js";
 import type { Launcher } from "../../src/launcher/port.js";
 import type { Authenticator } from "../../src/scheduler/auth.js";
@@ -76,5 +80,28 @@ export function serviceHarness(o: HarnessOptions) {
     }
   }
 
-  return { logs, started, start, api, stopAll };
+  /** Runs `fn` and checks that the store holds the same objects, byte for byte, afterwards. */
+  async function unchanged(fn: () => Promise<void>): Promise<void> {
+    const before = storeSnapshot(o.storeDir());
+    await fn();
+    expect(storeSnapshot(o.storeDir())).toEqual(before);
+  }
+
+  return { logs, started, start, api, stopAll, unchanged };
+}
+
+/** Every file of a local store with a hash of its bytes (launcher state left out). */
+export function storeSnapshot(storeDir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (dir: string) => {
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir)) {
+      if (name === ".executions") continue;
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else out[relative(storeDir, p)] = createHash("sha256").update(readFileSync(p)).digest("hex");
+    }
+  };
+  walk(storeDir);
+  return out;
 }

@@ -45,6 +45,7 @@ let oidc: Started;
 let strict: Started;
 const harness = serviceHarness({ token: TOKEN, storeDir: () => storeDir, launcher: () => launcher, main: () => main });
 const { logs, started, start, api } = harness;
+const unchanged = (fn: () => Promise<void>) => harness.unchanged(fn);
 
 /** A request whose path goes out exactly as written. */
 function rawRequest(method: string, path: string): Promise<{ status: number; body: string }> {
@@ -61,27 +62,6 @@ function rawRequest(method: string, path: string): Promise<{ status: number; bod
   });
 }
 
-/** Every object of the store with a hash of its bytes: equal snapshots mean nothing changed. */
-function snapshot(): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string) => {
-    if (!existsSync(dir)) return;
-    for (const name of readdirSync(dir)) {
-      if (name === ".executions") continue;
-      const p = join(dir, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[relative(storeDir, p)] = createHash("sha256").update(readFileSync(p)).digest("hex");
-    }
-  };
-  walk(storeDir);
-  return out;
-}
-
-async function unchanged(fn: () => Promise<void>): Promise<void> {
-  const before = snapshot();
-  await fn();
-  expect(snapshot()).toEqual(before);
-}
 
 const key = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const forger = generateKeyPairSync("rsa", { modulusLength: 2048 });
