@@ -5,9 +5,8 @@
  * `POST /v1/reconcile` alone; then `shardrun serve` itself, as a process. The HTTP contract (bad
  * input of every kind, every auth failure) is in test/unit/scheduler-http.test.ts.
  */
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { existsSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ENV } from "../../src/config/env.js";
 import type { Launcher } from "../../src/launcher/port.js";

@@ -8,12 +8,12 @@
  * OIDC tokens are signed here with a key made for the test; the service verifies them with
  * google-auth-library against that key, so nothing goes to Google.
  */
-import { createHash, createSign, generateKeyPairSync } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { createSign, generateKeyPairSync } from "node:crypto";
+import { existsSync, mkdtempSync } from "node:fs";
 import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Launcher } from "../../src/launcher/port.js";
 import { oidcAuthenticator, tokenAuthenticator } from "../../src/scheduler/auth.js";
