@@ -190,6 +190,7 @@ export class ShardRunner {
       return;
     }
     const policy = job.retry;
+    let itemUsage: Usage = ZERO_USAGE;
     const steps = new ItemSteps({
       store: this.#o.store,
       runId,
@@ -200,8 +201,14 @@ export class ShardRunner {
       onRecord: () => {
         this.#stepsDirty++;
       },
+      spent: () => itemUsage,
+      onReplayedSpend: (u) => {
+        // Paid by an attempt that died before its checkpoint: count it now, once.
+        this.#usage = addUsage(this.#usage, u);
+        this.#o.budget?.record(u);
+        this.#stepsDirty++;
+      },
     });
-    let itemUsage: Usage = ZERO_USAGE;
     const itemBudget = this.#o.budgets?.item;
     for (let attempt = 1; ; attempt++) {
       steps.newAttempt();

@@ -10,6 +10,7 @@ import type { StepOptions, StepRecording } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import { formatZodError } from "../core/zod-format.js";
 import type { ObjectStore } from "../store/port.js";
+import { ZERO_USAGE, type Usage } from "../core/budget.js";
 
 const decoder = new TextDecoder();
 
@@ -34,6 +35,13 @@ export interface ItemStepsOptions {
   recorded: Record<string, unknown>;
   /** Called when a result was added, so the owner checkpoints it. */
   onRecord: () => void;
+  /** What the item has spent so far (ctx.usage), to tell what a step spent. */
+  spent?: () => Usage;
+  /**
+   * Spend of an eager step whose result is read back from its own object but not from the
+   * checkpoint: the attempt that ran it died before a checkpoint committed that spend.
+   */
+  onReplayedSpend?: (spend: Usage) => void;
 }
 
 /** One item's steps, shared by all its attempts in this task. */
@@ -61,23 +69,42 @@ export class ItemSteps {
     if (Object.hasOwn(this.#o.recorded, name)) return this.#readBack(name, this.#o.recorded[name], options);
     if (mode === "eager") {
       const stored = await store.get(key);
-      if (stored) return this.#remember(name, this.#readBack(name, (JSON.parse(decoder.decode(stored.bytes)) as { value: unknown }).value, options));
+      if (stored) return this.#replay(name, stored.bytes, options);
     }
+    const before = this.#o.spent?.() ?? ZERO_USAGE;
     const value = await fn();
+    const after = this.#o.spent?.() ?? ZERO_USAGE;
+    const spent = { tokens: after.tokens - before.tokens, usd: after.usd - before.usd };
     const json = JSON.stringify({ value: value ?? null });
     if (json === undefined) throw new NonRetriableError(`step "${name}" returned a value that is not JSON`);
     if (mode === "eager") {
       try {
-        await store.put(key, JSON.stringify({ name, value: value ?? null, at: new Date().toISOString() }), { ifGenerationMatch: 0, contentType: "application/json" });
+        await store.put(key, JSON.stringify({ name, value: value ?? null, usage: spent, at: new Date().toISOString() }), {
+          ifGenerationMatch: 0,
+          contentType: "application/json",
+        });
       } catch (e) {
         // Another attempt finished the same step first: its result is the one the item keeps.
         if (!(e instanceof PreconditionFailed)) throw e;
+        // (This attempt's own spend for the step is already counted: nothing to replay.)
         const other = await store.get(key);
         if (other) return this.#remember(name, this.#readBack(name, (JSON.parse(decoder.decode(other.bytes)) as { value: unknown }).value, options));
       }
     }
     // What a resumed item gets back is the JSON form, so hand back the same now.
     return this.#remember(name, (JSON.parse(json) as { value: T }).value);
+  }
+
+  /**
+   * A step found in its own object but not in the checkpoint: its result, and the spend the
+   * checkpoint never committed (the steps map and the usage are written together, so a step in
+   * the checkpoint has its spend counted, and one missing from it has not).
+   */
+  #replay<T>(name: string, bytes: Uint8Array, options: StepOptions<T>): T {
+    const stored = JSON.parse(decoder.decode(bytes)) as { value: unknown; usage?: Usage };
+    const value = this.#readBack(name, stored.value, options);
+    if (stored.usage && (stored.usage.tokens > 0 || stored.usage.usd > 0)) this.#o.onReplayedSpend?.(stored.usage);
+    return this.#remember(name, value);
   }
 
   #remember<T>(name: string, value: T): T {

@@ -54,6 +54,10 @@ describe("durable steps", () => {
 
     const out = await output(h);
     expect(out.map((l) => l.key).sort()).toEqual(["doc-0", "doc-1", "doc-2"]);
+    // Each finished step's spend counts once: steps finished before the kill, but not yet in a
+    // checkpoint, bring their spend back from their own objects. (The interrupted step had not
+    // reported its spend when it died.)
+    expect((await h.readCp())!.usage.tokens).toBe(3 * 3 * 10);
     // Results replayed from the store are the ones first computed, idempotency keys included.
     const doc1 = out.find((l) => l.key === "doc-1")!;
     expect(doc1.output.results[0]).toMatch(/^plan:1:shardrun-[0-9a-f]{40}$/);
