@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import pLimit from "p-limit";
+import { z } from "zod";
 import { InvalidInputError, errorMessage } from "../core/errors.js";
 import { MAX_SHARDS, newRunId, shardId } from "../core/ids.js";
 import type { Budget, Budgets } from "../core/budget.js";
@@ -53,6 +54,14 @@ export function parseArgs(job: Job, raw: Record<string, unknown>): Record<string
   if (!job.args) {
     if (Object.keys(raw).length) throw new InvalidInputError(`job "${job.name}" takes no arguments, got --arg ${Object.keys(raw)[0]}`);
     return {};
+  }
+  // A misspelled --arg would otherwise be dropped without a word by a non-strict object schema.
+  if (job.args instanceof z.ZodObject) {
+    const known = Object.keys(job.args.shape);
+    const unknown = Object.keys(raw).filter((k) => !known.includes(k));
+    if (unknown.length) {
+      throw new InvalidInputError(`job "${job.name}" has no argument ${unknown.map((k) => `"${k}"`).join(", ")}; its arguments: ${known.join(", ") || "none"}`);
+    }
   }
   const parsed = job.args.safeParse(raw);
   if (!parsed.success) throw new InvalidInputError(`job "${job.name}" arguments: ${formatZodError(parsed.error, "arg")}`);

@@ -49,6 +49,7 @@ describe("shardrun CLI", () => {
     [["--bogus"], "Unknown option '--bogus'"],
     [["--arg", "count=many"], "arg.count"],
     [["--arg", "nokey"], "--arg: expected key=value"],
+    [["--arg", "cout=5"], 'job "sleepy" has no argument "cout"; its arguments: count,'],
     [["--shards", "2", "--items-per-shard", "3"], "not both"],
   ])("rejects bad flags %j with a message naming them", async (flags, message) => {
     const r = await cli(["run", SLEEPY, "--local", ...flags], cwd);
