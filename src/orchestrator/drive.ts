@@ -206,7 +206,16 @@ async function checkLaunch(
     return { kind: "live", status: await readRunStatus(o.store, o.runId), execution: null };
   }
   const ex = launch.value.execution ? await o.launcher.getExecution(launch.value.execution) : null;
-  const status = await readRunStatus(o.store, o.runId, o.launcher);
+  // The launcher was just asked about the live launch: put that answer in the status rather
+  // than ask again (on Cloud Run, a GetExecution and a ListTasks per poll).
+  const status = await readRunStatus(o.store, o.runId);
+  if (ex) {
+    status.launches = status.launches.map((l) =>
+      l.n === launch.value.n
+        ? { ...l, state: ex.state, tasks: { running: ex.running, succeeded: ex.succeeded, failed: ex.failed }, ...(ex.url ? { url: ex.url } : {}) }
+        : l,
+    );
+  }
   if (toleranceExceeded(run.settings.maxFailedItems, status.items.failed, status.items.total)) {
     // Fail fast: stop paying for items once the run cannot meet its tolerance.
     if (ex && !isTerminal(ex.state)) await o.launcher.cancel(ex.name);

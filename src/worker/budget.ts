@@ -56,9 +56,6 @@ export class RunBudget {
     this.#used = addUsage(this.#used, spend);
   }
 
-  /** Kept for the shard runner: spend is settled from checkpoints by the orchestrator. */
-  committed(_spend: Usage): void {}
-
   /** Gives back what this task reserved and did not spend (at the end of the task). */
   async release(): Promise<void> {
     const unspent = { tokens: Math.max(0, this.#grant.tokens - this.#used.tokens), usd: Math.max(0, this.#grant.usd - this.#used.usd) };

@@ -81,6 +81,7 @@ export class ShardRunner {
   #usage: Usage = ZERO_USAGE;
   /** Set when a shard or run budget ran out: no new items start. */
   #budgetStop: { kind: "budget"; reason: string } | null = null;
+  #itemLines: ItemLine[] | undefined;
   #lost = false;
   #flushing: Promise<void> = Promise.resolve();
   #flushQueued = false;
@@ -91,16 +92,22 @@ export class ShardRunner {
     this.#cpKey = keys.checkpoint(options.runId, options.shard);
   }
 
+  /** The shard's items, read and parsed once per runner (items.jsonl never changes). */
+  async #items(): Promise<ItemLine[]> {
+    if (this.#itemLines) return this.#itemLines;
+    const { store, runId, shard } = this.#o;
+    const obj = await store.get(keys.shardItems(runId, shard));
+    if (!obj) throw new Error(`shard ${shard} of run ${runId} has no items.jsonl`);
+    return (this.#itemLines = parseJsonl(obj.bytes, ItemLine, keys.shardItems(runId, shard)));
+  }
+
   /** Takes the lease if the rules allow; false when the shard is done or held by someone else. */
   async #acquire(): Promise<boolean> {
     const { store, runId, shard, me, now } = this.#o;
     for (let tries = 0; tries < 5; tries++) {
       let current = await getJson(store, this.#cpKey, Checkpoint);
       if (!current) {
-        const items = await store.get(keys.shardItems(runId, shard));
-        if (!items) throw new Error(`shard ${shard} of run ${runId} has no items.jsonl`);
-        const count = parseJsonl(items.bytes, ItemLine, keys.shardItems(runId, shard)).length;
-        const fresh = emptyCheckpoint(runId, shard, count, now());
+        const fresh = emptyCheckpoint(runId, shard, (await this.#items()).length, now());
         try {
           current = { value: fresh, generation: await putJson(store, this.#cpKey, fresh, { ifGenerationMatch: 0 }) };
         } catch (e) {
@@ -132,12 +139,10 @@ export class ShardRunner {
    * write of this checkpoint may have to wait out the one-write-per-second gap.
    */
   async runItems(): Promise<"ready" | "skipped" | "stopped" | "lost"> {
-    const { store, runId, shard, job, stopping } = this.#o;
+    const { job, stopping } = this.#o;
     if (stopping.aborted) return "stopped";
     if (!(await this.#acquire())) return "skipped";
-    const itemsObj = await store.get(keys.shardItems(runId, shard));
-    if (!itemsObj) throw new Error(`shard ${shard} of run ${runId} has no items.jsonl`);
-    const items = parseJsonl(itemsObj.bytes, ItemLine, keys.shardItems(runId, shard));
+    const items = await this.#items();
     const settled = settledPositions(this.#cp);
     const todo = items.map((_, pos) => pos).filter((pos) => !settled.has(pos));
 
@@ -380,6 +385,5 @@ export class ShardRunner {
     }
     this.#cp = next;
     this.#lastWriteAt = now();
-    this.#o.budget?.committed(usage);
   }
 }

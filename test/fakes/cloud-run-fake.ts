@@ -18,7 +18,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { googleAuthLibrary, grpc, protobuf, type ClientOptions } from "google-gax";
-import { protoServiceDefinition } from "./grpc-service.js";
+import { protoServiceDefinition, shutdownServer } from "./grpc-service.js";
 import { isTerminal, type ExecutionStatus, type Launcher, type TaskStatus } from "../../src/launcher/port.js";
 
 const require = createRequire(import.meta.url);
@@ -187,16 +187,7 @@ export class CloudRunFake {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, 1000);
-      this.#server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await shutdownServer(this.#server);
   }
 
   async #listen(): Promise<void> {

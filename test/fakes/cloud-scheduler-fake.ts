@@ -20,7 +20,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { Cron } from "croner";
 import { googleAuthLibrary, grpc, protobuf, type ClientOptions } from "google-gax";
-import { protoServiceDefinition } from "./grpc-service.js";
+import { protoServiceDefinition, shutdownServer } from "./grpc-service.js";
 
 const require = createRequire(import.meta.url);
 const root = protobuf.Root.fromJSON(JSON.parse(readFileSync(join(dirname(require.resolve("@google-cloud/scheduler")), "../protos/protos.json"), "utf8")));
@@ -137,16 +137,7 @@ export class CloudSchedulerFake {
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, 1000);
-      this.#server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await shutdownServer(this.#server);
   }
 
   async #listen(): Promise<void> {

@@ -29,3 +29,17 @@ export function protoServiceDefinition(
   }
   return def;
 }
+
+/** Stops a fake's server: gracefully, or by force after a second (a client may hold a stream). */
+export function shutdownServer(server: grpc.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 1000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}
