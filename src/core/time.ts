@@ -30,3 +30,30 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Time as the worker, the store adapters and the launchers see it. Production uses the real clock;
+ * the scale simulation runs a clock K times faster than real time, so that store latencies, write
+ * limits, heartbeats and item durations keep their ratios while a long run takes minutes.
+ */
+export interface Clock {
+  /** Milliseconds since the epoch, on this clock. */
+  now(): number;
+  /** Waits `ms` of this clock's time; rejects with the signal's reason as soon as it aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export const realClock: Clock = Object.freeze({ now: () => Date.now(), sleep });
+
+/**
+ * A clock that runs `k` times faster than real time, starting at `start` (default: now). One real
+ * millisecond is `k` of its milliseconds; `sleep(ms)` waits `ms / k` real milliseconds.
+ */
+export function scaledClock(k: number, start = Date.now()): Clock {
+  if (!(Number.isFinite(k) && k > 0)) throw new TypeError(`Expected \`k\` to be a number above 0, got ${k}`);
+  const origin = performance.now();
+  return Object.freeze({
+    now: () => start + (performance.now() - origin) * k,
+    sleep: (ms: number, signal?: AbortSignal) => sleep(ms / k, signal),
+  });
+}

@@ -69,7 +69,7 @@ describe("the task image", () => {
     expect(dockerfile).toMatch(/find jobs -name '\*\.json'/);
     expect(final.filter((c) => !c.from).flatMap((c) => c.sources)).toEqual(["bin"]);
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
-    expect(dockerfile).toMatch(/^FROM node:22-slim$/m);
+    expect(dockerfile).toMatch(/^FROM node:24-slim$/m);
     const image = JSON.parse(readFileSync(join(ROOT, "tsconfig.image.json"), "utf8")) as { include: string[] };
     expect(image.include.sort()).toEqual(["jobs", "src"]);
     expect(dockerfile).toMatch(/ENTRYPOINT \["node", "dist\/src\/worker\/main\.js"\]/);
