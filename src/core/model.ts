@@ -10,18 +10,35 @@ import { CheckpointCadence, ShardPolicy } from "./job.js";
 const RangeSchema = z.tuple([z.number().int().min(0), z.number().int().min(0)]);
 export const RangeSetSchema = z.array(RangeSchema);
 
+/**
+ * One shard of a plan round (`runs/<id>/plan/<round>.jsonl`, one line each). Round 0 is the plan;
+ * rounds 1, 2, … hold the items re-planned by `rerun --failed-items`.
+ */
 export const ShardEntry = z.object({
   id: z.string(),
   /** 0 for the plan; 1, 2, … for items re-planned by `rerun --failed-items`. */
   round: z.number().int().min(0),
   count: z.number().int().min(0),
   weight: z.number().min(0),
-  /** Run-wide item indices in this shard, in the order of its items.jsonl. */
+  /** Run-wide item indices in this shard, in the order of its items (sorted ranges when contiguous). */
   indices: RangeSetSchema,
 });
 export type ShardEntry = z.infer<typeof ShardEntry>;
 
-export const RunState = z.enum(["planned", "running", "succeeded", "partial", "failed", "cancelled", "budget_exhausted"]);
+/**
+ * Where a shard's items live: shards are packed, a hundred or so to an object
+ * (`runs/<id>/items/<first shard number>.jsonl`), so that a plan of 10,000 shards is a hundred
+ * writes. The object starts with one header line (ItemsHeader) giving each shard's byte range
+ * after the header; a task reads the header and then only its shard's bytes.
+ */
+export const ItemsHeader = z.object({
+  v: z.literal(1),
+  /** [shard number, byte offset after the header line, byte length, item count, crc32c (hex)] */
+  shards: z.array(z.tuple([z.number().int().min(0), z.number().int().min(0), z.number().int().min(0), z.number().int().min(0), z.string()])),
+});
+export type ItemsHeader = z.infer<typeof ItemsHeader>;
+
+export const RunState = z.enum(["planning", "planned", "running", "succeeded", "partial", "failed", "cancelled", "budget_exhausted"]);
 export type RunState = z.infer<typeof RunState>;
 
 export const RunSettings = z.object({
@@ -38,22 +55,40 @@ export const RunSettings = z.object({
   /** Failure tolerance: beyond this many failed items (or this share) the run fails fast. */
   maxFailedItems: z.object({ count: z.number().int().min(0).optional(), percent: z.number().min(0).max(100).optional() }).optional(),
   budgets: Budgets.default({}),
+  /** An item attempt running longer than this is aborted (ctx.signal) and, if it ignores that, failed with reason `timeout`. */
+  itemTimeoutMs: z.number().int().min(1).optional(),
+  /** Crashes of the task process while an item was in flight before the item fails with reason `crashed`. */
+  crashLimit: z.number().int().min(1).default(2),
 });
 export type RunSettings = z.infer<typeof RunSettings>;
 
+/** A plan round: its shards are numbered `firstShard` … `firstShard + shards - 1`. */
+export const PlanRound = z.object({
+  round: z.number().int().min(0),
+  firstShard: z.number().int().min(0),
+  shards: z.number().int().min(0),
+  items: z.number().int().min(0),
+  /** Failures of earlier rounds that this round re-planned (they no longer count as failed). */
+  superseded: z.number().int().min(0).default(0),
+});
+export type PlanRound = z.infer<typeof PlanRound>;
+
 export const RunRecord = z.object({
-  v: z.literal(1),
+  v: z.literal(2),
   runId: z.string(),
   job: z.object({
     name: z.string(),
     /** Compiled module, relative to the package root, so that a task finds the same code. */
     module: z.string(),
     version: z.string(),
+    /** Store key of the job's bundle, when the run recorded one. */
+    bundle: z.string().optional(),
   }),
   args: z.record(z.string(), z.unknown()),
   trigger: z.string(),
   createdAt: z.string(),
   state: RunState,
+  /** When the last drive that did work ended. */
   finishedAt: z.string().optional(),
   /** Why the run ended as it did, when that is not plain success. */
   reason: z.string().optional(),
@@ -61,9 +96,15 @@ export const RunRecord = z.object({
   launchBase: z.number().int().min(0).optional(),
   plan: z.object({
     policy: ShardPolicy,
+    /** "heaviest-first": items were ordered by cost, heaviest first, before they were cut into shards. */
+    order: z.enum(["source", "heaviest-first"]).default("source"),
     totalItems: z.number().int().min(0),
     totalWeight: z.number().min(0),
-    shards: z.array(ShardEntry),
+    /** Shards across all rounds. */
+    shardCount: z.number().int().min(0),
+    rounds: z.array(PlanRound),
+    /** First shard number of each items object (sorted): shard s lives in the last one ≤ s. */
+    itemChunks: z.array(z.number().int().min(0)),
   }),
   settings: RunSettings,
 });
@@ -79,36 +120,93 @@ export const Owner = z.object({
 });
 export type Owner = z.infer<typeof Owner>;
 
+export const FailureReason = z.enum(["error", "schema", "non_retriable", "budget", "timeout", "crashed", "corrupt"]);
+export type FailureReason = z.infer<typeof FailureReason>;
+
 export const FailedItem = z.object({
-  /** Position in the shard's items.jsonl. */
+  /** Position in the shard's items. */
   pos: z.number().int().min(0),
   /** Run-wide item index. */
   i: z.number().int().min(0),
   key: z.string(),
   error: z.string(),
   attempts: z.number().int().min(0),
-  reason: z.enum(["error", "schema", "non_retriable", "budget"]).default("error"),
+  reason: FailureReason.default("error"),
+  /** The first lines of the error's stack, when there was one. */
+  stack: z.string().optional(),
+  /** The last log line the item wrote before it failed. */
+  lastLog: z.string().optional(),
 });
 export type FailedItem = z.infer<typeof FailedItem>;
 
-export const PartRef = z.object({ name: z.string(), count: z.number().int().min(0) });
+/**
+ * An output part named by a checkpoint: its outputs (`count` lines) come first, then one line per
+ * failure it records (`failed`). `crc32c` and `bytes` let readers prove the part is whole;
+ * `positions` let a repair run exactly its items again when it is not.
+ */
+export const PartRef = z.object({
+  name: z.string(),
+  count: z.number().int().min(0),
+  failed: z.number().int().min(0).default(0),
+  bytes: z.number().int().min(0).optional(),
+  /** CRC32C of the part's bytes, 8 hex digits (Cloud Storage's checksum). */
+  crc32c: z.string().optional(),
+  positions: RangeSetSchema.optional(),
+});
+export type PartRef = z.infer<typeof PartRef>;
+
+/**
+ * A leased range of a shard's positions. A shard starts as one range; a task with free slots may
+ * split off the back half of another range's unreserved part (`[horizon, end)`), which becomes a
+ * range of its own with its own owner and epoch. The owner of a range starts only positions below
+ * its horizon, and moves the horizon on by a checkpoint write: that write is what stops a thief.
+ */
+export const Lease = z.object({
+  start: z.number().int().min(0),
+  end: z.number().int().min(0),
+  owner: Owner.nullable(),
+  /** Unique within the shard; output parts of this lease are named `<epoch>-<seq>…`. */
+  epoch: z.number().int().min(0),
+  heartbeatAt: z.number(),
+  leaseTtlMs: z.number().int().min(0),
+  /** The owner may start positions below this one (and at or above `start`). */
+  horizon: z.number().int().min(0),
+  /** Positions started and not settled at the time of this write (poison isolation). */
+  inflight: z.array(z.number().int().min(0)).default([]),
+  /** Positions that were in flight when an owner died: run one at a time until each settles. */
+  suspects: z.array(z.number().int().min(0)).default([]),
+  /**
+   * "parts": output parts of this epoch that no checkpoint names yet are committed progress (a
+   * store with a per-object write gap); "checkpoint": only what a checkpoint names counts.
+   */
+  mode: z.enum(["checkpoint", "parts"]).default("checkpoint"),
+  /** Highest part sequence number of this epoch that the checkpoint names. */
+  namedSeq: z.number().int().min(0).default(0),
+});
+export type Lease = z.infer<typeof Lease>;
 
 export const Checkpoint = z.object({
-  v: z.literal(1),
+  v: z.literal(2),
   runId: z.string(),
   shard: z.string(),
   itemCount: z.number().int().min(0),
-  /** Grows by one at every lease takeover; output parts carry it in their names. */
+  /** The primary lease (the range starting at position 0), mirrored for readers of v1. */
   epoch: z.number().int().min(0),
   owner: Owner.nullable(),
   heartbeatAt: z.number(),
   leaseTtlMs: z.number().int().min(0),
+  /** Highest epoch issued in this shard: the next lease takeover or split gets the one after. */
+  epochSeq: z.number().int().min(0),
+  /** Ranges of positions not settled yet, each with its owner (sorted, disjoint). */
+  leases: z.array(Lease),
   state: z.enum(["open", "done"]),
-  /** Positions (in items.jsonl) whose output is committed in one of `parts`. */
+  /** Positions (in the shard's items) whose output is committed in one of `parts`. */
   done: RangeSetSchema,
   failed: z.array(FailedItem),
-  /** The output parts this checkpoint commits. A part not named here is an orphan. */
+  /** The output parts this checkpoint commits. A part not named here is an orphan (or live progress of a "parts" lease). */
   parts: z.array(PartRef),
+  /** Process crashes counted against positions in flight (by position). */
+  crashes: z.record(z.string(), z.number().int().min(0)).default({}),
   /** Item executions started under every epoch, redone ones included. */
   executions: z.number().int().min(0),
   /**
@@ -123,24 +221,32 @@ export const Checkpoint = z.object({
   /** Set when the owner stopped because a budget ran out; cleared at the next lease. */
   stop: z.enum(["budget"]).optional(),
   stopReason: z.string().optional(),
+  /** The shard's items could not be read back intact: every item failed with reason `corrupt`. */
+  corrupt: z.string().optional(),
   updatedAt: z.string(),
 });
 export type Checkpoint = z.infer<typeof Checkpoint>;
 
 export const LaunchRecord = z.object({
-  v: z.literal(1),
+  v: z.literal(2),
   runId: z.string(),
   n: z.number().int().min(0),
   createdAt: z.string(),
-  launcher: z.enum(["local", "cloud-run"]),
+  launcher: z.enum(["local", "cloud-run", "sim"]),
   taskCount: z.number().int().min(1),
   parallelism: z.number().int().min(1),
   taskTimeoutSeconds: z.number().int().min(1),
   maxRetries: z.number().int().min(0),
-  /** "static": a task works only its assigned shards; "dynamic": it then claims any left. */
-  claim: z.enum(["static", "dynamic"]),
-  /** Task index -> shard ids it starts with. */
-  assignment: z.array(z.array(z.string())),
+  /**
+   * The launch's shard numbers in the order tasks take them. Task t starts with the shards at
+   * positions t, t + taskCount, t + 2·taskCount, … of this list, then takes work from others.
+   */
+  shards: RangeSetSchema,
+  /** Progress cadence of this launch's tasks (adapted to the task count and the store's limits). */
+  progressMs: z.number().int().min(1),
+  leaseTtlMs: z.number().int().min(3000),
+  /** The run budget left when the launch started, shared out over `banks` objects. */
+  budget: z.object({ tokens: z.number().optional(), usd: z.number().optional(), banks: z.number().int().min(1) }).optional(),
   /** Set once the launcher accepted the launch; absent means the launch may not have started. */
   execution: z.string().optional(),
   /** Last state seen by the orchestrator. */
@@ -149,14 +255,42 @@ export const LaunchRecord = z.object({
 });
 export type LaunchRecord = z.infer<typeof LaunchRecord>;
 
+/** `launches/<n>/tasks/<t>.json`: what a task holds, so that its next attempt takes it over at once. */
+export const TaskRecord = z.object({
+  v: z.literal(1),
+  taskIndex: z.number().int().min(0),
+  attempt: z.number().int().min(0),
+  /** [shard number, lease start] of every range the attempt holds. */
+  holdings: z.array(z.tuple([z.number().int().min(0), z.number().int().min(0)])),
+  updatedAt: z.string(),
+});
+export type TaskRecord = z.infer<typeof TaskRecord>;
+
+/** `launches/<n>/budget/<k>.json`: one bank of the run budget; absent means untouched (its full share). */
+export const BudgetBank = z.object({ left: z.object({ tokens: z.number(), usd: z.number() }) });
+export type BudgetBank = z.infer<typeof BudgetBank>;
+
 /** Serialized line of an output part. */
 export const OutputLine = z.object({ i: z.number().int(), key: z.string(), output: z.unknown() });
 export type OutputLine = z.infer<typeof OutputLine>;
 
-/** Serialized line of a shard's items.jsonl. */
+/** A failure line of an output part (after its outputs). */
+export const FailureLine = z.object({ i: z.number().int(), key: z.string(), failed: FailedItem.omit({ pos: true, i: true, key: true }) });
+export type FailureLine = z.infer<typeof FailureLine>;
+
+/** Serialized line of a shard's items. */
 export const ItemLine = z.object({ i: z.number().int().min(0), key: z.string(), item: z.unknown() });
 export type ItemLine = z.infer<typeof ItemLine>;
 
-/** `runs/<id>/budget.json`: run-budget reservations by the tasks of the live launch. */
-export const BudgetLedger = z.object({ reserved: z.object({ tokens: z.number(), usd: z.number() }) });
-export type BudgetLedger = z.infer<typeof BudgetLedger>;
+/** `index/runs/<day>/<runId>`: a run as listings show it, without reading run.json. */
+export const RunIndexEntry = z.object({
+  runId: z.string(),
+  job: z.string(),
+  state: RunState,
+  createdAt: z.string(),
+  finishedAt: z.string().optional(),
+  items: z.number().int().min(0),
+  failed: z.number().int().min(0).optional(),
+  trigger: z.string(),
+});
+export type RunIndexEntry = z.infer<typeof RunIndexEntry>;
