@@ -167,7 +167,8 @@ export async function toLastCommitMs(storeDir: string, runId: string): Promise<n
   const store = await openStore(storeDir);
   const run = (await readRun(store, runId)).value;
   let last = 0;
-  for (const cp of (await readCheckpoints(store, run)).values()) if (cp) last = Math.max(last, Date.parse(cp.updatedAt));
+  const ids = Array.from({ length: run.plan.shardCount }, (_, n) => `s${String(n).padStart(6, "0")}`);
+  for (const cp of (await readCheckpoints(store, runId, ids)).values()) if (cp) last = Math.max(last, Date.parse(cp.updatedAt));
   return last - Date.parse(run.createdAt);
 }
 

@@ -15,7 +15,9 @@ import { driveRun } from "../orchestrator/drive.js";
 import { mergedOutput } from "../orchestrator/output.js";
 import { planRun } from "../orchestrator/plan.js";
 import { listRuns, readLaunches, readRun, readRunStatus } from "../orchestrator/read.js";
-import { assertNotLive, checkVersion, planFailedItems, setRunBudget } from "../orchestrator/rerun.js";
+import { planFailedItems } from "../orchestrator/rerun.js";
+import { assertNotLive, checkVersion, setRunBudget } from "../orchestrator/control.js";
+import { readFailedItems } from "../orchestrator/drive.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
 import { intFlag, keyValues, oneRunId, parse, type Options, type Parsed } from "./args.js";
@@ -146,7 +148,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     },
     trigger: "cli",
   });
-  if (!values.json) io.stderr.write(`run ${run.runId}: ${run.plan.totalItems} items in ${run.plan.shards.length} shards, ${run.settings.tasks} tasks\n`);
+  if (!values.json) io.stderr.write(`run ${run.runId}: ${run.plan.totalItems} items in ${run.plan.shardCount} shards, ${run.settings.tasks} tasks\n`);
   const status = await drive(s, launcher, run.runId, io, values, { maxLaunches });
   return finish(status, s, io, values);
 }
@@ -267,7 +269,7 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
   const s = await store(values, io);
   const launcher = await launcherFor(values, s, io, "rerun");
   const run = await readRun(s, runId);
-  await assertNotLive(s, runId);
+  await assertNotLive(s, runId, launcher);
   const module = modulePath(run.value.job.module);
   if (!existsSync(module)) throw new UsageError(`rerun: the job module of run ${runId} is gone (${module}); build it or rerun from the same checkout`);
   const upgraded = await checkVersion(s, runId, jobVersion(module), values.upgrade === true);
@@ -279,7 +281,7 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
   const maxLaunches = intFlag(values, "max-launches", 1, 1000) ?? 5;
   let shards: string[] | undefined;
   if (values["failed-items"]) {
-    shards = await planFailedItems(s, runId);
+    shards = await planFailedItems(s, runId, await readFailedItems(s, run.value));
     if (!values.json) io.stderr.write(shards.length ? `rerun ${runId}: failed items re-planned into ${shards.length} new shards\n` : `rerun ${runId}: no failed items\n`);
   }
   const status = await drive(s, launcher, runId, io, values, {

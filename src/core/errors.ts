@@ -11,6 +11,8 @@ export type ShardrunErrorCode =
   | "NON_RETRIABLE"
   | "RETRY_AFTER"
   | "LEASE_LOST"
+  /** An object of a run is not what the checkpoint that names it recorded (missing, truncated, changed). */
+  | "DAMAGED"
   | "INTERNAL";
 
 export class ShardrunError extends Error {

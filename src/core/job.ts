@@ -24,8 +24,10 @@ export interface JobContext {
   readonly itemIndex: number;
   readonly runId: string;
   readonly shard: string;
-  /** Lease epoch of the shard's owner: grows by one at every takeover. */
+  /** Lease epoch of the range's owner: unique within the shard, new at every takeover or split. */
   readonly epoch: number;
+  /** The run's arguments, as the job's `args` schema parsed them. */
+  readonly args: Readonly<Record<string, unknown>>;
   /**
    * A durable step: runs `fn` once per item and returns its stored result when the item is
    * retried or its shard resumes after a kill, so a paid LLM call or a side effect is not
@@ -185,6 +187,8 @@ export const JobDefinitionSchema = z.strictObject({
   /** Default task count for a launch; `--tasks` overrides. */
   tasks: z.number().int().min(1).max(10_000).optional(),
   steps: z.enum(["checkpoint", "eager"]).default("checkpoint"),
+  itemTimeoutMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
+  crashLimit: z.number().int().min(1).max(100).default(2),
   limits: z.record(z.string(), LimitSpec).default({}),
   maxFailedItems: FailureTolerance.optional(),
   budgets: Budgets.default({}),
@@ -242,6 +246,19 @@ export interface JobDefinition<I, O, A> {
   /** How `ctx.step` results are recorded (see StepOptions.record). @default "checkpoint" */
   steps?: StepRecording;
   /**
+   * An item attempt running longer than this is aborted through `ctx.signal`; one that ignores the
+   * abort is failed with reason `timeout` and its slot given up. `--item-timeout` overrides it.
+   * @default no limit
+   * @example itemTimeoutMs: 5 * 60_000
+   */
+  itemTimeoutMs?: number;
+  /**
+   * An item in flight when its task process died this many times, running alone, fails with reason
+   * `crashed` and the rest of its shard goes on (poison items: exits, out of memory, hangs).
+   * @default 2
+   */
+  crashLimit?: number;
+  /**
    * Run-wide limits for `ctx.limit(name, fn)`, e.g. `{ model: { perSecond: 20, concurrent: 8 } }`.
    * @default {}
    */
@@ -285,6 +302,8 @@ export interface Job<I = unknown, O = unknown, A = unknown> {
   readonly checkpoint: CheckpointCadence;
   readonly tasks?: number;
   readonly steps: StepRecording;
+  readonly itemTimeoutMs?: number;
+  readonly crashLimit: number;
   readonly limits: Record<string, LimitSpec>;
   readonly maxFailedItems?: number | string;
   readonly budgets: Budgets;

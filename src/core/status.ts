@@ -1,12 +1,24 @@
 /**
- * Run status as a pure function of what the store holds: the run record, every shard's
- * checkpoint and the launch records (with the launcher's view of live ones).
+ * Run status as a pure function of what the store holds: the run record, a summary of every shard
+ * that has a checkpoint (read from a listing with custom metadata, a thousand shards a request,
+ * never one read per shard), and the launch records (with the launcher's view of live ones).
  */
 import { addUsage, ZERO_USAGE, type Budgets, type Usage } from "./budget.js";
-import type { Checkpoint, LaunchRecord, RunRecord, RunState } from "./model.js";
+import type { Checkpoint, LaunchRecord, RunRecord, RunState, ShardEntry } from "./model.js";
 import { rangeCount, rangeIndices } from "./ranges.js";
 
-export type StatusState = "pending" | "running" | "succeeded" | "failed" | "partial" | "cancelled" | "budget_exhausted";
+export type StatusState = "planning" | "pending" | "running" | "succeeded" | "failed" | "partial" | "cancelled" | "budget_exhausted";
+
+export interface TaskView {
+  index: number;
+  state: string;
+  attempts: number;
+  lastExitCode?: number;
+  /** Attempts ended by the task timeout. */
+  timeouts?: number;
+  /** Why the last attempt ended, in words (exit code, signal, timeout). */
+  lastExit?: string;
+}
 
 export interface LaunchStatus {
   n: number;
@@ -14,7 +26,11 @@ export interface LaunchStatus {
   taskCount: number;
   state: LaunchRecord["state"];
   tasks?: { running: number; succeeded: number; failed: number };
+  /** Per task, when the launcher can tell. */
+  taskList?: TaskView[];
   url?: string;
+  createdAt?: string;
+  finishedAt?: string;
 }
 
 export interface ShardStatus {
@@ -39,12 +55,52 @@ export interface RunStatus {
   items: { total: number; succeeded: number; failed: number; pending: number };
   shards: { total: number; done: number; running: number };
   launches: LaunchStatus[];
-  /** Item executions recorded in checkpoints, redone ones included. */
+  /** Item executions recorded in checkpoints and output parts, redone ones included. */
   executions: number;
   /** Spend recorded through ctx.usage, and the run's budgets. */
   usage: Usage;
   budgets: Budgets;
+  /** Spend past the run budget, when a budget stop overshot it. */
+  overshoot?: Usage;
+  /** Per shard; empty unless asked for (it costs a read of the plan). */
   shardList: ShardStatus[];
+}
+
+/** A shard as a listing shows it: its checkpoint's metadata, plus live output parts not named yet. */
+export interface ShardSummary {
+  n: number;
+  id: string;
+  state: "open" | "done";
+  items: number;
+  done: number;
+  failed: number;
+  executions: number;
+  usage: Usage;
+  /** Leases held by someone now. */
+  owners: number;
+  epoch: number;
+  owner?: string;
+  stop?: boolean;
+  corrupt?: boolean;
+}
+
+/** The summary of a checkpoint read whole (when a listing carries no metadata). */
+export function summarizeCheckpoint(n: number, cp: Checkpoint): ShardSummary {
+  return {
+    n,
+    id: cp.shard,
+    state: cp.state,
+    items: cp.itemCount,
+    done: rangeCount(cp.done),
+    failed: cp.failed.length,
+    executions: cp.executions,
+    usage: cp.usage,
+    owners: cp.leases.filter((l) => l.owner).length,
+    epoch: cp.epochSeq,
+    ...(cp.owner ? { owner: `${cp.owner.execution}/${cp.owner.taskIndex}#${cp.owner.attempt}` } : {}),
+    ...(cp.stop ? { stop: true } : {}),
+    ...(cp.corrupt ? { corrupt: true } : {}),
+  };
 }
 
 export interface FailedItemView {
@@ -54,68 +110,107 @@ export interface FailedItemView {
   error: string;
   attempts: number;
   reason: string;
+  stack?: string;
+  lastLog?: string;
 }
 
 /**
- * Failed items of the run: a later round (a redrive of failed items) supersedes what an earlier
- * round said of the same item.
+ * Failed items of the run, from the checkpoints of the shards that have failures: a later round (a
+ * redrive of failed items) supersedes what an earlier round said of the same item.
  */
-export function failedItems(run: RunRecord, checkpoints: ReadonlyMap<string, Checkpoint | null>): FailedItemView[] {
-  const failed = new Map<number, FailedItemView>();
-  const byRound = [...run.plan.shards].sort((a, b) => a.round - b.round);
-  for (const shard of byRound) {
-    if (shard.round > 0) for (const i of rangeIndices(shard.indices)) failed.delete(i);
-    const cp = checkpoints.get(shard.id);
-    for (const f of cp?.failed ?? []) {
-      failed.set(f.i, { i: f.i, key: f.key, shard: shard.id, error: f.error, attempts: f.attempts, reason: f.reason });
+export function failedItems(run: RunRecord, checkpoints: ReadonlyMap<string, Checkpoint | null>, entries: readonly ShardEntry[] = []): FailedItemView[] {
+  const roundOf = (shard: string): number => {
+    const n = Number(shard.slice(1));
+    let r = 0;
+    for (const round of run.plan.rounds) if (round.firstShard <= n) r = round.round;
+    return r;
+  };
+  const failed = new Map<number, FailedItemView & { round: number }>();
+  const laterRounds = entries.filter((e) => e.round > 0);
+  const replannedIn = new Map<number, number>();
+  for (const e of laterRounds) for (const i of rangeIndices(e.indices)) replannedIn.set(i, Math.max(replannedIn.get(i) ?? 0, e.round));
+  for (const [shard, cp] of checkpoints) {
+    if (!cp) continue;
+    const round = roundOf(shard);
+    for (const f of cp.failed) {
+      // Re-planned in a later round: that round speaks for the item.
+      if ((replannedIn.get(f.i) ?? -1) > round) continue;
+      const prev = failed.get(f.i);
+      if (prev && prev.round > round) continue;
+      failed.set(f.i, {
+        i: f.i,
+        key: f.key,
+        shard,
+        error: f.error,
+        attempts: f.attempts,
+        reason: f.reason,
+        round,
+        ...(f.stack ? { stack: f.stack } : {}),
+        ...(f.lastLog ? { lastLog: f.lastLog } : {}),
+      });
     }
   }
-  return [...failed.values()].sort((a, b) => a.i - b.i);
+  return [...failed.values()].map(({ round: _r, ...f }) => f).sort((a, b) => a.i - b.i);
 }
 
 export function computeStatus(
   run: RunRecord,
-  checkpoints: ReadonlyMap<string, Checkpoint | null>,
+  shards: readonly ShardSummary[],
   launches: readonly LaunchStatus[],
+  entries?: readonly ShardEntry[],
 ): RunStatus {
   let succeeded = 0;
+  let failedAll = 0;
   let executions = 0;
   let usage: Usage = ZERO_USAGE;
-  const shardList: ShardStatus[] = run.plan.shards.map((s) => {
-    const cp = checkpoints.get(s.id) ?? null;
-    const done = cp ? rangeCount(cp.done) : 0;
-    succeeded += done;
-    executions += cp?.executions ?? 0;
-    if (cp) usage = addUsage(usage, cp.usage);
-    const state = cp?.state === "done" ? "done" : cp?.owner ? "running" : "pending";
-    return {
-      id: s.id,
-      round: s.round,
-      state,
-      items: s.count,
-      done,
-      failed: cp?.failed.length ?? 0,
-      epoch: cp?.epoch ?? 0,
-      ...(cp?.owner ? { owner: `${cp.owner.execution}/${cp.owner.taskIndex}#${cp.owner.attempt}` } : {}),
-    };
-  });
-  const failed = failedItems(run, checkpoints).length;
+  let done = 0;
+  let runningShards = 0;
+  for (const s of shards) {
+    succeeded += s.done;
+    failedAll += s.failed;
+    executions += s.executions;
+    usage = addUsage(usage, s.usage);
+    if (s.state === "done") done++;
+    else if (s.owners > 0) runningShards++;
+  }
+  const superseded = run.plan.rounds.reduce((n, r) => n + r.superseded, 0);
+  const failed = Math.max(0, failedAll - superseded);
   const total = run.plan.totalItems;
-  const shardsDone = shardList.filter((s) => s.state === "done").length;
+  const shardCount = run.plan.shardCount;
   const live = launches.some((l) => l.state === "pending" || l.state === "running");
+  const shardList: ShardStatus[] = [];
+  if (entries) {
+    const byId = new Map(shards.map((s) => [s.id, s]));
+    for (const e of entries) {
+      const s = byId.get(e.id);
+      shardList.push({
+        id: e.id,
+        round: e.round,
+        state: s?.state === "done" ? "done" : s && s.owners > 0 ? "running" : "pending",
+        items: e.count,
+        done: s?.done ?? 0,
+        failed: s?.failed ?? 0,
+        epoch: s?.epoch ?? 0,
+        ...(s?.owner ? { owner: s.owner } : {}),
+      });
+    }
+  }
+  const budget = run.settings.budgets.run;
+  const over = budget ? { tokens: budget.tokens !== undefined ? Math.max(0, usage.tokens - budget.tokens) : 0, usd: budget.usd !== undefined ? Math.max(0, usage.usd - budget.usd) : 0 } : null;
   return {
     runId: run.runId,
     job: run.job.name,
-    state: deriveState(run.state, { live, allDone: shardsDone === shardList.length, succeeded, failed, launched: launches.length > 0 }),
+    state: deriveState(run.state, { live, allDone: done === shardCount, succeeded, failed, launched: launches.length > 0 }),
     createdAt: run.createdAt,
     ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}),
     ...(run.reason ? { reason: run.reason } : {}),
     items: { total, succeeded, failed, pending: Math.max(0, total - succeeded - failed) },
-    shards: { total: shardList.length, done: shardsDone, running: shardList.filter((s) => s.state === "running").length },
+    shards: { total: shardCount, done, running: runningShards },
     launches: [...launches],
     executions,
     usage,
     budgets: run.settings.budgets,
+    ...(over && (over.tokens > 0 || over.usd > 0) ? { overshoot: over } : {}),
     shardList,
   };
 }
@@ -124,6 +219,7 @@ function deriveState(
   recorded: RunState,
   s: { live: boolean; allDone: boolean; succeeded: number; failed: number; launched: boolean },
 ): StatusState {
+  if (recorded === "planning") return "planning";
   if (s.live) return "running";
   // A finished run stays as it was recorded; a rerun sets the record back to "running" first.
   if (recorded === "succeeded" || recorded === "partial" || recorded === "failed" || recorded === "cancelled" || recorded === "budget_exhausted") return recorded;

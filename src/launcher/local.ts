@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ENV } from "../config/env.js";
@@ -116,11 +116,36 @@ export class LocalLauncher implements Launcher {
         state: t.state,
         attempts: t.attempts,
         ...(t.lastExitCode !== undefined ? { lastExitCode: t.lastExitCode } : {}),
+        timeouts: t.timedOut,
+        ...(t.lastExitCode !== undefined ? { lastExit: describeExit(t.lastExitCode, t.lastSignal) } : {}),
         ...(t.pid !== undefined ? { pid: t.pid } : {}),
       })),
       startedAt: s.startedAt,
       ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
     };
+  }
+
+  waitForChange(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      let watcher: FSWatcher | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        watcher?.close();
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener("abort", done, { once: true });
+      try {
+        // The supervisor replaces its status file by rename on every change.
+        watcher = watch(this.#o.stateDir, (_event, file) => {
+          if (file === `${name}.json`) done();
+        });
+        watcher.on("error", () => undefined);
+      } catch {
+        // No watching here (a platform without inotify): the timeout alone paces the watcher.
+      }
+    });
   }
 
   #pidFromFile(name: string): number {
@@ -162,6 +187,15 @@ export class LocalLauncher implements Launcher {
   #cancelPath(name: string): string {
     return join(this.#o.stateDir, `${name}.cancel`);
   }
+}
+
+/** How a task attempt ended, in words (exit codes as the worker uses them). */
+export function describeExit(code: number, signal?: string): string {
+  if (signal) return `killed by ${signal}`;
+  if (code === 0) return "finished";
+  if (code === 75) return "stopped with work left (deadline or SIGTERM)";
+  if (code === 134) return "aborted (out of memory?)";
+  return `exit ${code}`;
 }
 
 function alive(pid: number): boolean {

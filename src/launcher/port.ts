@@ -29,6 +29,10 @@ export interface TaskStatus {
   /** Attempts started so far (1 after the first start). */
   attempts: number;
   lastExitCode?: number;
+  /** Attempts that ran past the task timeout. */
+  timeouts?: number;
+  /** How the last attempt ended, in words ("exit 1", "killed by SIGKILL", "timed out", …). */
+  lastExit?: string;
   /** Local launcher only: pid of the running attempt. */
   pid?: number;
 }
@@ -63,6 +67,11 @@ export interface Launcher {
    * recorded (a lost response, or a process that died between starting it and recording it).
    */
   findExecution?(request: Pick<LaunchRequest, "jobName" | "runId" | "launch">, signal?: AbortSignal): Promise<string | null>;
+  /**
+   * Resolves when the execution's status may have changed (a task started or ended), or after
+   * `timeoutMs`: lets a watcher react at once instead of polling. Optional.
+   */
+  waitForChange?(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
 }
 
 export function isTerminal(state: ExecutionState): boolean {

@@ -1,56 +1,71 @@
 /**
- * Driving a run to its end: watch the live launch, and when it ends with shards unfinished
- * (a task exhausted its retries), launch again for what is left, up to `maxLaunches`. Then
- * finish the run: final state, dead letter, orphan parts cleaned. The CLI and the scheduler
- * service both use this.
+ * Driving a run to its end: watch the live launch, and when it ends with shards unfinished (a
+ * task exhausted its retries), launch again for what is left, up to `maxLaunches`. Then finish
+ * the run: final state, dead letter, orphan parts cleaned. The CLI and the scheduler service both
+ * use this. Every step reads the run through listings (O(shards / 1,000) requests), and the watch
+ * reacts to the launcher's changes rather than polling at a fixed rate.
  */
 import { addUsage, describeBudget, exhausted, ZERO_USAGE, type Usage } from "../core/budget.js";
 import { PreconditionFailed, isShardrunError } from "../core/errors.js";
-import { sleep } from "../core/time.js";
+import { shardId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
-import type { BudgetLedger, Checkpoint, LaunchRecord, RunRecord } from "../core/model.js";
-import { failedItems, finishedState, toleranceExceeded, type RunStatus } from "../core/status.js";
+import type { LaunchRecord, RunRecord } from "../core/model.js";
+import { failedItems, finishedState, toleranceExceeded, type RunStatus, type ShardSummary } from "../core/status.js";
+import { sleep } from "../core/time.js";
 import type { ExecutionStatus, Launcher } from "../launcher/port.js";
 import { isTerminal } from "../launcher/port.js";
 import { putJson, type Versioned } from "../store/json.js";
-import { listAll, type ObjectStore } from "../store/port.js";
+import type { ObjectStore } from "../store/port.js";
 import { recordLaunchEnd, startLaunch } from "./launch.js";
-import { readCheckpoints, readLaunches, readRun, readRunStatus } from "./read.js";
+import { listShards, readCheckpoints, readLaunches, readRun, readShardEntries, statusOf } from "./read.js";
+import { markLive, recordRunState } from "./run-index-hooks.js";
 
 export interface DriveOptions {
   store: ObjectStore;
   launcher: Launcher;
   runId: string;
-  /** Launches this call may start, the first included. @default 5 */
+  /** Launches this call may start, the first included. @default the run's maxLaunches */
   maxLaunches?: number;
   /** Only these shards (a rerun of failed items); default: every shard not done. */
   shards?: string[];
   taskCount?: number;
   parallelism?: number;
-  /** @default 500 */
+  /**
+   * Longest wait between two looks at a live run; the launcher's own change notice (a task
+   * ended) wakes the driver sooner. Grows with the run's size, so that a status read stays a small
+   * share of the store's requests. @default 250
+   */
   pollMs?: number;
   logger?: Logger;
   signal?: AbortSignal;
   onProgress?: (status: RunStatus, execution: ExecutionStatus | null) => void;
+  /** Do not mark a new drive (watch re-attaches to the drive under way). @default false */
+  attach?: boolean;
 }
 
-/** A poll interval that ends early, without an error, when the caller stops watching. */
-const pause = (ms: number, signal?: AbortSignal) => sleep(ms, signal).catch(() => undefined);
-
 export async function driveRun(o: DriveOptions): Promise<RunStatus> {
-  const pollMs = o.pollMs ?? 500;
-  await startDriving(o.store, o.runId);
+  const basePoll = o.pollMs ?? 250;
+  if (!o.attach) await startDriving(o.store, o.runId);
   for (;;) {
+    const t0 = Date.now();
     const step = await advanceRun(o);
     if (step.kind === "finished") return step.status;
     if (o.signal?.aborted) return readRunStatus(o.store, o.runId, o.launcher);
     if (step.kind === "live") {
       o.onProgress?.(step.status, step.execution);
-      await pause(pollMs, o.signal);
+      // A look costs about a listing per 1,000 shards: look less often at big runs.
+      const poll = Math.max(basePoll, (Date.now() - t0) * 4);
+      const ex = step.execution?.name;
+      if (ex && o.launcher.waitForChange) await o.launcher.waitForChange(ex, poll, o.signal).catch(() => undefined);
+      else await sleep(poll, o.signal).catch(() => undefined);
     }
   }
+}
+
+export async function readRunStatus(store: ObjectStore, runId: string, launcher?: Launcher): Promise<RunStatus> {
+  return statusOf(store, (await readRun(store, runId)).value, launcher);
 }
 
 /**
@@ -62,7 +77,8 @@ export async function startDriving(store: ObjectStore, runId: string): Promise<v
   const launches = await readLaunches(store, runId);
   const base = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
   if (run.value.state === "running" && run.value.launchBase !== undefined) return;
-  await setRunState(store, run, "running", undefined, undefined, base);
+  await setRunState(store, run, "running", { launchBase: base });
+  await markLive(store, runId, true);
 }
 
 export type AdvanceResult =
@@ -96,20 +112,30 @@ export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
     if (seen.kind === "live") return seen;
     if (seen.kind === "tolerance") {
       logger.warn("failure tolerance exceeded: run stopped", { runId });
-      return { kind: "finished", status: await finishRun(store, run, await readCheckpoints(store, run.value), launcher, "gave-up", toleranceReason(run.value)) };
+      return { kind: "finished", status: await finishRun(store, run, launcher, "gave-up", toleranceReason(run.value)) };
     }
     return advanceRun(o); // the launch just ended: decide with fresh records
   }
   if (run.value.state !== "running" && run.value.state !== "planned") {
-    return { kind: "finished", status: await readRunStatus(store, runId, launcher) };
+    return { kind: "finished", status: await statusOf(store, run.value, launcher) };
   }
-  const checkpoints = await readCheckpoints(store, run.value);
-  const wanted = new Set(o.shards ?? run.value.plan.shards.map((s) => s.id));
-  const open = run.value.plan.shards.filter((s) => wanted.has(s.id) && checkpoints.get(s.id)?.state !== "done").map((s) => s.id);
-  if (open.length === 0) return { kind: "finished", status: await finishRun(store, run, checkpoints, launcher, "complete") };
+  const listing = await listShards(store, run.value);
+  const byN = new Map(listing.summaries.map((s) => [s.n, s]));
+  const wanted = o.shards ? new Set(o.shards.map((s) => Number(s.slice(1)))) : null;
+  const open: number[] = [];
+  let itemsLeft = 0;
+  for (let n = 0; n < run.value.plan.shardCount; n++) {
+    if (wanted && !wanted.has(n)) continue;
+    const s = byN.get(n);
+    if (s?.state === "done") continue;
+    open.push(n);
+    itemsLeft += s ? Math.max(0, s.items - s.done - s.failed) : itemsPerShardGuess(run.value);
+  }
+  if (open.length === 0) return { kind: "finished", status: await finishRun(store, run, launcher, "complete") };
+  const spent = totalUsage(listing.summaries);
   // A budget stop is final until someone raises the budget (rerun --budget-…).
-  const budgetStop = budgetStopReason(run.value, checkpoints, open);
-  if (budgetStop) return { kind: "finished", status: await finishRun(store, run, checkpoints, launcher, "budget", budgetStop) };
+  const budgetStop = budgetStopReason(run.value, listing.summaries, spent);
+  if (budgetStop) return { kind: "finished", status: await finishRun(store, run, launcher, "budget", budgetStop) };
   const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
   const started = n - (run.value.launchBase ?? 0);
   const maxLaunches = o.maxLaunches ?? run.value.settings.maxLaunches;
@@ -117,13 +143,11 @@ export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
     logger.warn("giving up: launch limit reached with shards unfinished", { launches: started, open: open.length });
     return {
       kind: "finished",
-      status: await finishRun(store, run, checkpoints, launcher, "gave-up", `launch limit reached (${started} launches) with ${open.length} shards unfinished`),
+      status: await finishRun(store, run, launcher, "gave-up", `launch limit reached (${started} launches) with ${open.length} shards unfinished`),
     };
   }
-  // No task is alive between launches: reservations restart from what checkpoints report,
-  // which also returns what killed tasks had reserved and not spent.
-  if (run.value.settings.budgets.run) await putJson(store, keys.budget(runId), { reserved: totalUsage(checkpoints) } satisfies BudgetLedger);
   const s = run.value.settings;
+  const budget = s.budgets.run;
   try {
     const launch = await startLaunch({
       store,
@@ -131,10 +155,19 @@ export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
       run: run.value,
       n,
       shards: open,
+      itemsLeft,
       taskCount: o.taskCount ?? s.tasks,
       parallelism: o.parallelism ?? s.parallelism,
       taskTimeoutSeconds: s.taskTimeoutSeconds,
       maxRetries: s.maxRetries,
+      ...(budget && (budget.tokens !== undefined || budget.usd !== undefined)
+        ? {
+            budgetLeft: {
+              ...(budget.tokens !== undefined ? { tokens: Math.max(0, budget.tokens - spent.tokens) } : {}),
+              ...(budget.usd !== undefined ? { usd: Math.max(0, budget.usd - spent.usd) } : {}),
+            },
+          }
+        : {}),
     });
     logger.info("launched", { runId, launch: n, execution: launch.value.execution, tasks: launch.value.taskCount, shards: open.length });
   } catch (e) {
@@ -145,25 +178,26 @@ export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
   return { kind: "launched", launch: n };
 }
 
-/** Why open shards stopped for a budget, or null. Also catches a run budget already spent. */
-function budgetStopReason(run: RunRecord, checkpoints: Map<string, Checkpoint | null>, open: string[]): string | null {
-  for (const id of open) {
-    const cp = checkpoints.get(id);
-    if (cp?.stop === "budget") {
-      // A raised budget (rerun --budget-…) makes an old stop marker stale.
-      const spent = totalUsage(checkpoints);
-      if (exhausted(run.settings.budgets.run, spent, Date.now() - Date.parse(run.createdAt))) return cp.stopReason ?? "budget exhausted";
-      if (exhausted(run.settings.budgets.shard, cp.usage, cp.elapsedMs)) return cp.stopReason ?? "shard budget exhausted";
-    }
-  }
-  const spent = totalUsage(checkpoints);
-  const kind = exhausted(run.settings.budgets.run, spent, Date.now() - Date.parse(run.createdAt));
-  return kind ? `${describeBudget(kind, run.settings.budgets.run!, "run")} (spent ${spent.tokens} tokens, $${spent.usd})` : null;
+function itemsPerShardGuess(run: RunRecord): number {
+  return Math.ceil(run.plan.totalItems / Math.max(1, run.plan.shardCount));
 }
 
-export function totalUsage(checkpoints: Map<string, Checkpoint | null>): Usage {
+/** Why open shards stopped for a budget, or null. Also catches a run budget already spent. */
+function budgetStopReason(run: RunRecord, shards: readonly ShardSummary[], spent: Usage): string | null {
+  const kind = exhausted(run.settings.budgets.run, spent, Date.now() - Date.parse(run.createdAt));
+  if (kind) return `${describeBudget(kind, run.settings.budgets.run!, "run")} (spent ${spent.tokens} tokens, $${spent.usd})`;
+  const shardBudget = run.settings.budgets.shard;
+  for (const s of shards) {
+    if (s.state === "done" || !s.stop) continue;
+    const k = exhausted(shardBudget, s.usage);
+    if (k) return `${describeBudget(k, shardBudget!, "shard")} (shard ${s.id})`;
+  }
+  return null;
+}
+
+export function totalUsage(shards: readonly ShardSummary[]): Usage {
   let u: Usage = ZERO_USAGE;
-  for (const cp of checkpoints.values()) if (cp) u = addUsage(u, cp.usage);
+  for (const s of shards) u = addUsage(u, s.usage);
   return u;
 }
 
@@ -198,21 +232,27 @@ async function checkLaunch(
     // Its record is written before the launcher is called (protocol 6): another driver may be
     // starting it right now, and the execution may not be listed yet. Calling it failed would
     // start a second execution of the same shards.
-    return { kind: "live", status: await readRunStatus(o.store, o.runId, o.launcher), execution: null };
+    return { kind: "live", status: await statusOf(o.store, run, o.launcher), execution: null };
   }
   if (launch.value.launcher !== o.launcher.kind) {
     // Started by another kind of launcher (a local run read with a cloud launcher, say): only
     // that launcher can tell, so leave it be.
-    return { kind: "live", status: await readRunStatus(o.store, o.runId), execution: null };
+    return { kind: "live", status: await statusOf(o.store, run), execution: null };
   }
   const ex = launch.value.execution ? await o.launcher.getExecution(launch.value.execution) : null;
-  // The launcher was just asked about the live launch: put that answer in the status rather
-  // than ask again (on Cloud Run, a GetExecution and a ListTasks per poll).
-  const status = await readRunStatus(o.store, o.runId);
+  const status = await statusOf(o.store, run);
   if (ex) {
+    // The launcher was just asked about the live launch: put that answer in the status rather
+    // than ask again (on Cloud Run, a GetExecution and a ListTasks per poll).
     status.launches = status.launches.map((l) =>
       l.n === launch.value.n
-        ? { ...l, state: ex.state, tasks: { running: ex.running, succeeded: ex.succeeded, failed: ex.failed }, ...(ex.url ? { url: ex.url } : {}) }
+        ? {
+            ...l,
+            state: ex.state,
+            tasks: { running: ex.running, succeeded: ex.succeeded, failed: ex.failed },
+            taskList: ex.tasks.map((t) => ({ index: t.index, state: t.state, attempts: t.attempts, ...(t.lastExitCode !== undefined ? { lastExitCode: t.lastExitCode } : {}), ...(t.timeouts !== undefined ? { timeouts: t.timeouts } : {}), ...(t.lastExit ? { lastExit: t.lastExit } : {}) })),
+            ...(ex.url ? { url: ex.url } : {}),
+          }
         : l,
     );
   }
@@ -229,27 +269,29 @@ async function checkLaunch(
   return { kind: "live", status, execution: ex };
 }
 
-export async function setRunState(
-  store: ObjectStore,
-  run: Versioned<RunRecord>,
-  state: RunRecord["state"],
-  finishedAt?: string,
-  reason?: string,
-  launchBase?: number,
-): Promise<Versioned<RunRecord>> {
+export interface RunStateChange {
+  finishedAt?: string;
+  reason?: string;
+  launchBase?: number;
+}
+
+export async function setRunState(store: ObjectStore, run: Versioned<RunRecord>, state: RunRecord["state"], change: RunStateChange = {}): Promise<Versioned<RunRecord>> {
   let current = run;
   for (let tries = 0; tries < 5; tries++) {
-    if (current.value.state === state && !finishedAt && launchBase === undefined) return current;
-    const { finishedAt: _drop, reason: _old, ...rest } = current.value;
+    if (current.value.state === state && !change.finishedAt && change.launchBase === undefined && change.reason === undefined) return current;
+    const { finishedAt: oldFinish, reason: _old, ...rest } = current.value;
     const next: RunRecord = {
       ...rest,
       state,
-      ...(finishedAt ? { finishedAt } : {}),
-      ...(reason ? { reason } : {}),
-      ...(launchBase !== undefined ? { launchBase } : {}),
+      // A drive that did no work keeps the time the last one that did finished.
+      ...(change.finishedAt ? { finishedAt: change.finishedAt } : oldFinish && state !== "running" ? { finishedAt: oldFinish } : {}),
+      ...(change.reason ? { reason: change.reason } : {}),
+      ...(change.launchBase !== undefined ? { launchBase: change.launchBase } : {}),
     };
     try {
-      return { value: next, generation: await putJson(store, keys.run(next.runId), next, { ifGenerationMatch: current.generation }) };
+      const written = { value: next, generation: await putJson(store, keys.run(next.runId), next, { ifGenerationMatch: current.generation }) };
+      await recordRunState(store, next);
+      return written;
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;
       current = await readRun(store, run.value.runId);
@@ -258,16 +300,27 @@ export async function setRunState(
   throw new Error(`run ${run.value.runId}: could not record state ${state} (run.json keeps changing)`);
 }
 
+/** Items of `run` that failed, read from the checkpoints of the shards that have failures. */
+export async function readFailedItems(store: ObjectStore, run: RunRecord, summaries?: readonly ShardSummary[]) {
+  const shards = summaries ?? (await listShards(store, run)).summaries;
+  const withFailures = shards.filter((s) => s.failed > 0).map((s) => s.id);
+  const [checkpoints, entries] = await Promise.all([
+    readCheckpoints(store, run.runId, withFailures),
+    run.plan.rounds.length > 1 ? readShardEntries(store, run) : Promise.resolve([]),
+  ]);
+  return failedItems(run, checkpoints, entries);
+}
+
 async function finishRun(
   store: ObjectStore,
   run: Versioned<RunRecord>,
-  checkpoints: Map<string, Checkpoint | null>,
   launcher: Launcher,
   how: "complete" | "gave-up" | "budget",
   reason?: string,
 ): Promise<RunStatus> {
-  const failed = failedItems(run.value, checkpoints);
-  const succeeded = [...checkpoints.values()].reduce((n, cp) => n + (cp ? cp.done.reduce((m, [a, b]) => m + b - a, 0) : 0), 0);
+  const listing = await listShards(store, run.value);
+  const failed = await readFailedItems(store, run.value, listing.summaries);
+  const succeeded = listing.summaries.reduce((n, s) => n + s.done, 0);
   const state = how === "gave-up" ? "failed" : how === "budget" ? "budget_exhausted" : finishedState(succeeded, failed.length);
   // The dead letter is derived from the checkpoints: rewriting it is always safe. Conditioned on
   // what is there, so that a store adapter may retry the write.
@@ -275,6 +328,7 @@ async function finishRun(
   const body = failed.map((f) => JSON.stringify(f)).join("\n") + (failed.length ? "\n" : "");
   for (let tries = 0; ; tries++) {
     const current = await store.get(deadKey);
+    if (current && Buffer.from(current.bytes).toString("utf8") === body) break;
     try {
       await store.put(deadKey, body, { contentType: "application/x-ndjson", ifGenerationMatch: current?.generation ?? 0 });
       break;
@@ -282,27 +336,30 @@ async function finishRun(
       if (!(e instanceof PreconditionFailed) || tries >= 4) throw e;
     }
   }
-  await cleanOrphans(store, run.value, checkpoints);
-  await setRunState(store, run, state, new Date().toISOString(), reason);
-  return readRunStatus(store, run.value.runId, launcher);
+  await deleteOrphans(store, listing.orphans);
+  // A drive that launched nothing (a rerun of a finished run) keeps the finish time it had.
+  const launches = await readLaunches(store, run.value.runId);
+  const workedNow = launches.some((l) => l.value.n >= (run.value.launchBase ?? 0));
+  const finishedAt = workedNow || !run.value.finishedAt ? new Date().toISOString() : run.value.finishedAt;
+  await setRunState(store, run, state, { finishedAt, ...(reason ? { reason } : {}) });
+  await markLive(store, run.value.runId, false);
+  return statusOf(store, (await readRun(store, run.value.runId)).value, launcher);
 }
 
-/** Deletes output parts that no final checkpoint names (written by attempts that lost their lease or died). */
-export async function cleanOrphans(store: ObjectStore, run: RunRecord, checkpoints: Map<string, Checkpoint | null>): Promise<number> {
+/** Deletes output parts that no checkpoint names (written by attempts that lost their lease or died). */
+export async function deleteOrphans(store: ObjectStore, orphans: readonly string[]): Promise<number> {
   let removed = 0;
-  for (const shard of run.plan.shards) {
-    const named = new Set((checkpoints.get(shard.id)?.parts ?? []).map((p) => keys.part(run.runId, shard.id, p.name)));
-    for await (const key of listAll(store, keys.partsPrefix(run.runId, shard.id))) {
-      if (named.has(key)) continue;
-      // Parts are written once, so the generation read is the one to delete (and retryable).
-      const part = await store.get(key);
-      if (!part) continue;
-      try {
-        if (await store.delete(key, { ifGenerationMatch: part.generation })) removed++;
-      } catch (e) {
-        if (!(e instanceof PreconditionFailed)) throw e;
-      }
+  for (const key of orphans) {
+    // Parts are written once, so the generation read is the one to delete (and retryable).
+    const part = await store.get(key, { range: { start: 0, end: 0 } });
+    if (!part) continue;
+    try {
+      if (await store.delete(key, { ifGenerationMatch: part.generation })) removed++;
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
     }
   }
   return removed;
 }
+
+export { shardId };

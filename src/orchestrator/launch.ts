@@ -7,8 +7,10 @@
  */
 import { PreconditionFailed, ShardrunError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
+import { launchCadence } from "../core/cadence.js";
 import { LaunchRecord, type RunRecord } from "../core/model.js";
-import { assignShards } from "../core/plan.js";
+import { rangeAdd, rangeCount } from "../core/ranges.js";
+import { bankCount } from "../worker/budget.js";
 import { ENV } from "../config/env.js";
 import type { LaunchRequest, Launcher } from "../launcher/port.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
@@ -19,21 +21,30 @@ export interface LaunchOptions {
   launcher: Launcher;
   run: RunRecord;
   n: number;
-  shards: string[];
+  /** Shard numbers to launch, in the order tasks should take them. */
+  shards: number[];
   taskCount: number;
+  /** The run budget left (what checkpoints have not spent), shared out over budget banks. */
+  budgetLeft?: { tokens?: number; usd?: number };
   parallelism: number;
   taskTimeoutSeconds: number;
   maxRetries: number;
+  /** Items not settled yet in those shards (caps the task count). */
+  itemsLeft?: number;
   /** The job name the launcher starts (Cloud Run job); defaults to "shardrun-<job>". */
   jobName?: string;
   now?: () => Date;
 }
 
 export async function startLaunch(o: LaunchOptions): Promise<Versioned<LaunchRecord>> {
-  const taskCount = Math.max(1, Math.min(o.taskCount, o.shards.length));
+  // Tasks split shards among themselves, so more tasks than shards can help (a long shard is
+  // split up); more tasks than items never can.
+  const shards = rangeAdd([], o.shards).map(([a, b]) => [a, b] as [number, number]);
+  const taskCount = Math.max(1, Math.min(o.taskCount, o.itemsLeft ?? Number.MAX_SAFE_INTEGER));
   const key = keys.launch(o.run.runId, o.n);
+  const cadence = launchCadence(o.store.limits, taskCount, undefined, o.run.settings.leaseTtlMs);
   const record: LaunchRecord = {
-    v: 1,
+    v: 2,
     runId: o.run.runId,
     n: o.n,
     createdAt: (o.now?.() ?? new Date()).toISOString(),
@@ -42,8 +53,10 @@ export async function startLaunch(o: LaunchOptions): Promise<Versioned<LaunchRec
     parallelism: Math.max(1, Math.min(o.parallelism, taskCount)),
     taskTimeoutSeconds: o.taskTimeoutSeconds,
     maxRetries: o.maxRetries,
-    claim: taskCount < o.shards.length ? "dynamic" : "static",
-    assignment: assignShards(o.shards, taskCount),
+    shards: rangeCount(shards) === o.shards.length && isSorted(o.shards) ? shards : o.shards.map((s) => [s, s + 1] as [number, number]),
+    progressMs: cadence.progressMs,
+    leaseTtlMs: cadence.leaseTtlMs,
+    ...(o.budgetLeft && (o.budgetLeft.tokens !== undefined || o.budgetLeft.usd !== undefined) ? { budget: { ...o.budgetLeft, banks: bankCount(taskCount) } } : {}),
     state: "pending",
   };
   let generation: string;
@@ -102,4 +115,9 @@ export async function recordLaunchEnd(store: ObjectStore, launch: Versioned<Laun
   } catch (e) {
     if (!(e instanceof PreconditionFailed)) throw e;
   }
+}
+
+function isSorted(a: readonly number[]): boolean {
+  for (let k = 1; k < a.length; k++) if (a[k]! <= a[k - 1]!) return false;
+  return true;
 }

@@ -15,7 +15,8 @@ import { MAX_SHARDS, newRunId, shardId } from "../core/ids.js";
 import type { Budget, Budgets } from "../core/budget.js";
 import { parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
 import { keys } from "../core/keys.js";
-import type { RunRecord, RunSettings, ShardEntry } from "../core/model.js";
+import type { ItemsHeader, RunRecord, RunSettings, ShardEntry } from "../core/model.js";
+import { crcHex } from "../worker/items.js";
 import { createShardCutter, defaultTaskCount, needsTotals } from "../core/plan.js";
 import { formatZodError } from "../core/zod-format.js";
 import { putJson } from "../store/json.js";
@@ -31,7 +32,8 @@ export interface PlanOptions {
   args: Record<string, unknown>;
   policy?: ShardPolicy;
   /** Launch settings; `tasks` defaults to one per shard (at most the job's default or 10), `parallelism` to `tasks`. */
-  settings: Omit<RunSettings, "concurrency" | "retry" | "checkpoint" | "tasks" | "parallelism" | "budgets"> & {
+  settings: Omit<RunSettings, "concurrency" | "retry" | "checkpoint" | "tasks" | "parallelism" | "budgets" | "crashLimit"> & {
+    crashLimit?: number;
     tasks?: number;
     parallelism?: number;
     /** Run-level budget limits that override the job's `budgets.run`. */
@@ -117,20 +119,38 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     const cutter = createShardCutter(policy, totals);
     const shards: ShardEntry[] = [];
     const writes = pLimit(8);
-    // Shard writes in flight, oldest first.
+    // Interim v2 layout (packed items, plan round, small run.json); the full planner replaces it.
     const pending: Promise<unknown>[] = [];
     let lines: string[] = [];
     let weight = 0;
     let first = 0;
     let index = 0;
+    const chunks: number[] = [];
+    let chunk: { first: number; bodies: { n: number; body: Buffer; count: number }[] } | null = null;
+    const flushChunk = () => {
+      if (!chunk || !chunk.bodies.length) return;
+      const header: ItemsHeader = { v: 1, shards: [] };
+      let at = 0;
+      for (const b of chunk.bodies) {
+        header.shards.push([b.n, at, b.body.length, b.count, crcHex(b.body)]);
+        at += b.body.length;
+      }
+      const bytes = Buffer.concat([Buffer.from(JSON.stringify(header) + "\n"), ...chunk.bodies.map((b) => b.body)]);
+      const key = keys.items(runId, chunk.first);
+      pending.push(writes(() => o.store.put(key, bytes, { ifGenerationMatch: 0, contentType: "application/x-ndjson" })));
+      chunks.push(chunk.first);
+      chunk = null;
+    };
     const close = () => {
       if (shards.length >= MAX_SHARDS) {
         throw new InvalidInputError(`the plan needs more than ${MAX_SHARDS} shards: use fewer, larger ones (--shards or --items-per-shard)`);
       }
-      const id = shardId(shards.length);
-      const body = lines.join("\n") + "\n";
-      shards.push({ id, round: 0, count: lines.length, weight, indices: [[first, first + lines.length]] });
-      pending.push(writes(() => o.store.put(keys.shardItems(runId, id), body, { ifGenerationMatch: 0, contentType: "application/x-ndjson" })));
+      const n = shards.length;
+      const body = Buffer.from(lines.join("\n") + "\n");
+      shards.push({ id: shardId(n), round: 0, count: lines.length, weight, indices: [[first, first + lines.length]] });
+      chunk ??= { first: n, bodies: [] };
+      chunk.bodies.push({ n, body, count: lines.length });
+      if (chunk.bodies.length >= 100) flushChunk();
       first += lines.length;
       lines = [];
       weight = 0;
@@ -141,28 +161,40 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
       weight += p.weight;
       index++;
       if (cutter.add(p.weight)) close();
-      // Keep the shard writes in flight bounded, like the memory.
+      // Keep the writes in flight bounded, like the memory.
       if (pending.length > 16) await pending.shift();
     }
     if (lines.length) close();
+    flushChunk();
     await Promise.all(pending);
+    await o.store.put(keys.planRound(runId, 0), shards.map((e) => JSON.stringify(e)).join("\n") + (shards.length ? "\n" : ""), { ifGenerationMatch: 0, contentType: "application/x-ndjson" });
 
     const tasks = o.settings.tasks ?? defaultTaskCount(shards.length, o.job.tasks);
     const record: RunRecord = {
-      v: 1,
+      v: 2,
       runId,
       job: { name: o.job.name, module: o.module, version: o.version },
       args,
       trigger: o.trigger,
       createdAt: now.toISOString(),
       state: "planned",
-      plan: { policy, totalItems: index, totalWeight: shards.reduce((n, s) => n + s.weight, 0), shards },
+      plan: {
+        policy,
+        order: "source",
+        totalItems: index,
+        totalWeight: shards.reduce((n, s) => n + s.weight, 0),
+        shardCount: shards.length,
+        rounds: [{ round: 0, firstShard: 0, shards: shards.length, items: index, superseded: 0 }],
+        itemChunks: chunks,
+      },
       settings: {
         ...withoutRunBudget(o.settings),
         budgets: mergeRunBudget(o.job.budgets, o.settings.runBudget),
         ...(o.settings.maxFailedItems ?? o.job.maxFailedItems !== undefined
           ? { maxFailedItems: o.settings.maxFailedItems ?? parseTolerance(o.job.maxFailedItems!) }
           : {}),
+        ...(o.settings.itemTimeoutMs ?? o.job.itemTimeoutMs) !== undefined ? { itemTimeoutMs: (o.settings.itemTimeoutMs ?? o.job.itemTimeoutMs)! } : {},
+        crashLimit: o.settings.crashLimit ?? o.job.crashLimit,
         tasks,
         parallelism: Math.min(o.settings.parallelism ?? tasks, tasks),
         concurrency: o.job.concurrency,

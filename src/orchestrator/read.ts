@@ -1,13 +1,17 @@
-/** Reading a run's state back from the store, every object parsed with its schema. */
+/**
+ * Reading a run's state back from the store, every object parsed with its schema. Status costs a
+ * listing of the run's shards folder with custom metadata (a thousand objects a request, split by
+ * shard-number prefix and read in parallel at scale), never one read per shard.
+ */
 import pLimit from "p-limit";
 import { UsageError } from "../core/errors.js";
-import { isRunId } from "../core/ids.js";
+import { isRunId, shardId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
-import { Checkpoint, LaunchRecord, RunRecord } from "../core/model.js";
-import { computeStatus, type LaunchStatus, type RunStatus } from "../core/status.js";
+import { Checkpoint, LaunchRecord, RunRecord, ShardEntry } from "../core/model.js";
+import { computeStatus, summarizeCheckpoint, type LaunchStatus, type RunStatus, type ShardSummary } from "../core/status.js";
 import type { Launcher } from "../launcher/port.js";
-import { getJson, type Versioned } from "../store/json.js";
-import { listAll, type ObjectStore } from "../store/port.js";
+import { getJson, parseJsonl, type Versioned } from "../store/json.js";
+import { listAll, type ListedObject, type ObjectStore } from "../store/port.js";
 
 export function assertRunId(runId: string): void {
   if (!isRunId(runId)) throw new UsageError(`run id "${runId}" is not valid: expected one like 20261122-020000-summarize-docs-ab12`);
@@ -20,17 +24,27 @@ export async function readRun(store: ObjectStore, runId: string): Promise<Versio
   return run;
 }
 
-export async function readCheckpoints(store: ObjectStore, run: RunRecord): Promise<Map<string, Checkpoint | null>> {
+/** Checkpoints of the given shards (null where a shard has none yet). */
+export async function readCheckpoints(store: ObjectStore, runId: string, shards: Iterable<string>): Promise<Map<string, Checkpoint | null>> {
   const limit = pLimit(16);
-  const entries = await Promise.all(
-    run.plan.shards.map((s) => limit(async () => [s.id, (await getJson(store, keys.checkpoint(run.runId, s.id), Checkpoint))?.value ?? null] as const)),
-  );
+  const entries = await Promise.all([...shards].map((s) => limit(async () => [s, (await getJson(store, keys.checkpoint(runId, s), Checkpoint))?.value ?? null] as const)));
   return new Map(entries);
+}
+
+/** Every shard entry of the run's plan rounds (one read per round). */
+export async function readShardEntries(store: ObjectStore, run: RunRecord): Promise<ShardEntry[]> {
+  const out: ShardEntry[] = [];
+  for (const round of run.plan.rounds) {
+    const key = keys.planRound(run.runId, round.round);
+    const obj = await store.get(key);
+    if (obj) out.push(...parseJsonl(obj.bytes, ShardEntry, key));
+  }
+  return out;
 }
 
 export async function readLaunches(store: ObjectStore, runId: string): Promise<Versioned<LaunchRecord>[]> {
   const out: Versioned<LaunchRecord>[] = [];
-  for await (const key of listAll(store, keys.launchesPrefix(runId))) {
+  for await (const key of listAll(store, keys.launchesPrefix(runId), { delimiter: "/" })) {
     if (!key.endsWith(".json")) continue;
     const l = await getJson(store, key, LaunchRecord);
     if (l) out.push(l);
@@ -44,27 +58,165 @@ export async function launchStatus(record: LaunchRecord, launcher?: Launcher): P
     n: record.n,
     taskCount: record.taskCount,
     state: record.state,
+    createdAt: record.createdAt,
+    ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
     ...(record.execution ? { execution: record.execution } : {}),
   };
   if (!launcher || !record.execution || launcher.kind !== record.launcher) return base;
   const url = launcher.executionUrl?.(record.execution);
   if (url) base.url = url;
-  if (record.state !== "pending" && record.state !== "running") return base;
   const ex = await launcher.getExecution(record.execution);
   if (!ex) return base;
+  const live = record.state === "pending" || record.state === "running";
   return {
     ...base,
-    state: ex.state,
+    ...(live ? { state: ex.state } : {}),
     tasks: { running: ex.running, succeeded: ex.succeeded, failed: ex.failed },
+    taskList: ex.tasks.map((t) => ({
+      index: t.index,
+      state: t.state,
+      attempts: t.attempts,
+      ...(t.lastExitCode !== undefined ? { lastExitCode: t.lastExitCode } : {}),
+      ...(t.timeouts !== undefined ? { timeouts: t.timeouts } : {}),
+      ...(t.lastExit ? { lastExit: t.lastExit } : {}),
+    })),
     ...(ex.url ? { url: ex.url } : {}),
   };
 }
 
-export async function readRunStatus(store: ObjectStore, runId: string, launcher?: Launcher): Promise<RunStatus> {
+export interface ShardListing {
+  summaries: ShardSummary[];
+  /** Output parts no checkpoint names and no live lease is writing: left by dead or fenced owners. */
+  orphans: string[];
+  /** Store requests the listing took (for the scale bench). */
+  requests: number;
+}
+
+interface PartSeen {
+  key: string;
+  epoch: number;
+  seq: number;
+  meta: Record<string, string>;
+}
+
+/** Shards per listing request when a run is large (a zero-padded prefix like `s0012` holds 100). */
+const PREFIX_SPLIT_SHARDS = 2000;
+
+/**
+ * Summaries of every shard that has a checkpoint, from listings with metadata. A checkpoint whose
+ * listing carries no metadata (written by an older shardrun, or a store without metadata) is read.
+ */
+export async function listShards(store: ObjectStore, run: RunRecord): Promise<ShardListing> {
+  const base = keys.shardsPrefix(run.runId);
+  const prefixes =
+    run.plan.shardCount > PREFIX_SPLIT_SHARDS
+      ? Array.from({ length: Math.ceil(run.plan.shardCount / 100) }, (_, k) => base + shardId(k * 100).slice(0, 5))
+      : [base];
+  let requests = 0;
+  const objects: ListedObject[] = [];
+  const limit = pLimit(16);
+  await Promise.all(
+    prefixes.map((prefix) =>
+      limit(async () => {
+        let pageToken: string | undefined;
+        do {
+          const page = await store.list(prefix, { withMetadata: true, ...(pageToken ? { pageToken } : {}) });
+          requests++;
+          objects.push(...(page.objects ?? page.keys.map((key) => ({ key, generation: "0", size: 0, metadata: {}, updated: "" }))));
+          pageToken = page.nextPageToken;
+        } while (pageToken);
+      }),
+    ),
+  );
+  const cps = new Map<number, ListedObject>();
+  const parts = new Map<number, PartSeen[]>();
+  for (const o of objects) {
+    const rest = o.key.slice(base.length);
+    const m = /^s(\d{6})\/(checkpoint\.json|out\/(\d+)-(\d+)\.jsonl)$/.exec(rest);
+    if (!m) continue;
+    const n = Number(m[1]);
+    if (m[2] === "checkpoint.json") cps.set(n, o);
+    else (parts.get(n) ?? parts.set(n, []).get(n)!).push({ key: o.key, epoch: Number(m[3]), seq: Number(m[4]), meta: o.metadata });
+  }
+  const summaries: ShardSummary[] = [];
+  const orphans: string[] = [];
+  const unread: number[] = [];
+  for (const [n, o] of cps) {
+    const m = o.metadata;
+    if (!m.st) {
+      unread.push(n);
+      continue;
+    }
+    const s: ShardSummary = {
+      n,
+      id: shardId(n),
+      state: m.st === "done" ? "done" : "open",
+      items: num(m.n),
+      done: num(m.d),
+      failed: num(m.f),
+      executions: num(m.x),
+      usage: { tokens: num(m.tk), usd: num(m.usd) },
+      owners: num(m.own),
+      epoch: num(m.ep),
+      ...(m.ow ? { owner: m.ow } : {}),
+      ...(m.stop ? { stop: true } : {}),
+      ...(m.corrupt ? { corrupt: true } : {}),
+    };
+    const live = seqMap(m.live);
+    const named = seqMap(m.ps);
+    for (const p of parts.get(n) ?? []) {
+      if ((named.get(p.epoch) ?? 0) >= p.seq) continue;
+      if (live.has(p.epoch) && p.seq > live.get(p.epoch)!) {
+        // Live progress of a "parts" lease: committed, named by the next checkpoint write.
+        s.done += num(p.meta.n);
+        s.failed += num(p.meta.f);
+        s.executions += num(p.meta.x);
+        s.usage = { tokens: s.usage.tokens + num(p.meta.tk), usd: s.usage.usd + num(p.meta.usd) };
+      } else orphans.push(p.key);
+    }
+    summaries.push(s);
+  }
+  if (unread.length) {
+    const read = await readCheckpoints(store, run.runId, unread.map((n) => shardId(n)));
+    requests += unread.length;
+    for (const n of unread) {
+      const cp = read.get(shardId(n));
+      if (cp) summaries.push(summarizeCheckpoint(n, cp));
+    }
+  }
+  summaries.sort((a, b) => a.n - b.n);
+  return { summaries, orphans, requests };
+}
+
+const num = (v: string | undefined) => (v ? Number(v) || 0 : 0);
+
+function seqMap(v: string | undefined): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pair of (v ?? "").split(",")) {
+    const [e, k] = pair.split(":");
+    if (e && k) out.set(Number(e), Number(k));
+  }
+  return out;
+}
+
+export interface StatusOptions {
+  /** Include a per-shard list (one more read per plan round). @default false */
+  shards?: boolean;
+}
+
+export async function readRunStatus(store: ObjectStore, runId: string, launcher?: Launcher, options: StatusOptions = {}): Promise<RunStatus> {
   const run = await readRun(store, runId);
-  const [checkpoints, launches] = await Promise.all([readCheckpoints(store, run.value), readLaunches(store, runId)]);
+  return statusOf(store, run.value, launcher, options);
+}
+
+export async function statusOf(store: ObjectStore, run: RunRecord, launcher?: Launcher, options: StatusOptions = {}): Promise<RunStatus> {
+  const [listing, launches, entries] = await Promise.all([
+    listShards(store, run),
+    readLaunches(store, run.runId),
+    options.shards ? readShardEntries(store, run) : Promise.resolve(undefined),
+  ]);
   const views = await Promise.all(launches.map((l) => launchStatus(l.value, launcher)));
-  return computeStatus(run.value, checkpoints, views);
+  return computeStatus(run, listing.summaries, views, entries);
 }
 
 export interface RunSummary {
@@ -77,7 +229,7 @@ export interface RunSummary {
   trigger: string;
 }
 
-/** Runs in the store, newest first (run ids sort by creation time). */
+/** Runs in the store, newest first. Interim: reads every run.json (the runs index replaces it). */
 export async function listRuns(store: ObjectStore, limit = 1000): Promise<RunSummary[]> {
   const ids: string[] = [];
   let pageToken: string | undefined;
@@ -91,7 +243,7 @@ export async function listRuns(store: ObjectStore, limit = 1000): Promise<RunSum
   } while (pageToken);
   ids.sort().reverse();
   const lim = pLimit(16);
-  const runs = await Promise.all(ids.slice(0, limit).map((id) => lim(() => getJson(store, keys.run(id), RunRecord))));
+  const runs = await Promise.all(ids.slice(0, limit).map((id) => lim(() => getJson(store, keys.run(id), RunRecord).catch(() => null))));
   return runs
     .filter((r): r is Versioned<RunRecord> => r !== null)
     .map(({ value: r }) => ({

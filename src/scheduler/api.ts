@@ -93,7 +93,21 @@ export const LaunchStatusSchema = z.object({
   taskCount: z.number().int(),
   state: z.enum(["pending", "running", "succeeded", "failed", "cancelled"]),
   tasks: z.object({ running: z.number().int(), succeeded: z.number().int(), failed: z.number().int() }).optional(),
+  taskList: z
+    .array(
+      z.object({
+        index: z.number().int(),
+        state: z.string(),
+        attempts: z.number().int(),
+        lastExitCode: z.number().int().optional(),
+        timeouts: z.number().int().optional(),
+        lastExit: z.string().optional(),
+      }),
+    )
+    .optional(),
   url: z.string().optional(),
+  createdAt: z.string().optional(),
+  finishedAt: z.string().optional(),
 });
 
 export const ShardStatusSchema = z.object({
@@ -111,7 +125,7 @@ export const ShardStatusSchema = z.object({
 export const RunStatusSchema = z.object({
   runId: z.string(),
   job: z.string(),
-  state: z.enum(["pending", "running", "succeeded", "failed", "partial", "cancelled", "budget_exhausted"]),
+  state: z.enum(["planning", "pending", "running", "succeeded", "failed", "partial", "cancelled", "budget_exhausted"]),
   createdAt: z.string(),
   finishedAt: z.string().optional(),
   reason: z.string().optional(),
@@ -121,6 +135,7 @@ export const RunStatusSchema = z.object({
   executions: z.number().int(),
   usage: Usage,
   budgets: Budgets,
+  overshoot: Usage.optional(),
   shardList: z.array(ShardStatusSchema),
 });
 
@@ -143,6 +158,8 @@ export const FailedItemSchema = z.object({
   error: z.string(),
   attempts: z.number().int(),
   reason: z.string(),
+  stack: z.string().optional(),
+  lastLog: z.string().optional(),
 });
 
 export const DeadLetterPage = z.object({

@@ -12,13 +12,13 @@ import { isRunId } from "../core/ids.js";
 import { JOB_NAME_PATTERN, parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import { RunRecord } from "../core/model.js";
-import { computeStatus, failedItems } from "../core/status.js";
 import { jobVersion, loadJob, modulePath, resolveJob, type ResolvedJob } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
-import { advanceRun, startDriving } from "../orchestrator/drive.js";
+import { advanceRun, readFailedItems, startDriving } from "../orchestrator/drive.js";
 import { planRun } from "../orchestrator/plan.js";
-import { launchStatus, readCheckpoints, readLaunches, readRunStatus, type RunSummary } from "../orchestrator/read.js";
-import { checkVersion, planFailedItems, setRunBudget } from "../orchestrator/rerun.js";
+import { readLaunches, readRunStatus, statusOf, type RunSummary } from "../orchestrator/read.js";
+import { planFailedItems } from "../orchestrator/rerun.js";
+import { checkVersion, setRunBudget } from "../orchestrator/control.js";
 import { getJson, type Versioned } from "../store/json.js";
 import { listPrefixes } from "../store/port.js";
 import { DeadLetterQuery, EmptyBody, JobName, ListRunsQuery, RerunBody, RunId, StartRunBody, parseInput } from "./api.js";
@@ -115,7 +115,7 @@ const startRun: Handler = async (call) => {
     now: deps.now(),
   });
   const log = call.logger.child({ run: run.runId });
-  log.info("run planned", { job: job.name, items: run.plan.totalItems, shards: run.plan.shards.length, caller: call.principal.subject });
+  log.info("run planned", { job: job.name, items: run.plan.totalItems, shards: run.plan.shardCount, caller: call.principal.subject });
   await firstStep(deps, run.runId, log, {});
   return { status: 202, json: await readRunStatus(deps.store, run.runId, deps.launcher), headers: { Location: `/v1/runs/${run.runId}` } };
 };
@@ -213,7 +213,7 @@ const rerunRun: Handler = async (call) => {
     ...(body.budgetMinutes !== undefined ? { ms: body.budgetMinutes * 60_000 } : {}),
   };
   if (Object.keys(budget).length) await setRunBudget(deps.store, runId, budget);
-  const shards = body.failedItems ? await planFailedItems(deps.store, runId) : undefined;
+  const shards = body.failedItems ? await planFailedItems(deps.store, runId, await readFailedItems(deps.store, run.value)) : undefined;
   const log = call.logger.child({ run: runId });
   log.info("rerun", { failedItems: body.failedItems, newShards: shards?.length, caller: call.principal.subject });
   await firstStep(deps, runId, log, {
@@ -237,16 +237,15 @@ const cancelRunHandler: Handler = async (call) => {
 
 /** Status and dead letter from one read of the checkpoints (the run page needs both). */
 export async function statusAndDeadLetter(deps: ServiceDeps, run: RunRecord) {
-  const [checkpoints, launches] = await Promise.all([readCheckpoints(deps.store, run), readLaunches(deps.store, run.runId)]);
-  const views = await Promise.all(launches.map((l) => launchStatus(l.value, deps.launcher)));
-  return { status: computeStatus(run, checkpoints, views), deadLetter: failedItems(run, checkpoints) };
+  const status = await statusOf(deps.store, run, deps.launcher, { shards: true });
+  return { status, deadLetter: await readFailedItems(deps.store, run) };
 }
 
 const deadLetter: Handler = async (call) => {
   const { deps } = call;
   const run = await requireRun(deps, call.params.id);
   const q = parseInput(DeadLetterQuery, queryObject(call.query), "query");
-  const items = failedItems(run.value, await readCheckpoints(deps.store, run.value));
+  const items = await readFailedItems(deps.store, run.value);
   const from = q.pageToken !== undefined ? Number(q.pageToken) : 0;
   const page = items.slice(from, from + q.pageSize);
   const end = from + page.length;

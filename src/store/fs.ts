@@ -19,7 +19,7 @@ import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { PreconditionFailed, ShardrunError } from "../core/errors.js";
 import { assertKey, CREATE_ONLY } from "./port.js";
-import type { DeleteOptions, Generation, ListOptions, ListPage, ObjectStore, PutOptions, StoredObject } from "./port.js";
+import type { DeleteOptions, Generation, GetOptions, ListOptions, ListPage, ObjectStore, PutOptions, StoreLimits, StoredObject } from "./port.js";
 
 const DATA = 0x44; // "D"
 const TOMBSTONE = 0x54; // "T"
@@ -81,7 +81,9 @@ export class FsObjectStore implements ObjectStore {
     this.url = pathToFileURL(this.#root).href;
   }
 
-  async get(key: string): Promise<StoredObject | null> {
+  readonly limits: StoreLimits = { objectWriteGapMs: 0, writesPerSecond: Number.POSITIVE_INFINITY, readsPerSecond: Number.POSITIVE_INFINITY };
+
+  async get(key: string, options: GetOptions = {}): Promise<StoredObject | null> {
     assertKey(key);
     const dir = this.#objectDir(key);
     let failed = 0;
@@ -96,8 +98,9 @@ export class FsObjectStore implements ObjectStore {
       }
       if (checkHeader(content[0], file) === TOMBSTONE) return null;
       // A plain Uint8Array view, not a Buffer: callers compare and decode it like any other.
-      const bytes = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
-      return { bytes, generation: String(generation) };
+      const whole = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
+      const bytes = options.range ? whole.subarray(options.range.start, options.range.end ?? whole.length) : whole;
+      return { bytes, generation: String(generation), metadata: {} };
     }
   }
 

@@ -25,6 +25,8 @@ import {
   CREATE_ONLY,
   KEY_PATTERN,
   type DeleteOptions,
+  type GetOptions,
+  type StoreLimits,
   type Generation,
   type ListOptions,
   type ListPage,
@@ -140,12 +142,16 @@ export class GcsObjectStore implements ObjectStore {
     if (apiEndpoint) this.#client.baseUrl = `${this.#client.apiEndpoint}/storage/v1`;
   }
 
-  async get(key: string): Promise<StoredObject | null> {
+  readonly limits: StoreLimits = { objectWriteGapMs: 1000, writesPerSecond: 1000, readsPerSecond: 5000 };
+
+  async get(key: string, options: GetOptions = {}): Promise<StoredObject | null> {
     assertKey(key);
     const file = this.#file(key);
     return this.#withRetries("get", key, "idempotent", async () => {
       try {
-        return await download(file);
+        const whole = await download(file);
+        // Temporary: the whole object, sliced; range reads come with the store branch.
+        return options.range ? { ...whole, bytes: whole.bytes.subarray(options.range.start, options.range.end ?? whole.bytes.length) } : whole;
       } catch (error) {
         if (statusOf(error) !== 404) throw error;
         await this.#checkBucket();

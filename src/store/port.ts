@@ -15,6 +15,23 @@ export const CREATE_ONLY = "0" as const;
 export interface StoredObject {
   bytes: Uint8Array;
   generation: Generation;
+  /** Custom metadata ({} when none). */
+  metadata?: Record<string, string>;
+}
+
+export interface GetOptions {
+  /** Only the bytes [start, end) (end: to the end of the object). */
+  range?: { start: number; end?: number };
+}
+
+/** What a store takes before it refuses (Cloud Storage's documented limits; none for a folder). */
+export interface StoreLimits {
+  /** Shortest gap between two mutations of one object name, in ms (Cloud Storage: 1000; fs: 0). */
+  objectWriteGapMs: number;
+  /** Bucket writes per second before 429s (Cloud Storage: about 1,000 at first; fs: Infinity). */
+  writesPerSecond: number;
+  /** Reads per second likewise (Cloud Storage: about 5,000 at first; fs: Infinity). */
+  readsPerSecond: number;
 }
 
 export interface PutOptions {
@@ -26,6 +43,8 @@ export interface PutOptions {
   ifGenerationMatch?: Generation | 0;
   /** @default "application/octet-stream" */
   contentType?: string;
+  /** Custom metadata stored with the object; `list` with `withMetadata` returns it. */
+  metadata?: Record<string, string>;
 }
 
 export interface DeleteOptions {
@@ -40,6 +59,17 @@ export interface ListOptions {
   pageToken?: string;
   /** @default 1000 */
   maxResults?: number;
+  /** Also return each object's generation, size, update time and custom metadata in `objects`. */
+  withMetadata?: boolean;
+}
+
+export interface ListedObject {
+  key: string;
+  generation: Generation;
+  size: number;
+  metadata: Record<string, string>;
+  /** ISO time of the object's last write. */
+  updated: string;
 }
 
 export interface ListPage {
@@ -47,13 +77,17 @@ export interface ListPage {
   keys: string[];
   /** With a delimiter: the rolled-up prefixes (each ending with the delimiter), in order. */
   prefixes: string[];
+  /** With `withMetadata`: the objects of `keys`, in the same order. */
+  objects?: ListedObject[];
   nextPageToken?: string;
 }
 
 export interface ObjectStore {
   /** A URL that another process can open the same store with (`file:///…`, `gs://…`). */
   readonly url: string;
-  get(key: string): Promise<StoredObject | null>;
+  /** The limits this store declares: writers pace themselves by them. */
+  readonly limits: StoreLimits;
+  get(key: string, options?: GetOptions): Promise<StoredObject | null>;
   /** Returns the new generation. */
   put(key: string, bytes: Uint8Array | string, options?: PutOptions): Promise<Generation>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;

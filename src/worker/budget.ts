@@ -1,114 +1,213 @@
 /**
- * A task's view of the run budget. Tasks reserve chunks of what is left in the run's budget
- * object (`runs/<id>/budget.json`) by compare-and-swap, and spend within their reservation
- * without asking anyone. The reservations never add up to more than the budget, so the run
- * overshoots it only by what items in flight spend after their task's reservation ran out.
- * Checkpoints are where spend is settled: before every launch, when no task is alive, the
- * orchestrator sets the reserved amount back to what the checkpoints report, which also returns
- * what killed tasks had reserved and not spent.
+ * A task's view of the run budget, with no hot object: the budget left when a launch started is
+ * split over `banks` objects (`launches/<n>/budget/<k>.json`, created on first use), about one per
+ * eight tasks. A task reserves chunks from its home bank (then from others) by compare-and-swap and
+ * spends within what it reserved without asking anyone.
+ *
+ * Admission: an item starts only when what the task has reserved and not spent covers the item's
+ * expected cost (the running mean of the items this task finished; one item at a time until the
+ * first has finished), so a run stops within one item's spread of its budget, not one item per slot.
+ * Killed tasks lose what they had reserved until the next launch, which splits what checkpoints say
+ * is left again.
  */
 import { addUsage, ZERO_USAGE, type Budget, type Usage } from "../core/budget.js";
 import { PreconditionFailed } from "../core/errors.js";
 import { keys } from "../core/keys.js";
-import { BudgetLedger, type RunRecord } from "../core/model.js";
+import { BudgetBank, type LaunchRecord, type RunRecord } from "../core/model.js";
+import type { Clock } from "../core/time.js";
 import { getJson, putJson } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
 
+/** Tasks that share one bank. */
+export const TASKS_PER_BANK = 8;
+/** Banks a task tries before it calls the run budget spent. */
+const BANKS_TRIED = 3;
 
-/** The smallest chunk worth a write: 1% of the budget (or all that is left). */
-const MIN_CHUNK = 0.01;
+export function bankCount(tasks: number): number {
+  return Math.max(1, Math.ceil(tasks / TASKS_PER_BANK));
+}
 
 export class RunBudget {
   readonly #store: ObjectStore;
   readonly #run: RunRecord;
+  readonly #launch: LaunchRecord;
+  readonly #task: number;
+  readonly #clock: Clock;
+  readonly #random: () => number;
   readonly #budget: Budget | undefined;
-  readonly #running: number;
-  readonly #now: () => number;
   #grant: Usage = ZERO_USAGE;
   #used: Usage = ZERO_USAGE;
+  /** Expected cost of items admitted and not finished. */
+  #pending: Usage = ZERO_USAGE;
+  #inflight = 0;
+  #finished = 0;
+  #finishedSpend: Usage = ZERO_USAGE;
   #exhaustedWhy: string | null = null;
   #reserving: Promise<void> | null = null;
+  #emptyBanks = new Set<number>();
 
-  constructor(store: ObjectStore, run: RunRecord, runningTasks: number, now: () => number = Date.now) {
-    this.#store = store;
-    this.#run = run;
-    this.#budget = run.settings.budgets.run;
-    this.#running = Math.max(1, runningTasks);
-    this.#now = now;
+  constructor(o: { store: ObjectStore; run: RunRecord; launch: LaunchRecord; taskIndex: number; clock: Clock; random: () => number }) {
+    this.#store = o.store;
+    this.#run = o.run;
+    this.#launch = o.launch;
+    this.#task = o.taskIndex;
+    this.#clock = o.clock;
+    this.#random = o.random;
+    this.#budget = o.run.settings.budgets.run;
   }
 
-  /** Why the run budget is spent, or null while items may start. */
-  async check(): Promise<string | null> {
+  get limited(): boolean {
+    return this.#budget !== undefined;
+  }
+
+  /** What the task expects the next item to spend: the mean of its finished items. */
+  expected(): Usage {
+    if (!this.#finished) return ZERO_USAGE;
+    return { tokens: this.#finishedSpend.tokens / this.#finished, usd: this.#finishedSpend.usd / this.#finished };
+  }
+
+  /**
+   * Null when an item may start (and then counts as admitted until `settle`), or why the run budget
+   * is spent. Waits while a reservation is being made. Check `gated` first.
+   */
+  async admit(): Promise<string | null> {
     const b = this.#budget;
-    if (!b || this.#exhaustedWhy) return this.#exhaustedWhy;
-    if (b.ms !== undefined && this.#now() - Date.parse(this.#run.createdAt) >= b.ms) {
+    if (!b) return null;
+    if (this.#exhaustedWhy) return this.#exhaustedWhy;
+    if (b.ms !== undefined && this.#clock.now() - Date.parse(this.#run.createdAt) >= b.ms) {
       return (this.#exhaustedWhy = `run budget of ${b.ms} ms of wall time exhausted`);
     }
     if (b.tokens === undefined && b.usd === undefined) return null;
-    while (!this.#exhaustedWhy && this.#spentGrant()) {
-      this.#reserving ??= this.#reserve().finally(() => (this.#reserving = null));
+    const want = this.expected();
+    for (;;) {
+      if (this.#covers(want)) break;
+      this.#reserving ??= this.#reserve(want).finally(() => (this.#reserving = null));
       await this.#reserving;
+      if (this.#exhaustedWhy) return this.#exhaustedWhy;
     }
-    return this.#exhaustedWhy;
+    this.#pending = addUsage(this.#pending, want);
+    this.#inflight++;
+    return null;
+  }
+
+  /** An admitted item ended, having spent `spend` in all (already passed to `record`). */
+  settle(spend: Usage, finished: boolean): void {
+    if (!this.#budget || !(this.#budget.tokens !== undefined || this.#budget.usd !== undefined)) return;
+    this.#inflight = Math.max(0, this.#inflight - 1);
+    const want = this.expected();
+    this.#pending = { tokens: Math.max(0, this.#pending.tokens - want.tokens), usd: Math.max(0, this.#pending.usd - want.usd) };
+    if (finished) {
+      this.#finished++;
+      this.#finishedSpend = addUsage(this.#finishedSpend, spend);
+    }
   }
 
   record(spend: Usage): void {
     this.#used = addUsage(this.#used, spend);
   }
 
+  /**
+   * True while no further item should start: until one item has finished, nothing says what an
+   * item costs, so items of a spend-limited run go one at a time.
+   */
+  get gated(): boolean {
+    const b = this.#budget;
+    return !!b && (b.tokens !== undefined || b.usd !== undefined) && !this.#exhaustedWhy && !this.#finished && this.#inflight > 0;
+  }
+
+  #covers(want: Usage): boolean {
+    const b = this.#budget!;
+    const left = { tokens: this.#grant.tokens - this.#used.tokens - this.#pending.tokens, usd: this.#grant.usd - this.#used.usd - this.#pending.usd };
+    // Nothing known yet: anything reserved at all lets one item go.
+    const tokens = b.tokens === undefined || (want.tokens > 0 ? left.tokens >= want.tokens : left.tokens > 0);
+    const usd = b.usd === undefined || (want.usd > 0 ? left.usd >= want.usd : left.usd > 0);
+    return tokens && usd;
+  }
+
+  async #reserve(want: Usage): Promise<void> {
+    const share = this.#launch.budget;
+    const b = this.#budget!;
+    if (!share) {
+      this.#exhaustedWhy = describeRun(b);
+      return;
+    }
+    const banks = share.banks;
+    const home = this.#task % banks;
+    const order = [home];
+    for (let k = 0; k < BANKS_TRIED - 1 && order.length < banks; k++) {
+      const other = Math.floor(this.#random() * banks);
+      if (!order.includes(other)) order.push(other);
+    }
+    for (const bank of order) {
+      if (this.#emptyBanks.has(bank)) continue;
+      const got = await this.#withdraw(bank, want);
+      if (got) {
+        this.#grant = addUsage(this.#grant, got);
+        if (this.#covers(want)) return;
+      } else this.#emptyBanks.add(bank);
+    }
+    if (!this.#covers(want)) this.#exhaustedWhy = `${describeRun(b)} (spent ${round(this.#used.tokens)} tokens, $${round(this.#used.usd)} in this task)`;
+  }
+
+  /** Takes a chunk from one bank by compare-and-swap; null when the bank has nothing left. */
+  async #withdraw(bank: number, want: Usage): Promise<Usage | null> {
+    const share = this.#launch.budget!;
+    const key = keys.budgetBank(this.#run.runId, this.#launch.n, bank);
+    const initial = { tokens: (share.tokens ?? 0) / share.banks, usd: (share.usd ?? 0) / share.banks };
+    const slots = Math.max(1, this.#run.settings.concurrency);
+    for (let tries = 0; tries < 20; tries++) {
+      const current = await getJson(this.#store, key, BudgetBank);
+      const left = current?.value.left ?? initial;
+      const chunk = (limit: number | undefined, l: number, w: number) => {
+        if (limit === undefined) return 0;
+        if (l <= 0) return 0;
+        // A share of what the bank holds, but at least what a few items at once are expected to cost.
+        return Math.min(l, Math.max(l / TASKS_PER_BANK, w * slots * 2));
+      };
+      const take = { tokens: chunk(this.#budget!.tokens, left.tokens, want.tokens), usd: chunk(this.#budget!.usd, left.usd, want.usd) };
+      const empty = (this.#budget!.tokens !== undefined && take.tokens <= 0) || (this.#budget!.usd !== undefined && take.usd <= 0);
+      if (empty) return null;
+      try {
+        await putJson(this.#store, key, { left: { tokens: left.tokens - take.tokens, usd: left.usd - take.usd } } satisfies BudgetBank, {
+          ifGenerationMatch: current?.generation ?? 0,
+        });
+        return take;
+      } catch (e) {
+        if (!(e instanceof PreconditionFailed)) throw e;
+        // Another task of this bank got there first; Cloud Storage takes one write a second per object.
+        await this.#clock.sleep(Math.max(this.#store.limits.objectWriteGapMs, 5) * (1 + this.#random()));
+      }
+    }
+    return null;
+  }
+
   /** Gives back what this task reserved and did not spend (at the end of the task). */
   async release(): Promise<void> {
+    const share = this.#launch.budget;
+    if (!this.#budget || !share) return;
     const unspent = { tokens: Math.max(0, this.#grant.tokens - this.#used.tokens), usd: Math.max(0, this.#grant.usd - this.#used.usd) };
-    if (!this.#budget || (unspent.tokens <= 0 && unspent.usd <= 0)) return;
-    await this.#update((r) => ({ tokens: Math.max(0, r.tokens - unspent.tokens), usd: Math.max(0, r.usd - unspent.usd) }));
-    this.#grant = this.#used;
-  }
-
-  #spentGrant(): boolean {
-    const b = this.#budget!;
-    return (b.tokens !== undefined && this.#used.tokens >= this.#grant.tokens) || (b.usd !== undefined && this.#used.usd >= this.#grant.usd);
-  }
-
-  async #reserve(): Promise<void> {
-    const b = this.#budget!;
-    let added: Usage | null = null;
-    await this.#update((reserved) => {
-      // What this task spent beyond its reservation is charged first: it was spent.
-      const deficit = { tokens: Math.max(0, this.#used.tokens - this.#grant.tokens), usd: Math.max(0, this.#used.usd - this.#grant.usd) };
-      const chunk = (limit: number | undefined, r: number) => {
-        if (limit === undefined) return 0;
-        const left = limit - r;
-        return left <= 0 ? 0 : Math.min(left, Math.max(left / this.#running, limit * MIN_CHUNK));
-      };
-      const charged = addUsage(reserved, deficit);
-      const tokens = chunk(b.tokens, charged.tokens);
-      const usd = chunk(b.usd, charged.usd);
-      const out = (b.tokens !== undefined && tokens <= 0) || (b.usd !== undefined && usd <= 0);
-      added = out ? deficit : addUsage(deficit, { tokens, usd });
-      return addUsage(reserved, added);
-    });
-    const a = added as Usage | null;
-    if (a) this.#grant = addUsage(this.#grant, a);
-    if (this.#spentGrant() || !a) {
-      this.#exhaustedWhy = `run budget of ${[b.tokens !== undefined && `${b.tokens} tokens`, b.usd !== undefined && `$${b.usd}`].filter(Boolean).join(" and ")} exhausted`;
-    }
-  }
-
-  /** Compare-and-swap on the ledger; `change` returns null to leave it as it is. */
-  async #update(change: (reserved: Usage) => Usage | null): Promise<void> {
-    const key = keys.budget(this.#run.runId);
-    for (let tries = 0; tries < 50; tries++) {
-      const current = await getJson(this.#store, key, BudgetLedger);
-      const next = change(current?.value.reserved ?? ZERO_USAGE);
-      if (!next) return;
+    if (unspent.tokens <= 0 && unspent.usd <= 0) return;
+    const key = keys.budgetBank(this.#run.runId, this.#launch.n, this.#task % share.banks);
+    const initial = { tokens: (share.tokens ?? 0) / share.banks, usd: (share.usd ?? 0) / share.banks };
+    for (let tries = 0; tries < 20; tries++) {
+      const current = await getJson(this.#store, key, BudgetBank);
+      const left = current?.value.left ?? initial;
       try {
-        await putJson(this.#store, key, { reserved: next }, { ifGenerationMatch: current?.generation ?? 0 });
+        await putJson(this.#store, key, { left: { tokens: left.tokens + unspent.tokens, usd: left.usd + unspent.usd } } satisfies BudgetBank, {
+          ifGenerationMatch: current?.generation ?? 0,
+        });
+        this.#grant = this.#used;
         return;
       } catch (e) {
         if (!(e instanceof PreconditionFailed)) throw e;
-        await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * (tries + 1)));
+        await this.#clock.sleep(Math.max(this.#store.limits.objectWriteGapMs, 5) * (1 + this.#random()));
       }
     }
-    throw new Error(`run ${this.#run.runId}: the budget ledger keeps changing; giving up on a reservation`);
   }
+}
+
+const round = (n: number) => Math.round(n * 1e6) / 1e6;
+
+function describeRun(b: Budget): string {
+  return `run budget of ${[b.tokens !== undefined && `${b.tokens} tokens`, b.usd !== undefined && `$${b.usd}`].filter(Boolean).join(" and ")} exhausted`;
 }

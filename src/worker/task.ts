@@ -1,20 +1,33 @@
 /**
- * One task of a launch: works its assigned shards, then (dynamic claiming, protocol 7) claims
- * any shard of the launch that is unowned or whose lease may be taken over, until none is left.
- * A shard's last checkpoint write is not awaited before the next shard starts: it may have to
- * wait out the one-write-per-second gap, and the task would sit idle meanwhile.
+ * One task of a launch (DESIGN.md protocol 7): one pool of slots across every range it holds. It
+ * takes positions from its ranges; when none can give one and slots are free, it claims more work —
+ * its own next shard of the launch, then, with its own shards gone, work from other tasks (an
+ * unclaimed shard at the end of another task's list, or the back half of a range someone holds).
+ * So no slot waits for a shard to settle, and stragglers are split up, not waited for.
  */
+import { launchCadence, lookaheadFor, minSplit } from "../core/cadence.js";
+import { claimedCheckpoint, checkpointMetadata, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms } from "../core/checkpoint.js";
+import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
+import { PreconditionFailed } from "../core/errors.js";
+import { shardId } from "../core/ids.js";
 import type { Job } from "../core/job.js";
-import type { Logger } from "../core/log.js";
-import type { LaunchRecord, Owner, RunRecord } from "../core/model.js";
-import type { ObjectStore } from "../store/port.js";
+import { keys } from "../core/keys.js";
 import { taskShare } from "../core/limits.js";
+import type { Logger } from "../core/log.js";
+import { Checkpoint, ShardEntry, TaskRecord, type FailedItem, type LaunchRecord, type Lease, type Owner, type RunRecord } from "../core/model.js";
+import { rangeCount } from "../core/ranges.js";
+import { realClock, type Clock } from "../core/time.js";
+import { getJson, parseJsonl, putJson, type Versioned } from "../store/json.js";
+import type { ObjectStore } from "../store/port.js";
+import { adoptableParts } from "./adopt.js";
 import { RunBudget } from "./budget.js";
+import { runItem, shardBudgetSpent } from "./item.js";
+import { readShardItems, ShardItemsError, type ShardItems } from "./items.js";
 import { Limiter } from "./limiter.js";
-import { ShardRunner } from "./shard-runner.js";
+import { RangeRunner } from "./range-runner.js";
 
 /** "budget": the run budget ran out; retrying the task would not help. */
-export type TaskOutcome = "complete" | "stopped" | "lease-lost" | "budget";
+export type TaskOutcome = "complete" | "stopped" | "budget";
 
 export interface TaskOptions {
   store: ObjectStore;
@@ -27,94 +40,428 @@ export interface TaskOptions {
   stopping: AbortSignal;
   /** Aborted when items in flight must be abandoned. */
   abortItems: AbortSignal;
-  now?: () => number;
+  clock?: Clock;
   random?: () => number;
   onExecution?: (key: string) => void;
-  /** Receives a function that checkpoints the shard in progress (for SIGTSTP). */
+  /** Receives a function that checkpoints every range the task holds (for SIGTSTP). */
   onActiveShard?: (checkpointNow: (() => Promise<void>) | null) => void;
 }
 
+/** Other tasks a thief looks at, and shards of each, before it calls the launch done. */
+const VICTIMS = 6;
+const LOOKS_PER_VICTIM = 3;
+/** Claim rounds a task with nothing left tries before it exits. */
+const IDLE_ROUNDS = 2;
+
 export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
-  const own = o.launch.assignment[o.me.taskIndex] ?? [];
-  /** Shards this task finished, or is committing: never claimed again by it. */
-  const mine = new Set<string>();
-  const commits: Promise<void>[] = [];
-  // Limits are shared out over the tasks that can run at once.
-  const running = Math.min(o.launch.parallelism, o.launch.taskCount);
-  const budget = new RunBudget(o.store, o.run, running, o.now);
-  const limiters = new Map(Object.entries(o.job.limits).map(([name, spec]) => [name, new Limiter(taskShare(spec, running), o.now)]));
-  let lost = false;
-  let stopped = false;
-
-  /** True when the shard's items were worked (its commit is under way). */
-  const work = async (shard: string): Promise<boolean> => {
-    const runner = new ShardRunner({
-      store: o.store,
-      job: o.job,
-      runId: o.run.runId,
-      shard,
-      me: o.me,
-      leaseTtlMs: o.run.settings.leaseTtlMs,
-      logger: o.logger.child({ shard }),
-      stopping: o.stopping,
-      abortItems: o.abortItems,
-      now: o.now ?? Date.now,
-      random: o.random ?? Math.random,
-      ...(o.onExecution ? { onExecution: o.onExecution } : {}),
-      limiters,
-      budget,
-      budgets: o.run.settings.budgets,
-    });
-    o.onActiveShard?.(() => runner.checkpointNow());
-    let r: Awaited<ReturnType<ShardRunner["runItems"]>>;
-    try {
-      r = await runner.runItems();
-    } finally {
-      o.onActiveShard?.(null);
-    }
-    if (r === "lost") lost = true;
-    if (r === "stopped") stopped = true;
-    if (r !== "ready") return false;
-    mine.add(shard);
-    const commit = runner.commit().then(async (c) => {
-      if (c === "lost") lost = true;
-      if (c === "stopped") stopped = true;
-      // A spent run budget ends the task's claims; a spent shard budget only that shard.
-      if (c === "budget" && (await budget.check())) outOfBudget = true;
-    });
-    commits.push(commit);
-    // Budget stops must be known before the next claim, so wait for this commit.
-    if (o.run.settings.budgets.run) await commit;
-    return true;
+  const clock = o.clock ?? realClock;
+  const random = o.random ?? Math.random;
+  const { store, run, launch, me, job } = o;
+  const slots = run.settings.concurrency;
+  const total = rangeCount(launch.shards);
+  const tasks = launch.taskCount;
+  const running = Math.min(launch.parallelism, launch.taskCount);
+  const budget = new RunBudget({ store, run, launch, taskIndex: me.taskIndex, clock, random });
+  const limiters = new Map(Object.entries(job.limits).map(([name, spec]) => [name, new Limiter(taskShare(spec, running), () => clock.now())]));
+  const stats = new TaskStats(clock);
+  const cadence = { progressMs: launch.progressMs, leaseTtlMs: launch.leaseTtlMs };
+  const mode: Lease["mode"] = store.limits.objectWriteGapMs > 0 ? "parts" : "checkpoint";
+  const lookahead = () => lookaheadFor({ slots, startsPerSecond: stats.startsPerSecond(), writeGapMs: store.limits.objectWriteGapMs, progressMs: cadence.progressMs });
+  const terms = (): LeaseTerms => ({ leaseTtlMs: cadence.leaseTtlMs, lookahead: lookahead(), mode });
+  const itemsCache = new Map<number, ShardItems>();
+  let ranges: RangeRunner[] = [];
+  let wakeUp: (() => void) | null = null;
+  let woken = false;
+  const wake = () => {
+    woken = true;
+    wakeUp?.();
   };
-  let outOfBudget = false;
-  const halted = () => lost || stopped || outOfBudget || o.stopping.aborted;
+  const record = new HoldingsRecord(store, run.runId, launch.n, me, clock, o.logger);
 
-  try {
-    for (const shard of own) {
-      if (halted()) break;
-      await work(shard);
-    }
-    if (o.launch.claim === "dynamic") {
-      const all = o.launch.assignment.flat();
-      // Start the scan at a different place per task, so tasks do not all race for one shard.
-      const start = all.length ? (o.me.taskIndex * Math.max(1, Math.floor(all.length / o.launch.taskCount))) % all.length : 0;
-      const order = [...all.slice(start), ...all.slice(0, start)];
-      for (let progressed = true; progressed && !halted(); ) {
-        progressed = false;
-        for (const shard of order) {
-          if (halted()) break;
-          if (mine.has(shard)) continue;
-          if (await work(shard)) progressed = true;
+  const startRange = (shardN: number, items: ShardItems, cp: Versioned<Checkpoint>, epoch: number): RangeRunner => {
+    const r = new RangeRunner({
+      store,
+      job,
+      run,
+      shard: shardId(shardN),
+      shardNumber: shardN,
+      me,
+      items,
+      cp: cp.value,
+      generation: cp.generation,
+      epoch,
+      terms: cadence,
+      logger: o.logger.child({ shard: shardId(shardN) }),
+      clock,
+      lookahead,
+      wake,
+    });
+    ranges.push(r);
+    record.set(ranges);
+    o.logger.info("lease taken", { shard: shardId(shardN), epoch, start: r.start });
+    void r.ended.then(() => {
+      record.set(ranges.filter((x) => x !== r));
+      wake();
+    });
+    return r;
+  };
+
+  const itemsOf = async (shardN: number): Promise<ShardItems> => {
+    const cached = itemsCache.get(shardN);
+    if (cached) return cached;
+    const items = await stats.timed(() => readShardItems(store, run, shardN));
+    itemsCache.set(shardN, items);
+    return items;
+  };
+
+  /**
+   * Takes something of shard `shardN`: the whole shard when nobody claimed it, a lease it may take
+   * over, or (`steal`) the back half of a range someone holds. "done": nothing is left there.
+   */
+  const acquire = async (shardN: number, steal: boolean): Promise<"taken" | "done" | "held"> => {
+    const shard = shardId(shardN);
+    const cpKey = keys.checkpoint(run.runId, shard);
+    for (let tries = 0; tries < 4; tries++) {
+      let cur = await stats.timed(() => getJson(store, cpKey, Checkpoint));
+      let items: ShardItems;
+      try {
+        items = await itemsOf(shardN);
+      } catch (e) {
+        if (!(e instanceof ShardItemsError)) throw e;
+        await failCorruptShard(shardN, cur, e.message);
+        return "done";
+      }
+      if (!cur) {
+        const fresh = claimedCheckpoint(run.runId, shard, items.count, me, clock.now(), terms());
+        try {
+          const generation = await stats.timed(() => putJson(store, cpKey, fresh, { ifGenerationMatch: 0, metadata: checkpointMetadata(fresh) }));
+          if (fresh.state === "done") return "done";
+          startRange(shardN, items, { value: fresh, generation }, 1);
+          return "taken";
+        } catch (e) {
+          if (!(e instanceof PreconditionFailed)) throw e;
+          cur = await getJson(store, cpKey, Checkpoint);
+          if (!cur) continue;
         }
       }
+      if (cur.value.state === "done") return "done";
+      const now = clock.now();
+      const mine = new Set(ranges.filter((r) => r.shardNumber === shardN).map((r) => r.epoch));
+      const takeable = cur.value.leases.find((l) => !mine.has(l.epoch) && leaseDecision(l, me, now).ok);
+      let next: Checkpoint | null = null;
+      let epoch = 0;
+      if (takeable) {
+        const adopt: AdoptedPart[] = takeable.owner && takeable.mode === "parts" ? await adoptableParts(store, run.runId, shard, takeable, items) : [];
+        const taken = takeOver(cur.value, takeable.epoch, me, now, {
+          ...terms(),
+          crashLimit: run.settings.crashLimit,
+          describe: (pos) => ({ i: items.index(pos), key: items.line(pos).key }),
+          adopt,
+        });
+        next = taken.cp;
+        epoch = taken.cp.epochSeq;
+        for (const c of taken.crashed) o.logger.warn("item failed", { shard, item: c.key, reason: "crashed", attempts: c.attempts, error: c.error });
+        const why = leaseDecision(takeable, me, now);
+        o.logger.info("taking over a lease", { shard, from: takeable.epoch, reason: why.ok ? why.reason : "", suspects: leaseSuspects(next, epoch) });
+      } else if (steal || ranges.length === 0) {
+        const split = splitOff(cur.value, me, now, { ...terms(), minSize: minSplit(stats.meanItemMs(), stats.roundTripMs()) });
+        if (split) {
+          next = split.cp;
+          epoch = split.epoch;
+        }
+      }
+      if (!next) return "held";
+      try {
+        const generation = await stats.timed(() => putJson(store, cpKey, next, { ifGenerationMatch: cur.generation, metadata: checkpointMetadata(next) }));
+        if (next.state === "done" || !next.leases.some((l) => l.epoch === epoch)) return "done";
+        startRange(shardN, items, { value: next, generation }, epoch);
+        return "taken";
+      } catch (e) {
+        if (!(e instanceof PreconditionFailed)) throw e;
+      }
+    }
+    return "held";
+  };
+
+  /** A shard whose items cannot be read back intact fails at once, every unsettled item `corrupt`. */
+  const failCorruptShard = async (shardN: number, cur: Versioned<Checkpoint> | null, reason: string): Promise<void> => {
+    const shard = shardId(shardN);
+    o.logger.error("shard items damaged: failing the shard", { shard, error: reason });
+    const entry = await shardEntry(store, run, shardN);
+    const indices = entry ? entry.indices.flatMap(([a, b]) => Array.from({ length: b - a }, (_, k) => a + k)) : [];
+    const base = cur?.value ?? claimedCheckpoint(run.runId, shard, indices.length, me, clock.now(), terms());
+    const settled = new Set<number>([...base.failed.map((f) => f.pos)]);
+    for (const [a, b] of base.done) for (let p = a; p < b; p++) settled.add(p);
+    const failed: FailedItem[] = indices.flatMap((i, pos) => (settled.has(pos) ? [] : [{ pos, i, key: `#${i}`, error: reason, attempts: 0, reason: "corrupt" as const }]));
+    const next = corruptCheckpoint(base, failed, reason, clock.now());
+    try {
+      await putJson(store, keys.checkpoint(run.runId, shard), next, { ifGenerationMatch: cur?.generation ?? 0, metadata: checkpointMetadata(next) });
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
+    }
+  };
+
+  const own = ownPositions(total, tasks, me.taskIndex);
+  let ownLeft = true;
+  /** One claim round: own shards first, then others'. True when something was taken. */
+  const claim = async (): Promise<boolean> => {
+    while (ownLeft) {
+      const next = own.next();
+      if (next.done) {
+        ownLeft = false;
+        break;
+      }
+      if ((await acquire(shardAt(launch.shards, next.value), false)) === "taken") return true;
+    }
+    let tried = 0;
+    for (const v of victims(tasks, me.taskIndex, random)) {
+      if (tried++ >= VICTIMS || o.stopping.aborted) break;
+      let looks = 0;
+      for (const p of ownPositionsFromEnd(total, tasks, v)) {
+        if (looks++ >= LOOKS_PER_VICTIM) break;
+        const got = await acquire(shardAt(launch.shards, p), true);
+        if (got === "taken") return true;
+      }
+    }
+    return false;
+  };
+
+  // A new attempt takes over at once what its predecessor held (protocol 1).
+  if (me.attempt > 0) {
+    for (const [shardN] of await record.predecessorHoldings()) {
+      if (o.stopping.aborted) break;
+      await acquire(shardN, false).catch((e: unknown) => o.logger.warn("could not take over a predecessor's range", { shard: shardId(shardN), error: String(e) }));
+    }
+  }
+
+  o.onActiveShard?.(() => Promise.all(ranges.map((r) => r.checkpointNow())).then(() => undefined));
+  let inFlight = 0;
+  let claiming: Promise<void> | null = null;
+  let idleRounds = 0;
+  let outOfBudget = false;
+  let failure: unknown = null;
+  let closed = false;
+  try {
+    for (;;) {
+      if (o.stopping.aborted && !closed) {
+        closed = true;
+        for (const r of ranges) r.close();
+      }
+      // Fill free slots from the ranges held, oldest first; one at a time while a range isolates suspects.
+      while (!o.stopping.aborted && !outOfBudget && inFlight < slots && !budget.gated) {
+        const isolating = ranges.find((r) => r.isolating && !r.exhausted);
+        let pick: { range: RangeRunner; pos: number } | null = null;
+        if (isolating) {
+          if (inFlight === 0) {
+            const pos = isolating.takeNext();
+            if (pos !== null) pick = { range: isolating, pos };
+          }
+        } else {
+          for (const range of ranges) {
+            const pos = range.takeNext();
+            if (pos !== null) {
+              pick = { range, pos };
+              break;
+            }
+          }
+        }
+        if (!pick) break;
+        const { range, pos } = pick;
+        const stop = shardBudgetSpent(range, run.settings.budgets, { tokens: 0, usd: 0 }, 0) ?? (await budget.admit());
+        if (stop) {
+          range.abandoned(pos);
+          range.stopForBudget(stop);
+          if (!run.settings.budgets.shard || (await budget.admit())) outOfBudget = true;
+          o.logger.warn("budget exhausted: taking no more items", { shard: range.shard, reason: stop });
+          continue;
+        }
+        inFlight++;
+        stats.started();
+        let line;
+        try {
+          line = (itemsCache.get(range.shardNumber) ?? (await itemsOf(range.shardNumber))).line(pos);
+        } catch (e) {
+          inFlight--;
+          range.failed({ pos, i: -1, key: `#pos${pos}`, error: String(e), attempts: 0, reason: "corrupt" });
+          continue;
+        }
+        void runItem(
+          {
+            store,
+            job,
+            runId: run.runId,
+            args: run.args,
+            logger: o.logger.child({ shard: range.shard }),
+            clock,
+            random,
+            stopping: o.stopping,
+            abortItems: o.abortItems,
+            ...(run.settings.itemTimeoutMs !== undefined ? { itemTimeoutMs: run.settings.itemTimeoutMs } : {}),
+            limiters,
+            budget,
+            budgets: run.settings.budgets,
+            stats,
+            ...(o.onExecution ? { onExecution: o.onExecution } : {}),
+          },
+          range,
+          pos,
+          line,
+        ).finally(() => {
+          inFlight--;
+          wake();
+        });
+      }
+      ranges = ranges.filter((r) => !r.hasEnded);
+      for (const n of [...itemsCache.keys()]) if (!ranges.some((r) => r.shardNumber === n)) itemsCache.delete(n);
+      const canClaim = !o.stopping.aborted && !outOfBudget && failure === null && idleRounds < IDLE_ROUNDS;
+      if (!claiming && canClaim && inFlight < slots && ranges.every((r) => r.exhausted)) {
+        claiming = claim()
+          .then((got) => {
+            idleRounds = got ? 0 : idleRounds + 1;
+          })
+          .catch((e: unknown) => {
+            failure = e;
+          })
+          .finally(() => {
+            claiming = null;
+            wake();
+          });
+      }
+      if (inFlight === 0 && !claiming && ranges.length === 0 && (!canClaim || o.stopping.aborted)) break;
+      if (!woken) await new Promise<void>((r) => (wakeUp = r));
+      woken = false;
+      wakeUp = null;
     }
   } finally {
-    // Every lease this task holds ends in a write, whatever happened above.
-    await Promise.all(commits);
+    o.onActiveShard?.(null);
+    for (const r of ranges) r.close();
+    await Promise.all(ranges.map((r) => r.ended));
+    await record.flush();
     await budget.release().catch((e: unknown) => o.logger.warn("could not give back the unspent budget reservation", { error: String(e) }));
   }
-  if (lost) return "lease-lost";
-  if (stopped || o.stopping.aborted) return "stopped";
+  if (failure) throw failure;
+  if (o.stopping.aborted) return "stopped";
   return outOfBudget ? "budget" : "complete";
 }
+
+function leaseSuspects(cp: Checkpoint, epoch: number): number {
+  return cp.leases.find((l) => l.epoch === epoch)?.suspects.length ?? 0;
+}
+
+/** The plan entry of shard `n` (only a damaged shard needs it: for the indices of its items). */
+async function shardEntry(store: ObjectStore, run: RunRecord, n: number): Promise<ShardEntry | null> {
+  const round = [...run.plan.rounds].reverse().find((r) => r.firstShard <= n);
+  if (!round) return null;
+  const obj = await store.get(keys.planRound(run.runId, round.round));
+  if (!obj) return null;
+  return parseJsonl(obj.bytes, ShardEntry, keys.planRound(run.runId, round.round)).find((e) => e.id === shardId(n)) ?? null;
+}
+
+/** Measures the task takes of its own work: item time, start rate, store round trips. */
+class TaskStats {
+  readonly #clock: Clock;
+  #meanItemMs = 0;
+  #items = 0;
+  #roundTripMs = 20;
+  #starts: number[] = [];
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  itemEnded(ms: number): void {
+    this.#items++;
+    this.#meanItemMs += (ms - this.#meanItemMs) / Math.min(this.#items, 50);
+  }
+
+  started(): void {
+    const now = this.#clock.now();
+    this.#starts.push(now);
+    if (this.#starts.length > 256) this.#starts.splice(0, 128);
+  }
+
+  startsPerSecond(): number {
+    const s = this.#starts;
+    if (s.length < 2) return 0;
+    const span = Math.max(1, s[s.length - 1]! - s[0]!);
+    return ((s.length - 1) * 1000) / span;
+  }
+
+  meanItemMs(): number {
+    return this.#meanItemMs;
+  }
+
+  roundTripMs(): number {
+    return this.#roundTripMs;
+  }
+
+  async timed<T>(fn: () => Promise<T>): Promise<T> {
+    const t0 = this.#clock.now();
+    try {
+      return await fn();
+    } finally {
+      this.#roundTripMs += (this.#clock.now() - t0 - this.#roundTripMs) / 8;
+    }
+  }
+}
+
+/**
+ * `launches/<n>/tasks/<t>.json`: the ranges this attempt holds, so that its next attempt takes them
+ * over at once instead of waiting for their TTL. Written when holdings change, paced by the
+ * store's write gap.
+ */
+class HoldingsRecord {
+  readonly #store: ObjectStore;
+  readonly #key: string;
+  readonly #me: Owner;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  #wanted: [number, number][] = [];
+  #written = "";
+  #writing: Promise<void> | null = null;
+  #lastAt = 0;
+
+  constructor(store: ObjectStore, runId: string, launch: number, me: Owner, clock: Clock, logger: Logger) {
+    this.#store = store;
+    this.#key = keys.task(runId, launch, me.taskIndex);
+    this.#me = me;
+    this.#clock = clock;
+    this.#logger = logger;
+  }
+
+  async predecessorHoldings(): Promise<[number, number][]> {
+    const r = await getJson(this.#store, this.#key, TaskRecord).catch(() => null);
+    return r && r.value.attempt < this.#me.attempt ? r.value.holdings : [];
+  }
+
+  set(ranges: readonly RangeRunner[]): void {
+    this.#wanted = ranges.map((r) => [r.shardNumber, r.start]);
+    this.#writing ??= this.#write().finally(() => (this.#writing = null));
+  }
+
+  async flush(): Promise<void> {
+    while (this.#writing) await this.#writing;
+  }
+
+  async #write(): Promise<void> {
+    for (;;) {
+      const body = JSON.stringify(this.#wanted);
+      if (body === this.#written) return;
+      const wait = this.#lastAt + this.#store.limits.objectWriteGapMs - this.#clock.now();
+      if (wait > 0) await this.#clock.sleep(wait);
+      const wanted = this.#wanted;
+      const record: TaskRecord = { v: 1, taskIndex: this.#me.taskIndex, attempt: this.#me.attempt, holdings: wanted, updatedAt: new Date(this.#clock.now()).toISOString() };
+      try {
+        await putJson(this.#store, this.#key, record);
+        this.#written = JSON.stringify(wanted);
+        this.#lastAt = this.#clock.now();
+      } catch (e) {
+        // Only a speed-up for the next attempt: a lease whose record is missing is taken at its TTL.
+        this.#logger.warn("could not record the task's holdings", { error: String(e) });
+        return;
+      }
+    }
+  }
+}
+
+export { launchCadence };

@@ -22,6 +22,7 @@ export function createTestContext(
     runId: "test-run",
     shard: "s000000",
     epoch: 1,
+    args: {},
     ...overrides,
   };
   return {

@@ -1,0 +1,63 @@
+/**
+ * How often tasks write, adapted to the run's size and to what the store allows. Cloud Storage
+ * takes about one write a second to one object name and about 1,000 writes a second per bucket at
+ * first; the fs store has no such limits. A launch's cadence is fixed when it starts (the tasks
+ * read it from the launch record), so every task of a launch writes at the same rhythm.
+ */
+
+/** What a store declares about its write limits (the ObjectStore port's `limits`). */
+export interface WriteLimits {
+  /** Shortest gap between two mutations of one object name, in ms (0: none). */
+  objectWriteGapMs: number;
+  /** Writes a second the bucket takes before it refuses (Infinity: no limit). */
+  writesPerSecond: number;
+}
+
+export interface Cadence {
+  /** How long a finished item may stay uncommitted: one output part per lease per interval at most. */
+  progressMs: number;
+  /** A lease not renewed for this long may be taken over by anyone. */
+  leaseTtlMs: number;
+}
+
+/** @default 200: finished items are durable within about 200 ms when the store allows it. */
+export const BASE_PROGRESS_MS = 200;
+/** @default 30000 */
+export const BASE_LEASE_TTL_MS = 30_000;
+/** The share of the bucket's write rate the tasks of one run may use together. */
+export const BUCKET_SHARE = 0.5;
+/** Writes a task makes per progress interval, on average (a part, now and then a checkpoint). */
+const WRITES_PER_TICK = 1.5;
+
+/**
+ * The cadence for `tasks` tasks: at least `base`, and slow enough that all tasks together stay
+ * within BUCKET_SHARE of the bucket's write rate; the lease TTL covers at least six intervals, so
+ * that a lease renewed every third of it is renewed by ordinary progress writes.
+ */
+export function launchCadence(limits: WriteLimits, tasks: number, base = BASE_PROGRESS_MS, baseTtl = BASE_LEASE_TTL_MS): Cadence {
+  let progressMs = base;
+  if (Number.isFinite(limits.writesPerSecond) && limits.writesPerSecond > 0) {
+    const perTaskPerSecond = (limits.writesPerSecond * BUCKET_SHARE) / Math.max(1, tasks);
+    progressMs = Math.max(progressMs, Math.ceil((WRITES_PER_TICK / perTaskPerSecond) * 1000));
+  }
+  return { progressMs, leaseTtlMs: Math.max(baseTtl, progressMs * 6) };
+}
+
+/**
+ * How many positions an owner reserves past its first unsettled one: enough for its slots and for
+ * the items it starts before it may write the checkpoint again, so that it never waits for its own
+ * horizon; no more, so that thieves find work.
+ */
+export function lookaheadFor(o: { slots: number; startsPerSecond: number; writeGapMs: number; progressMs: number }): number {
+  const window = Math.max(o.writeGapMs, o.progressMs) / 1000;
+  return Math.max(2 * o.slots, Math.ceil(2 * o.startsPerSecond * window));
+}
+
+/**
+ * Fewest positions worth splitting off: a split costs a few store round trips; below that, the
+ * owner would have run them before the thief could start.
+ */
+export function minSplit(meanItemMs: number, roundTripMs: number): number {
+  if (!(meanItemMs > 0)) return 1;
+  return Math.max(1, Math.ceil((4 * roundTripMs) / meanItemMs));
+}

@@ -1,0 +1,97 @@
+/**
+ * Operations on a run besides driving it: refusing a rerun while a launch is live (after asking
+ * the launcher whether it still is), cancelling, raising budgets, checking the job's version.
+ */
+import type { Budget } from "../core/budget.js";
+import { PreconditionFailed, UsageError } from "../core/errors.js";
+import { keys } from "../core/keys.js";
+import type { RunRecord } from "../core/model.js";
+import type { Launcher } from "../launcher/port.js";
+import { isTerminal } from "../launcher/port.js";
+import { putJson } from "../store/json.js";
+import type { ObjectStore } from "../store/port.js";
+import { setRunState } from "./drive.js";
+import { recordLaunchEnd } from "./launch.js";
+import { mergeRunBudget } from "./plan.js";
+import { readLaunches, readRun } from "./read.js";
+import { markLive } from "./run-index-hooks.js";
+
+/**
+ * Refuses to rerun while a launch of the run is still live. A launch recorded as live whose
+ * execution the launcher says ended (or no longer knows: a local supervisor that died, an execution
+ * deleted) is recorded as ended first, so a run whose watcher and tasks are gone can go on.
+ */
+export async function assertNotLive(store: ObjectStore, runId: string, launcher?: Launcher, startingGraceMs = 60_000): Promise<void> {
+  for (const l of await readLaunches(store, runId)) {
+    if (l.value.state !== "pending" && l.value.state !== "running") continue;
+    if (launcher && launcher.kind === l.value.launcher) {
+      if (l.value.execution) {
+        const ex = await launcher.getExecution(l.value.execution);
+        if (!ex || isTerminal(ex.state)) {
+          await recordLaunchEnd(store, l, ex?.state ?? "failed");
+          continue;
+        }
+      } else if (Date.now() - Date.parse(l.value.createdAt) >= startingGraceMs) {
+        const found = launcher.findExecution ? await launcher.findExecution({ jobName: "", runId, launch: l.value.n }).catch(() => null) : null;
+        if (!found) {
+          await recordLaunchEnd(store, l, "failed");
+          continue;
+        }
+      }
+    }
+    throw new UsageError(`run ${runId} has a live launch (${l.value.execution ?? `#${l.value.n}`}): wait for it, watch it (shardrun watch ${runId}) or cancel it (shardrun cancel ${runId})`);
+  }
+}
+
+/** Cancels a run: its live executions are cancelled, and it ends `cancelled`. */
+export async function cancelRun(store: ObjectStore, launcher: Launcher | undefined, runId: string): Promise<{ cancelled: string[]; state: RunRecord["state"] }> {
+  const run = await readRun(store, runId);
+  const cancelled: string[] = [];
+  for (const l of await readLaunches(store, runId)) {
+    if (l.value.state !== "pending" && l.value.state !== "running") continue;
+    if (l.value.execution && launcher && launcher.kind === l.value.launcher) {
+      await launcher.cancel(l.value.execution);
+      cancelled.push(l.value.execution);
+    }
+    await recordLaunchEnd(store, l, "cancelled");
+  }
+  const finished = ["succeeded", "partial", "failed", "budget_exhausted", "cancelled"].includes(run.value.state);
+  if (finished && !cancelled.length) return { cancelled, state: run.value.state };
+  await setRunState(store, run, "cancelled", { finishedAt: new Date().toISOString(), reason: "cancelled by a user" });
+  await markLive(store, runId, false);
+  return { cancelled, state: "cancelled" };
+}
+
+/**
+ * A rerun runs the job's code as it is now. When that code differs from what the run was planned
+ * with, finished and unfinished items would come from two versions: refuse unless `upgrade`, and
+ * with it record the new version on the run.
+ */
+export async function checkVersion(store: ObjectStore, runId: string, currentVersion: string, upgrade: boolean): Promise<{ from: string; to: string } | null> {
+  const run = await readRun(store, runId);
+  const recorded = run.value.job.version;
+  if (recorded === currentVersion) return null;
+  if (!upgrade) {
+    throw new UsageError(
+      `run ${runId} was planned with job version ${recorded}, but the job is now ${currentVersion}: rerun with --upgrade to finish it with the new code`,
+    );
+  }
+  const next: RunRecord = { ...run.value, job: { ...run.value.job, version: currentVersion } };
+  await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+  return { from: recorded, to: currentVersion };
+}
+
+/** Lays new run-level budget limits over the run's (a rerun that raises the budget). */
+export async function setRunBudget(store: ObjectStore, runId: string, budget: Budget): Promise<void> {
+  for (let tries = 0; tries < 5; tries++) {
+    const run = await readRun(store, runId);
+    const next: RunRecord = { ...run.value, settings: { ...run.value.settings, budgets: mergeRunBudget(run.value.settings.budgets, budget) } };
+    try {
+      await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+      return;
+    } catch (e) {
+      if (!(e instanceof PreconditionFailed)) throw e;
+    }
+  }
+  throw new Error(`run ${runId}: could not record the new budget (run.json keeps changing)`);
+}
