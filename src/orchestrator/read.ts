@@ -199,8 +199,14 @@ function seqMap(v: string | undefined): Map<number, number> {
   return out;
 }
 
+/** Runs up to this many shards get a per-shard list in their status unless told otherwise. */
+export const SHARD_LIST_AUTO = 2000;
+
 export interface StatusOptions {
-  /** Include a per-shard list (one more read per plan round). @default false */
+  /**
+   * Include a per-shard list (one more read per plan round).
+   * @default true for runs of up to 2,000 shards
+   */
   shards?: boolean;
 }
 
@@ -213,7 +219,7 @@ export async function statusOf(store: ObjectStore, run: RunRecord, launcher?: La
   const [listing, launches, entries] = await Promise.all([
     listShards(store, run),
     readLaunches(store, run.runId),
-    options.shards ? readShardEntries(store, run) : Promise.resolve(undefined),
+    (options.shards ?? run.plan.shardCount <= SHARD_LIST_AUTO) ? readShardEntries(store, run) : Promise.resolve(undefined),
   ]);
   const views = await Promise.all(launches.map((l) => launchStatus(l.value, launcher)));
   return computeStatus(run, listing.summaries, views, entries);

@@ -100,7 +100,7 @@ export class FsObjectStore implements ObjectStore {
       // A plain Uint8Array view, not a Buffer: callers compare and decode it like any other.
       const whole = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
       const bytes = options.range ? whole.subarray(options.range.start, options.range.end ?? whole.length) : whole;
-      return { bytes, generation: String(generation), metadata: {} };
+      return { bytes, generation: String(generation) };
     }
   }
 

@@ -186,8 +186,8 @@ describe("CloudRunLauncher on the gRPC fake", () => {
 
   it("lets a retried startLaunch adopt the execution a process started before it died", async () => {
     const store = new FsObjectStore(join(stateDir, "store"));
-    const run = { runId: "20260101-000000-docs-ab12", job: { name: "docs" } } as RunRecord;
-    const options = { store, run, n: 0, shards: ["s000000", "s000001"], taskCount: 2, parallelism: 2, taskTimeoutSeconds: 90, maxRetries: 1 };
+    const run = { runId: "20260101-000000-docs-ab12", job: { name: "docs" }, settings: { leaseTtlMs: 30_000 } } as RunRecord;
+    const options = { store, run, n: 0, shards: [0, 1], taskCount: 2, parallelism: 2, taskTimeoutSeconds: 90, maxRetries: 1 };
     // Dies after RunJob, before the execution name reached the launch record.
     const dying: Launcher = { ...launcherPort(launcher), launch: async (r) => (await launcher.launch(r), Promise.reject(new Error("killed"))) };
     await expect(startLaunch({ ...options, launcher: dying })).rejects.toThrow("killed");
@@ -200,8 +200,8 @@ describe("CloudRunLauncher on the gRPC fake", () => {
 
   it("still refuses to start a launch whose record has no execution when none carries it", async () => {
     const store = new FsObjectStore(join(stateDir, "store"));
-    const run = { runId: "20260101-000000-docs-ab12", job: { name: "docs" } } as RunRecord;
-    const options = { store, run, n: 0, shards: ["s000000"], taskCount: 1, parallelism: 1, taskTimeoutSeconds: 90, maxRetries: 1 };
+    const run = { runId: "20260101-000000-docs-ab12", job: { name: "docs" }, settings: { leaseTtlMs: 30_000 } } as RunRecord;
+    const options = { store, run, n: 0, shards: [0], taskCount: 1, parallelism: 1, taskTimeoutSeconds: 90, maxRetries: 1 };
     // Dies after writing the record, before RunJob: nobody knows that from the outside.
     const dying: Launcher = { ...launcherPort(launcher), launch: () => Promise.reject(new Error("killed")) };
     await expect(startLaunch({ ...options, launcher: dying })).rejects.toThrow("killed");

@@ -36,9 +36,9 @@ export async function planSingleShard(jobPath: string, args: Record<string, stri
     settings: { leaseTtlMs: 30_000, taskTimeoutSeconds: 3600, maxRetries: 3, maxLaunches: 1, tasks: 1 },
     trigger: "test",
   });
-  const shard = run.plan.shards[0]!.id;
+  const shard = "s000000";
   const launch: LaunchRecord = {
-    v: 1,
+    v: 2,
     runId: run.runId,
     n: 0,
     createdAt: new Date().toISOString(),
@@ -47,8 +47,9 @@ export async function planSingleShard(jobPath: string, args: Record<string, stri
     parallelism: 1,
     taskTimeoutSeconds: 3600,
     maxRetries: 3,
-    claim: "static",
-    assignment: [[shard]],
+    shards: [[0, 1]],
+    progressMs: 200,
+    leaseTtlMs: 30_000,
     execution: EXECUTION,
     state: "running",
   };

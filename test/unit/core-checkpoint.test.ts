@@ -1,297 +1,248 @@
 import { describe, expect, it } from "vitest";
 import {
-  canTakeLease,
-  checkpointDue,
-  commitBatch,
-  emptyCheckpoint,
-  heartbeatDue,
-  MIN_WRITE_GAP_MS,
-  settledPositions,
-  takeLease,
+  checkpointMetadata,
+  checkpointProblems,
+  claimedCheckpoint,
+  commit,
+  horizonFor,
+  leaseDecision,
+  settledRanges,
+  splitOff,
+  stealable,
+  takeOver,
+  type LeaseTerms,
 } from "../../src/core/checkpoint.js";
-import { Checkpoint, type FailedItem, type Owner } from "../../src/core/model.js";
+import { LeaseLost } from "../../src/core/errors.js";
+import { Checkpoint, type FailedItem, type Lease, type Owner } from "../../src/core/model.js";
 
 const T0 = Date.UTC(2026, 10, 22, 2, 0, 0);
 const TTL = 30_000;
+const TERMS: LeaseTerms = { leaseTtlMs: TTL, lookahead: 4, mode: "checkpoint" };
+const describeItem = (pos: number) => ({ i: 100 + pos, key: `k${pos}` });
 
 function owner(over: Partial<Owner> = {}): Owner {
   return { execution: "exec-a", taskIndex: 0, attempt: 0, launch: 0, ...over };
-}
-
-/** A checkpoint that passes the store schema, held by `held` (or nobody). */
-function cp(over: Partial<Checkpoint> = {}): Checkpoint {
-  return Checkpoint.parse({
-    v: 1,
-    runId: "20261122-020000-demo-ab12",
-    shard: "s00000",
-    itemCount: 10,
-    epoch: 3,
-    owner: owner(),
-    heartbeatAt: T0,
-    leaseTtlMs: TTL,
-    state: "open",
-    done: [],
-    failed: [],
-    parts: [],
-    executions: 0,
-    updatedAt: new Date(T0).toISOString(),
-    ...over,
-  });
 }
 
 function failure(pos: number, over: Partial<FailedItem> = {}): FailedItem {
   return { pos, i: 100 + pos, key: `k${pos}`, error: "boom", attempts: 3, reason: "error", ...over };
 }
 
-describe("emptyCheckpoint", () => {
-  it("is open, unowned, epoch 0, and passes the store schema", () => {
-    const c = emptyCheckpoint("r", "s00001", 5, T0);
-    expect(Checkpoint.parse(c)).toEqual(c);
-    expect(c).toMatchObject({ runId: "r", shard: "s00001", itemCount: 5, epoch: 0, owner: null, state: "open", heartbeatAt: T0 });
-    expect(c.updatedAt).toBe(new Date(T0).toISOString());
+function lease(cp: Checkpoint, epoch: number): Lease {
+  const l = cp.leases.find((x) => x.epoch === epoch);
+  if (!l) throw new Error(`no lease ${epoch}`);
+  return l;
+}
+
+const fresh = (n = 10, me = owner()) => claimedCheckpoint("20261122-020000-demo-ab12", "s000000", n, me, T0, TERMS);
+
+describe("claimedCheckpoint", () => {
+  it("is one lease over every position, owned by the claimer, epoch 1, reserving `lookahead` positions", () => {
+    const cp = fresh();
+    expect(Checkpoint.parse(cp)).toEqual(cp);
+    expect(cp.leases).toHaveLength(1);
+    expect(lease(cp, 1)).toMatchObject({ start: 0, end: 10, owner: owner(), horizon: 4, inflight: [], suspects: [] });
+    expect(cp).toMatchObject({ epoch: 1, epochSeq: 1, owner: owner(), state: "open", done: [], failed: [], parts: [] });
   });
 
-  it("is done at once for a shard of no items", () => {
-    expect(emptyCheckpoint("r", "s00001", 0, T0).state).toBe("done");
+  it("is done at once for a shard of no items, with no lease", () => {
+    const cp = fresh(0);
+    expect(cp.state).toBe("done");
+    expect(cp.leases).toEqual([]);
   });
 });
 
-describe("canTakeLease", () => {
-  const fresh = T0 + 1_000; // well within the TTL
+describe("leaseDecision", () => {
+  const l = (over: Partial<Lease> = {}): Lease => ({ ...lease(fresh(), 1), ...over });
 
-  it("takes a shard that has no checkpoint yet", () => {
-    expect(canTakeLease(null, owner(), fresh)).toEqual({ ok: true, reason: "new" });
+  it("takes a released lease", () => {
+    expect(leaseDecision(l({ owner: null }), owner({ taskIndex: 3 }), T0)).toEqual({ ok: true, reason: "released" });
   });
-
-  it("refuses a done shard, whoever held it and however old its heartbeat", () => {
-    expect(canTakeLease(cp({ state: "done", owner: null }), owner(), fresh)).toEqual({ ok: false, reason: "done" });
-    expect(canTakeLease(cp({ state: "done", owner: owner({ launch: 0 }) }), owner({ launch: 5 }), T0 + 10 * TTL)).toEqual({
-      ok: false,
-      reason: "done",
-    });
-  });
-
-  it("takes an open shard whose owner released it", () => {
-    expect(canTakeLease(cp({ owner: null }), owner({ execution: "other", taskIndex: 9 }), fresh)).toEqual({
-      ok: true,
-      reason: "released",
-    });
-  });
-
   it("takes over at once from a predecessor: same execution and task index, lower attempt", () => {
-    const held = cp({ owner: owner({ execution: "exec-a", taskIndex: 2, attempt: 0, launch: 1 }) });
-    expect(canTakeLease(held, owner({ execution: "exec-a", taskIndex: 2, attempt: 1, launch: 1 }), fresh)).toEqual({
-      ok: true,
-      reason: "predecessor",
-    });
-    expect(canTakeLease(held, owner({ execution: "exec-a", taskIndex: 2, attempt: 3, launch: 1 }), fresh).ok).toBe(true);
+    expect(leaseDecision(l(), owner({ attempt: 1 }), T0 + 1)).toEqual({ ok: true, reason: "predecessor" });
   });
-
-  it("does not treat the same attempt as a predecessor", () => {
-    const me = owner({ execution: "exec-a", taskIndex: 2, attempt: 1, launch: 1 });
-    expect(canTakeLease(cp({ owner: { ...me } }), me, fresh)).toEqual({ ok: false, reason: "held" });
+  it("knows its own lease and does not take it again", () => {
+    expect(leaseDecision(l(), owner(), T0 + 1)).toEqual({ ok: false, reason: "mine" });
   });
-
-  it("does not let a lower attempt take a shard from its successor", () => {
-    const held = cp({ owner: owner({ taskIndex: 2, attempt: 2, launch: 1 }) });
-    expect(canTakeLease(held, owner({ taskIndex: 2, attempt: 1, launch: 1 }), fresh)).toEqual({ ok: false, reason: "held" });
+  it("does not let a lower attempt take a lease from its successor", () => {
+    expect(leaseDecision(l({ owner: owner({ attempt: 2 }) }), owner({ attempt: 1 }), T0 + 1)).toEqual({ ok: false, reason: "held" });
   });
-
-  it("does not treat the same task index of another execution as a predecessor", () => {
-    const held = cp({ owner: owner({ execution: "exec-a", taskIndex: 2, attempt: 0, launch: 1 }) });
-    expect(canTakeLease(held, owner({ execution: "exec-b", taskIndex: 2, attempt: 1, launch: 1 }), fresh)).toEqual({
-      ok: false,
-      reason: "held",
-    });
+  it("takes a lease held by a task of an earlier launch, even with a live heartbeat", () => {
+    expect(leaseDecision(l(), owner({ execution: "exec-b", launch: 1 }), T0 + 1)).toEqual({ ok: true, reason: "earlier-launch" });
   });
-
-  it("refuses a shard held by another task of the same launch with a live heartbeat", () => {
-    const held = cp({ owner: owner({ taskIndex: 0, launch: 2 }) });
-    expect(canTakeLease(held, owner({ taskIndex: 1, launch: 2 }), fresh)).toEqual({ ok: false, reason: "held" });
+  it("refuses a lease held by another task of the same launch with a live heartbeat", () => {
+    expect(leaseDecision(l(), owner({ taskIndex: 1 }), T0 + TTL)).toEqual({ ok: false, reason: "held" });
   });
-
-  it("takes a shard held by a task of an earlier launch, even with a live heartbeat", () => {
-    const held = cp({ owner: owner({ execution: "exec-1", launch: 1 }) });
-    expect(canTakeLease(held, owner({ execution: "exec-2", launch: 2 }), fresh)).toEqual({ ok: true, reason: "earlier-launch" });
-  });
-
-  it("refuses a shard held by a later launch with a live heartbeat", () => {
-    const held = cp({ owner: owner({ execution: "exec-3", launch: 3 }) });
-    expect(canTakeLease(held, owner({ execution: "exec-2", launch: 2 }), fresh)).toEqual({ ok: false, reason: "held" });
-  });
-
-  it("takes a lease only once its heartbeat is older than its TTL (edge: exactly TTL is still held)", () => {
-    const held = cp({ owner: owner({ taskIndex: 0, launch: 2 }), heartbeatAt: T0, leaseTtlMs: TTL });
-    const other = owner({ taskIndex: 1, launch: 2 });
-    expect(canTakeLease(held, other, T0 + TTL - 1)).toEqual({ ok: false, reason: "held" });
-    expect(canTakeLease(held, other, T0 + TTL)).toEqual({ ok: false, reason: "held" });
-    expect(canTakeLease(held, other, T0 + TTL + 1)).toEqual({ ok: true, reason: "expired" });
-  });
-
-  it("uses the TTL recorded in the checkpoint", () => {
-    const held = cp({ owner: owner({ taskIndex: 0 }), heartbeatAt: T0, leaseTtlMs: 5_000 });
-    expect(canTakeLease(held, owner({ taskIndex: 1 }), T0 + 5_001).reason).toBe("expired");
+  it("takes a lease only once its heartbeat and every other sign of life are older than its TTL", () => {
+    expect(leaseDecision(l(), owner({ taskIndex: 1 }), T0 + TTL + 1)).toEqual({ ok: true, reason: "expired" });
+    // An output part written recently is a sign of life (a store where parts carry progress).
+    expect(leaseDecision(l(), owner({ taskIndex: 1 }), T0 + TTL + 1, T0 + 10)).toEqual({ ok: false, reason: "held" });
   });
 });
 
-describe("takeLease", () => {
-  it("increments the epoch, sets the owner, heartbeat, TTL and updatedAt", () => {
-    const before = cp({ epoch: 3, owner: null, heartbeatAt: T0, leaseTtlMs: 0 });
-    const me = owner({ execution: "exec-z", taskIndex: 4, attempt: 1, launch: 2 });
-    const after = takeLease(before, me, 45_000, T0 + 7_000);
-    expect(after.epoch).toBe(4);
-    expect(after.owner).toEqual(me);
-    expect(after.heartbeatAt).toBe(T0 + 7_000);
-    expect(after.leaseTtlMs).toBe(45_000);
-    expect(after.updatedAt).toBe(new Date(T0 + 7_000).toISOString());
-    expect(Checkpoint.parse(after)).toEqual(after);
+describe("commit", () => {
+  const me = owner();
+
+  it("adds done positions, failures, the part and the executions, and moves the horizon on", () => {
+    const cp = fresh();
+    const part = { name: "000001-000001.jsonl", count: 2, failed: 1, bytes: 40, crc32c: "00000000", positions: [[0, 2]] as [number, number][] };
+    const next = commit(cp, 1, me, { part, done: [0, 1], failed: [failure(2)], executions: 3, inflight: [3], horizon: 8 }, T0 + 500);
+    expect(Checkpoint.parse(next)).toEqual(next);
+    expect(next.done).toEqual([[0, 2]]);
+    expect(next.failed).toEqual([failure(2)]);
+    expect(next.parts).toEqual([part]);
+    expect(next.executions).toBe(3);
+    expect(lease(next, 1)).toMatchObject({ horizon: 8, inflight: [3], heartbeatAt: T0 + 500 });
+    expect(cp.done).toEqual([]); // the input is untouched
   });
 
-  it("keeps progress and does not mutate its input", () => {
-    const before = cp({ done: [[0, 4]], failed: [failure(5)], parts: [{ name: "000003-000001.jsonl", count: 4 }], executions: 7 });
-    const copy = structuredClone(before);
-    const after = takeLease(before, owner({ attempt: 1 }), TTL, T0 + 1);
-    expect(before).toEqual(copy);
-    expect(after).toMatchObject({ done: [[0, 4]], failed: [failure(5)], parts: copy.parts, executions: 7, state: "open" });
+  it("never moves a horizon back or past the lease's end", () => {
+    const cp = commit(fresh(), 1, me, { done: [], failed: [], executions: 0, inflight: [], horizon: 2 }, T0);
+    expect(lease(cp, 1).horizon).toBe(4);
+    expect(lease(commit(cp, 1, me, { done: [], failed: [], executions: 0, inflight: [], horizon: 99 }, T0), 1).horizon).toBe(10);
+  });
+
+  it("drops a lease whose positions are all settled, and the shard is done when every position is", () => {
+    const next = commit(fresh(3), 1, me, { done: [0, 2], failed: [failure(1)], executions: 3, inflight: [] }, T0);
+    expect(next.state).toBe("done");
+    expect(next.leases).toEqual([]);
+    expect(next.owner).toBeNull();
+    // The mirror keeps the epoch of the last owner.
+    expect(next.epoch).toBe(1);
+  });
+
+  it("release leaves the range to anyone, with nothing in flight", () => {
+    const next = commit(fresh(), 1, me, { done: [0], failed: [], executions: 1, inflight: [1, 2], release: true }, T0);
+    expect(lease(next, 1)).toMatchObject({ owner: null, inflight: [] });
+    expect(next.state).toBe("open");
+  });
+
+  it("throws LeaseLost when the lease was taken over, and refuses positions outside the lease", () => {
+    const taken = takeOver(fresh(), 1, owner({ attempt: 1 }), T0 + 1, { ...TERMS, crashLimit: 2, describe: describeItem }).cp;
+    expect(() => commit(taken, 1, me, { done: [0], failed: [], executions: 1, inflight: [] }, T0)).toThrow(LeaseLost);
+    const split = splitOff(fresh(), owner({ taskIndex: 1 }), T0, { ...TERMS, minSize: 1 })!;
+    expect(() => commit(split.cp, 1, me, { done: [9], failed: [], executions: 1, inflight: [] }, T0)).toThrow(LeaseLost);
+  });
+
+  it("keeps step results only for positions not settled", () => {
+    const cp = commit(fresh(), 1, me, { done: [], failed: [], executions: 0, inflight: [0, 1], steps: { "0": { a: 1 }, "1": { b: 2 } } }, T0);
+    const next = commit(cp, 1, me, { done: [0], failed: [], executions: 0, inflight: [1] }, T0);
+    expect(next.steps).toEqual({ "1": { b: 2 } });
   });
 });
 
-describe("commitBatch", () => {
-  it("adds done positions, failures, the part and the executions", () => {
-    const before = cp({ done: [[0, 2]], executions: 2, parts: [{ name: "p1", count: 2 }] });
-    const after = commitBatch(
-      before,
-      { part: { name: "p2", count: 3 }, done: [4, 2, 3], failed: [failure(6)], executions: 5 },
-      T0 + 5_000,
-    );
-    expect(after.done).toEqual([[0, 5]]);
-    expect(after.failed).toEqual([failure(6)]);
-    expect(after.parts).toEqual([
-      { name: "p1", count: 2 },
-      { name: "p2", count: 3 },
+describe("takeOver", () => {
+  const next = owner({ attempt: 1 });
+  const opts = { ...TERMS, crashLimit: 2, describe: describeItem };
+
+  it("gives the lease a new epoch and owner; a released lease leaves no suspects", () => {
+    const released = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 1, inflight: [], release: true }, T0);
+    const { cp, crashed } = takeOver(released, 1, owner({ taskIndex: 4 }), T0 + 1, opts);
+    expect(crashed).toEqual([]);
+    expect(cp.epochSeq).toBe(2);
+    expect(cp.epoch).toBe(2);
+    expect(cp.leases[0]).toMatchObject({ epoch: 2, owner: owner({ taskIndex: 4 }), suspects: [], start: 0, end: 10 });
+  });
+
+  it("makes what a dead owner had in flight suspect, to be run one at a time", () => {
+    const held = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 3, inflight: [1, 3] }, T0);
+    const { cp } = takeOver(held, 1, next, T0 + 1, opts);
+    expect(lease(cp, 2).suspects).toEqual([1, 3]);
+  });
+
+  it("suspects every unsettled position below the horizon when the dead owner recorded nothing in flight", () => {
+    const { cp } = takeOver(fresh(), 1, next, T0 + 1, opts);
+    expect(lease(cp, 2).suspects).toEqual([0, 1, 2, 3]);
+  });
+
+  it("counts a crash against a suspect that ran alone, and fails it `crashed` at the limit; the rest goes on", () => {
+    let cp = takeOver(fresh(), 1, next, T0 + 1, opts).cp; // suspects 0..3
+    cp = commit(cp, 2, next, { done: [], failed: [], executions: 1, inflight: [0] }, T0 + 2); // 0 runs alone
+    const first = takeOver(cp, 2, owner({ attempt: 2 }), T0 + 3, opts);
+    expect(first.crashed).toEqual([]);
+    expect(first.cp.crashes).toEqual({ "0": 1 });
+    let again = commit(first.cp, 3, owner({ attempt: 2 }), { done: [], failed: [], executions: 1, inflight: [0] }, T0 + 4);
+    const second = takeOver(again, 3, owner({ attempt: 3 }), T0 + 5, opts);
+    expect(second.crashed).toEqual([expect.objectContaining({ pos: 0, i: 100, key: "k0", reason: "crashed", attempts: 2 })]);
+    expect(second.cp.failed.map((f) => f.pos)).toEqual([0]);
+    expect(lease(second.cp, 4).suspects).toEqual([1, 2, 3]);
+    again = second.cp;
+    expect(again.state).toBe("open");
+  });
+
+  it("adopts output parts the dead owner wrote after its last checkpoint", () => {
+    const held = { ...fresh(), leases: [{ ...lease(fresh(), 1), mode: "parts" as const }] };
+    const ref = { name: "000001-000001.jsonl", count: 2, failed: 0, positions: [[0, 2]] as [number, number][] };
+    const { cp } = takeOver(held, 1, next, T0 + 1, { ...opts, adopt: [{ ref, done: [0, 1], failed: [], executions: 2, usage: { tokens: 5, usd: 0 }, seq: 1 }] });
+    expect(cp.parts).toEqual([ref]);
+    expect(cp.done).toEqual([[0, 2]]);
+    expect(cp.executions).toBe(2);
+    expect(cp.usage.tokens).toBe(5);
+    expect(lease(cp, 2).horizon).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("splitOff", () => {
+  const thief = owner({ taskIndex: 1 });
+
+  it("takes the back half of the largest unreserved tail, with the next epoch", () => {
+    const cp = fresh(10); // horizon 4: positions 4..9 unreserved
+    const s = splitOff(cp, thief, T0, { ...TERMS, lookahead: 2, minSize: 1 })!;
+    expect(s.epoch).toBe(2);
+    expect(s.cp.epochSeq).toBe(2);
+    expect(lease(s.cp, 1)).toMatchObject({ start: 0, end: 7 });
+    expect(lease(s.cp, 2)).toMatchObject({ start: 7, end: 10, owner: thief, horizon: 9 });
+    expect(Checkpoint.parse(s.cp)).toEqual(s.cp);
+  });
+
+  it("never takes positions below an owner's horizon", () => {
+    const cp = commit(fresh(10), 1, owner(), { done: [], failed: [], executions: 0, inflight: [], horizon: 9 }, T0);
+    const s = splitOff(cp, thief, T0, { ...TERMS, minSize: 1 })!;
+    expect(lease(s.cp, 2).start).toBe(9);
+    expect(splitOff(commit(cp, 1, owner(), { done: [], failed: [], executions: 0, inflight: [], horizon: 10 }, T0), thief, T0, { ...TERMS, minSize: 1 })).toBeNull();
+  });
+
+  it("takes nothing smaller than minSize", () => {
+    expect(stealable(lease(fresh(10), 1))).toBe(6);
+    expect(splitOff(fresh(10), thief, T0, { ...TERMS, minSize: 7 })).toBeNull();
+  });
+});
+
+describe("horizonFor and settledRanges", () => {
+  it("reserves `lookahead` unsettled positions past the first one", () => {
+    expect(horizonFor([[0, 3]], { start: 0, end: 10, horizon: 0 }, 2)).toBe(5);
+    expect(horizonFor([], { start: 5, end: 7, horizon: 5 }, 10)).toBe(7);
+  });
+  it("settledRanges merges done and failed positions", () => {
+    expect(settledRanges({ done: [[0, 2]], failed: [failure(2), failure(5)] })).toEqual([
+      [0, 3],
+      [5, 6],
     ]);
-    expect(after.executions).toBe(7);
-    expect(after.heartbeatAt).toBe(T0 + 5_000);
-    expect(after.updatedAt).toBe(new Date(T0 + 5_000).toISOString());
-    expect(after.state).toBe("open");
-    expect(after.owner).toEqual(before.owner);
-    expect(after.epoch).toBe(before.epoch);
-    expect(Checkpoint.parse(after)).toEqual(after);
-  });
-
-  it("without a part keeps the parts as they were (a batch of only failures)", () => {
-    const after = commitBatch(cp({ parts: [{ name: "p1", count: 1 }] }), { done: [], failed: [failure(1)], executions: 1 }, T0);
-    expect(after.parts).toEqual([{ name: "p1", count: 1 }]);
-    expect(after.failed).toHaveLength(1);
-  });
-
-  it("an empty batch is a heartbeat: only heartbeatAt and updatedAt move", () => {
-    const before = cp({ done: [[1, 3]], failed: [failure(5)], executions: 4 });
-    const after = commitBatch(before, { done: [], failed: [], executions: 0 }, T0 + 12_000);
-    expect(after).toEqual({ ...before, heartbeatAt: T0 + 12_000, updatedAt: new Date(T0 + 12_000).toISOString() });
-  });
-
-  it("re-committing positions already done does not count them twice", () => {
-    const after = commitBatch(cp({ itemCount: 5, done: [[0, 4]] }), { done: [0, 1, 2, 3], failed: [], executions: 0 }, T0);
-    expect(after.done).toEqual([[0, 4]]);
-    expect(after.state).toBe("open");
-  });
-
-  it("becomes done and releases the owner once every position is done or failed", () => {
-    const before = cp({ itemCount: 5, done: [[0, 2]], failed: [failure(2)] });
-    const after = commitBatch(before, { part: { name: "p", count: 1 }, done: [3], failed: [failure(4)], executions: 2 }, T0 + 1);
-    expect(after.state).toBe("done");
-    expect(after.owner).toBeNull();
-    expect(settledPositions(after)).toEqual(new Set([0, 1, 2, 3, 4]));
-  });
-
-  it("a shard whose items all fail is done too", () => {
-    const after = commitBatch(cp({ itemCount: 2 }), { done: [], failed: [failure(0), failure(1)], executions: 6 }, T0);
-    expect(after.state).toBe("done");
-    expect(after.owner).toBeNull();
-  });
-
-  it("stays open and keeps the owner while positions are left", () => {
-    const before = cp({ itemCount: 5 });
-    const after = commitBatch(before, { done: [0, 1, 2, 3], failed: [], executions: 4 }, T0);
-    expect(after.state).toBe("open");
-    expect(after.owner).toEqual(before.owner);
-  });
-
-  it("release = true clears the owner of a shard that stays open", () => {
-    const after = commitBatch(cp({ itemCount: 5 }), { done: [0], failed: [], executions: 1 }, T0, true);
-    expect(after.state).toBe("open");
-    expect(after.owner).toBeNull();
-    // A released shard can be taken at once by anyone.
-    expect(canTakeLease(after, owner({ execution: "x", taskIndex: 7 }), T0 + 1)).toEqual({ ok: true, reason: "released" });
-  });
-
-  it("does not mutate its input checkpoint or batch", () => {
-    const before = cp({ itemCount: 10, done: [[0, 2]], failed: [failure(9)], parts: [{ name: "p1", count: 2 }], executions: 3 });
-    const batch = { part: { name: "p2", count: 2 }, done: [3, 2], failed: [failure(8)], executions: 2 };
-    const copy = structuredClone(before);
-    const batchCopy = structuredClone(batch);
-    const after = commitBatch(before, batch, T0 + 9);
-    expect(before).toEqual(copy);
-    expect(batch).toEqual(batchCopy);
-    // Nor does it share the done ranges: changing the result leaves the input alone.
-    (after.done[0] as [number, number])[1] = 99;
-    expect(before.done).toEqual([[0, 2]]);
   });
 });
 
-describe("settledPositions", () => {
-  it("is the union of done positions and failed positions", () => {
-    const c = cp({
-      done: [
-        [0, 2],
-        [5, 7],
-      ],
-      failed: [failure(3), failure(9)],
-    });
-    expect([...settledPositions(c)].sort((a, b) => a - b)).toEqual([0, 1, 3, 5, 6, 9]);
+describe("checkpointProblems", () => {
+  it("is empty for a sound checkpoint", () => {
+    const part = { name: "000001-000001.jsonl", count: 2, failed: 0 };
+    expect(checkpointProblems(commit(fresh(3), 1, owner(), { part, done: [0, 1], failed: [], executions: 2, inflight: [] }, T0), 3)).toEqual([]);
   });
-
-  it("is empty for a fresh checkpoint", () => {
-    expect(settledPositions(cp()).size).toBe(0);
-  });
-});
-
-describe("checkpointDue", () => {
-  const cadence = { everyItems: 50, everyMs: 5_000 };
-
-  it("is false with nothing pending, however long since the last write", () => {
-    expect(checkpointDue({ pending: 0, sinceWriteMs: 10 * 60_000 }, cadence)).toBe(false);
-  });
-
-  it("is never true within 1000 ms of the last write, even with many items pending", () => {
-    expect(MIN_WRITE_GAP_MS).toBe(1_000);
-    expect(checkpointDue({ pending: 10_000, sinceWriteMs: 0 }, cadence)).toBe(false);
-    expect(checkpointDue({ pending: 10_000, sinceWriteMs: 999 }, cadence)).toBe(false);
-    expect(checkpointDue({ pending: 10_000, sinceWriteMs: 1_000 }, cadence)).toBe(true);
-    // Even a cadence that asks for more is held to the gap.
-    expect(checkpointDue({ pending: 1, sinceWriteMs: 999 }, { everyItems: 1, everyMs: 1 })).toBe(false);
-  });
-
-  it("is due once everyItems items are pending", () => {
-    expect(checkpointDue({ pending: 49, sinceWriteMs: 2_000 }, cadence)).toBe(false);
-    expect(checkpointDue({ pending: 50, sinceWriteMs: 2_000 }, cadence)).toBe(true);
-  });
-
-  it("is due once everyMs has passed with anything pending", () => {
-    expect(checkpointDue({ pending: 1, sinceWriteMs: 4_999 }, cadence)).toBe(false);
-    expect(checkpointDue({ pending: 1, sinceWriteMs: 5_000 }, cadence)).toBe(true);
+  it("refuses done ranges beyond the shard, counts that do not add up and a done state with positions left", () => {
+    const bad = { ...fresh(5), done: [[0, 500]] as [number, number][], state: "done" as const, leases: [] };
+    const problems = checkpointProblems(bad, 5);
+    expect(problems.join("\n")).toContain("outside the shard's 5 items");
+    expect(problems.join("\n")).toContain("parts hold 0 outputs, but 500 positions are done");
+    expect(checkpointProblems({ ...fresh(5), failed: [failure(1), failure(1)] }, 5).join("\n")).toContain("failed twice");
+    expect(checkpointProblems({ ...fresh(5), state: "done", leases: [] }, 5).join("\n")).toContain("neither done nor failed");
+    expect(checkpointProblems(fresh(5), 6).join("\n")).toContain("itemCount is 5");
   });
 });
 
-describe("heartbeatDue", () => {
-  it("is due at a third of the TTL", () => {
-    expect(heartbeatDue(9_999, 30_000)).toBe(false);
-    expect(heartbeatDue(10_000, 30_000)).toBe(true);
-  });
-
-  it("is never due within 1000 ms of the last write, even for a short TTL", () => {
-    expect(heartbeatDue(999, 1_500)).toBe(false);
-    expect(heartbeatDue(1_000, 1_500)).toBe(true);
+describe("checkpointMetadata", () => {
+  it("carries the counts a listing needs, and which parts of each epoch are named", () => {
+    const part = { name: "000001-000001.jsonl", count: 2, failed: 0 };
+    const cp = commit(fresh(5), 1, owner(), { part, done: [0, 1], failed: [failure(2)], executions: 4, inflight: [3], usage: { tokens: 7, usd: 0.5 } }, T0);
+    expect(checkpointMetadata(cp)).toMatchObject({ st: "open", n: "5", d: "2", f: "1", x: "4", tk: "7", usd: "0.5", own: "1", ps: "1:1" });
+    const partsMode = { ...cp, leases: cp.leases.map((l) => ({ ...l, mode: "parts" as const, namedSeq: 1 })) };
+    expect(checkpointMetadata(partsMode).live).toBe("1:1");
   });
 });

@@ -158,7 +158,8 @@ describe("launchName and keys", () => {
   it("lays out the store as DESIGN.md says", () => {
     const r = "20261122-020000-demo-ab12";
     expect(keys.run(r)).toBe(`runs/${r}/run.json`);
-    expect(keys.shardItems(r, "s00001")).toBe(`runs/${r}/shards/s00001/items.jsonl`);
+    expect(keys.items(r, 100)).toBe(`runs/${r}/items/000100.jsonl`);
+    expect(keys.planRound(r, 1)).toBe(`runs/${r}/plan/0001.jsonl`);
     expect(keys.checkpoint(r, "s00001")).toBe(`runs/${r}/shards/s00001/checkpoint.json`);
     expect(keys.part(r, "s00001", partName(2, 3))).toBe(`runs/${r}/shards/s00001/out/000002-000003.jsonl`);
     expect(keys.part(r, "s00001", "x").startsWith(keys.partsPrefix(r, "s00001"))).toBe(true);

@@ -190,8 +190,8 @@ describe("fireSchedule: one run per (schedule, scheduled time)", () => {
     const diedAt = new Date("2026-11-22T02:00:01.000Z");
     const record: FireRecord = { v: 1, schedule: "nightly", job: "docs", scheduledTime: T1.toISOString(), runId, firedAt: diedAt.toISOString(), heartbeatAt: diedAt.toISOString(), takeovers: 0 };
     await putJson(store, keys.scheduleFire("nightly", fireStamp(T1)), record, { ifGenerationMatch: 0 });
-    // The dead planner got one shard file out: planRun writes shard files create-only.
-    await store.put(keys.shardItems(runId, "s000000"), "stale\n", { ifGenerationMatch: 0 });
+    // The dead planner got one items object out: planRun writes them create-only.
+    await store.put(keys.items(runId, 0), "stale\n", { ifGenerationMatch: 0 });
 
     const early = await fire(T1, { now: () => new Date(diedAt.getTime() + 10_000) });
     expect(early).toMatchObject({ created: false, runId });
@@ -201,7 +201,7 @@ describe("fireSchedule: one run per (schedule, scheduled time)", () => {
     expect(late).toMatchObject({ created: false, runId });
     const run = (await getJson(store, keys.run(runId), RunRecord))!.value;
     expect(run.plan.totalItems).toBe(5);
-    expect(new TextDecoder().decode((await store.get(keys.shardItems(runId, "s000000")))!.bytes)).toContain('"n":0');
+    expect(new TextDecoder().decode((await store.get(keys.items(runId, 0)))!.bytes)).toContain('"n":0');
     expect(launcher.launches).toHaveLength(1);
     expect((await getJson(store, keys.scheduleFire("nightly", fireStamp(T1)), FireRecord))!.value.takeovers).toBe(1);
     expect(await fire(T1)).toMatchObject({ created: false, runId });
