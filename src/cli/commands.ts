@@ -106,6 +106,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     shards: { type: "string" },
     "items-per-shard": { type: "string" },
     "task-timeout": { type: "string" },
+    "item-timeout": { type: "string" },
+    "crash-limit": { type: "string" },
     "max-retries": { type: "string" },
     "max-failed-items": { type: "string" },
     arg: { type: "string", multiple: true },
@@ -117,6 +119,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const tasks = intFlag(values, "tasks", 1, 10_000);
   const parallelism = intFlag(values, "parallelism", 1, 10_000);
   const timeout = intFlag(values, "task-timeout", 1, 7 * 24 * 3600) ?? 3600;
+  const itemTimeout = intFlag(values, "item-timeout", 1, 7 * 24 * 3600);
+  const crashLimit = intFlag(values, "crash-limit", 1, 100);
   const maxRetries = intFlag(values, "max-retries", 0, 10) ?? 3;
   const maxLaunches = intFlag(values, "max-launches", 1, 1000) ?? 5;
   const args = keyValues(values, "arg");
@@ -139,6 +143,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     settings: {
       leaseTtlMs: 30_000,
       taskTimeoutSeconds: timeout,
+      ...(itemTimeout !== undefined ? { itemTimeoutMs: itemTimeout * 1000 } : {}),
+      ...(crashLimit !== undefined ? { crashLimit } : {}),
       maxRetries,
       maxLaunches,
       ...(tolerance ? { maxFailedItems: tolerance } : {}),

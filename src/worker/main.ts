@@ -12,7 +12,9 @@ import { readTaskConfig } from "../config/env.js";
 import { loadJob, modulePath } from "../config/jobs.js";
 import { getJson } from "../store/json.js";
 import { openStore } from "../store/open.js";
+import { abortGraceMs } from "./item.js";
 import { runTask } from "./task.js";
+import { startWatchdog, type Watchdog } from "./watchdog.js";
 
 /** Seconds before the deadline at which a task stops taking items: 10% of it, 0.5 s to 60 s. */
 export function deadlineMargin(timeoutSeconds: number): number {
@@ -31,6 +33,7 @@ export async function workerMain(env: NodeJS.ProcessEnv = process.env): Promise<
   const abortItems = new AbortController();
   const timers: NodeJS.Timeout[] = [];
   let checkpointActive: (() => Promise<void>) | null = null;
+  let watchdog: Watchdog | null = null;
 
   if (config.deadlineSeconds) {
     const deadline = startedAt + config.deadlineSeconds * 1000;
@@ -59,6 +62,9 @@ export async function workerMain(env: NodeJS.ProcessEnv = process.env): Promise<
     const launch = await getJson(store, keys.launch(config.runId, config.launch), LaunchRecord);
     if (!launch) throw new Error(`launch ${config.launch} of run ${config.runId} not found in ${store.url}`);
     const job = await loadJob(modulePath(run.value.job.module));
+    const itemTimeout = run.value.settings.itemTimeoutMs;
+    // A spinning item blocks its own time limit: a thread the loop cannot starve ends the process.
+    if (itemTimeout !== undefined) watchdog = startWatchdog(itemTimeout + abortGraceMs(itemTimeout) + 2000, { run: config.runId, task: String(config.taskIndex) });
     const outcome = await runTask({
       store,
       job,
@@ -77,6 +83,7 @@ export async function workerMain(env: NodeJS.ProcessEnv = process.env): Promise<
     return isShardrunError(e, "INVALID_INPUT") ? ExitCode.usage : ExitCode.internal;
   } finally {
     for (const t of timers) clearTimeout(t);
+    watchdog?.stop();
     process.off("SIGTERM", onTerm);
     process.off("SIGINT", onTerm);
     process.off("SIGTSTP", onTstp);
