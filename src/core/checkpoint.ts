@@ -57,6 +57,7 @@ export function claimedCheckpoint(runId: string, shard: string, itemCount: numbe
     failed: [],
     parts: [],
     crashes: {},
+    soloCrashes: {},
     executions: 0,
     steps: {},
     usage: { tokens: 0, usd: 0 },
@@ -158,11 +159,13 @@ export interface AdoptedPart {
 /**
  * Takes over the lease of `epoch` (the caller checked `leaseDecision`): a new epoch, `me` as owner.
  * Protocol 9, poison isolation: when the previous owner ended abnormally (it still held the lease;
- * a stop releases it), what it had in flight becomes suspect — or, if it recorded nothing in flight,
- * every unsettled position below its horizon (it may have started any of them). Suspects run one
- * at a time, each recorded in flight alone before it starts; a process that dies while a suspect
- * runs alone counts a crash against that suspect, and at `crashLimit` crashes it fails `crashed`,
- * so the rest of the shard goes on.
+ * a stop releases it), what it had in flight gets a strike; a position in flight at two such ends
+ * becomes a suspect, as does every unsettled position below the horizon of an owner that died
+ * with nothing recorded in flight (it may have started any of them). Suspects run one at a time,
+ * each recorded in flight alone before it starts; a process that dies while a suspect runs alone
+ * counts a crash against it, and at `crashLimit` such crashes it fails `crashed`, so the rest of
+ * the shard goes on. A healthy item killed by chance (a SIGKILL, a preemption) must be unlucky
+ * four times over to be failed.
  */
 export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, o: TakeOverOptions): { cp: Checkpoint; crashed: FailedItem[] } {
   if (!leaseOf(cp, epoch)) throw new LeaseLost(`lease ${epoch} on ${cp.shard} is gone`);
@@ -170,14 +173,19 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
   for (const part of o.adopt ?? []) next = adoptPart(next, epoch, part);
   const lease = leaseOf(next, epoch)!;
   const crashes = { ...next.crashes };
+  const soloCrashes = { ...next.soloCrashes };
   const crashed: FailedItem[] = [];
   let suspects: number[] = [];
   let settled = settledRanges(next);
   if (lease.owner) {
-    const alone = lease.inflight.length === 1 && lease.suspects.includes(lease.inflight[0]!) ? lease.inflight[0]! : null;
-    if (alone !== null && !rangeHas(settled, alone)) {
-      const n = (crashes[String(alone)] ?? 0) + 1;
-      crashes[String(alone)] = n;
+    // It held the lease when it ended, so it did not stop on its own (a stop releases the lease):
+    // it was killed, or something in it crashed. Only repetition tells the two apart.
+    const inflight = lease.inflight.filter((p) => !rangeHas(settled, p));
+    for (const p of inflight) crashes[String(p)] = (crashes[String(p)] ?? 0) + 1;
+    const alone = inflight.length === 1 && lease.suspects.includes(inflight[0]!) ? inflight[0]! : null;
+    if (alone !== null) {
+      const n = (soloCrashes[String(alone)] ?? 0) + 1;
+      soloCrashes[String(alone)] = n;
       if (n >= o.crashLimit) {
         crashed.push({
           pos: alone,
@@ -188,8 +196,10 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
         });
       }
     }
-    const window = lease.inflight.length ? lease.inflight : [...unsettledIn(settled, lease.start, Math.min(lease.end, lease.horizon))];
-    const candidates = new Set<number>([...lease.suspects, ...window]);
+    // In flight at two deaths: a suspect. Nothing recorded in flight: it died soon after its last
+    // write, so anything it may have started (below its horizon) is suspect.
+    const window = lease.inflight.length ? [] : [...unsettledIn(settled, lease.start, Math.min(lease.end, lease.horizon))];
+    const candidates = new Set<number>([...lease.suspects, ...inflight.filter((p) => (crashes[String(p)] ?? 0) >= 2), ...window]);
     for (const c of crashed) candidates.delete(c.pos);
     suspects = [...candidates].filter((p) => !rangeHas(settled, p)).sort((a, b) => a - b);
   }
@@ -212,7 +222,7 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
   const leases = next.leases.flatMap((l) => (l.epoch !== epoch ? [l] : left ? [fresh] : []));
   const state = rangeCount(settled) >= next.itemCount ? "done" : "open";
   return {
-    cp: withMirror({ ...rest, failed, epochSeq: next.epochSeq + 1, leases: state === "done" ? [] : leases, state, crashes, updatedAt: iso(now) }),
+    cp: withMirror({ ...rest, failed, epochSeq: next.epochSeq + 1, leases: state === "done" ? [] : leases, state, crashes, soloCrashes, updatedAt: iso(now) }),
     crashed,
   };
 }

@@ -205,8 +205,10 @@ export const Checkpoint = z.object({
   failed: z.array(FailedItem),
   /** The output parts this checkpoint commits. A part not named here is an orphan (or live progress of a "parts" lease). */
   parts: z.array(PartRef),
-  /** Process crashes counted against positions in flight (by position). */
+  /** Abnormal ends of an owner while the position was in flight (by position): two make it a suspect. */
   crashes: z.record(z.string(), z.number().int().min(0)).default({}),
+  /** Abnormal ends while the position ran alone (by position): at the crash limit it fails `crashed`. */
+  soloCrashes: z.record(z.string(), z.number().int().min(0)).default({}),
   /** Item executions started under every epoch, redone ones included. */
   executions: z.number().int().min(0),
   /**

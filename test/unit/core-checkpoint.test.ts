@@ -144,10 +144,15 @@ describe("takeOver", () => {
     expect(cp.leases[0]).toMatchObject({ epoch: 2, owner: owner({ taskIndex: 4 }), suspects: [], start: 0, end: 10 });
   });
 
-  it("makes what a dead owner had in flight suspect, to be run one at a time", () => {
+  it("gives what a dead owner had in flight a strike; in flight at a second death, it is suspect and runs alone", () => {
     const held = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 3, inflight: [1, 3] }, T0);
-    const { cp } = takeOver(held, 1, next, T0 + 1, opts);
-    expect(lease(cp, 2).suspects).toEqual([1, 3]);
+    const once = takeOver(held, 1, next, T0 + 1, opts).cp;
+    expect(once.crashes).toEqual({ "1": 1, "3": 1 });
+    expect(lease(once, 2).suspects).toEqual([]);
+    const again = commit(once, 2, next, { done: [], failed: [], executions: 2, inflight: [1, 2] }, T0 + 2);
+    const twice = takeOver(again, 2, owner({ attempt: 2 }), T0 + 3, opts).cp;
+    expect(twice.crashes).toEqual({ "1": 2, "2": 1, "3": 1 });
+    expect(lease(twice, 3).suspects).toEqual([1]);
   });
 
   it("suspects every unsettled position below the horizon when the dead owner recorded nothing in flight", () => {
@@ -160,7 +165,7 @@ describe("takeOver", () => {
     cp = commit(cp, 2, next, { done: [], failed: [], executions: 1, inflight: [0] }, T0 + 2); // 0 runs alone
     const first = takeOver(cp, 2, owner({ attempt: 2 }), T0 + 3, opts);
     expect(first.crashed).toEqual([]);
-    expect(first.cp.crashes).toEqual({ "0": 1 });
+    expect(first.cp.soloCrashes).toEqual({ "0": 1 });
     let again = commit(first.cp, 3, owner({ attempt: 2 }), { done: [], failed: [], executions: 1, inflight: [0] }, T0 + 4);
     const second = takeOver(again, 3, owner({ attempt: 3 }), T0 + 5, opts);
     expect(second.crashed).toEqual([expect.objectContaining({ pos: 0, i: 100, key: "k0", reason: "crashed", attempts: 2 })]);
