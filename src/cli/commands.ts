@@ -12,12 +12,12 @@ import { jobVersion, loadJob, modulePath, resolveJob } from "../config/jobs.js";
 import { LocalLauncher } from "../launcher/local.js";
 import type { Launcher } from "../launcher/port.js";
 import { driveRun } from "../orchestrator/drive.js";
-import { mergedOutput } from "../orchestrator/output.js";
+import { mergedOutput, repairRun, verifyRun } from "../orchestrator/output.js";
 import { planRun } from "../orchestrator/plan.js";
 import { listRuns, readLaunches, readRun, readRunStatus } from "../orchestrator/read.js";
 import { planFailedItems } from "../orchestrator/rerun.js";
 import { assertNotLive, checkVersion, setRunBudget } from "../orchestrator/control.js";
-import { readFailedItems } from "../orchestrator/drive.js";
+import { readFailedItems, setRunState } from "../orchestrator/drive.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
 import { intFlag, keyValues, oneRunId, parse, type Options, type Parsed } from "./args.js";
@@ -269,8 +269,22 @@ export async function outputCommand(argv: string[], io: Io): Promise<number> {
   return ExitCode.ok;
 }
 
+export async function verifyCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse("verify", argv, COMMON);
+  const runId = oneRunId("verify", positionals);
+  const problems = await verifyRun(await store(values, io), runId);
+  if (values.json) io.stdout.write(JSON.stringify({ runId, ok: problems.length === 0, problems }, null, 2) + "\n");
+  else if (!problems.length) io.stdout.write(`run ${runId}: every object is as its checkpoints recorded\n`);
+  else {
+    io.stdout.write(`run ${runId}: ${problems.length} problem${problems.length === 1 ? "" : "s"}\n`);
+    for (const p of problems) io.stdout.write(`  ${p.object}\n    ${p.problem}${p.repairable ? "" : " (not repairable item by item)"}\n`);
+    if (problems.some((p) => p.repairable)) io.stdout.write(`repair: shardrun rerun ${runId} --repair\n`);
+  }
+  return problems.length ? ExitCode.internal : ExitCode.ok;
+}
+
 export async function rerunCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse("rerun", argv, { ...COMMON, ...LAUNCH, "failed-items": { type: "boolean" }, upgrade: { type: "boolean" } });
+  const { values, positionals } = parse("rerun", argv, { ...COMMON, ...LAUNCH, "failed-items": { type: "boolean" }, upgrade: { type: "boolean" }, repair: { type: "boolean" } });
   const runId = oneRunId("rerun", positionals);
   const s = await store(values, io);
   const launcher = await launcherFor(values, s, io, "rerun");
@@ -285,6 +299,14 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
   const tasks = intFlag(values, "tasks", 1, 10_000);
   const parallelism = intFlag(values, "parallelism", 1, 10_000);
   const maxLaunches = intFlag(values, "max-launches", 1, 1000) ?? 5;
+  if (values.repair) {
+    const repaired = await repairRun(s, runId);
+    if (!values.json) io.stderr.write(`rerun ${runId}: repaired ${repaired.shards.length} shard${repaired.shards.length === 1 ? "" : "s"}; ${repaired.items} item${repaired.items === 1 ? "" : "s"} will run again\n`);
+    if (repaired.shards.length) {
+      const cur = await readRun(s, runId);
+      if (cur.value.state !== "running") await setRunState(s, cur, "running");
+    }
+  }
   let shards: string[] | undefined;
   if (values["failed-items"]) {
     shards = await planFailedItems(s, runId, await readFailedItems(s, run.value));

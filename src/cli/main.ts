@@ -4,7 +4,7 @@
  */
 import { ExitCode, errorMessage, isShardrunError } from "../core/errors.js";
 import { HELP, MAIN_HELP } from "./help.js";
-import { outputCommand, rerunCommand, runCommand, runsCommand, statusCommand, type Io } from "./commands.js";
+import { outputCommand, rerunCommand, runCommand, runsCommand, statusCommand, verifyCommand, type Io } from "./commands.js";
 
 const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   run: runCommand,
@@ -12,6 +12,7 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   runs: runsCommand,
   output: outputCommand,
   rerun: rerunCommand,
+  verify: verifyCommand,
   deploy: async (argv, io) => (await import("./deploy.js")).deployCommand(argv, io),
   serve: async (argv, io) => (await import("./serve.js")).serveCommand(argv, io),
   schedules: async (argv, io) => (await import("./schedules.js")).schedulesCommand(argv, io),
@@ -44,6 +45,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (isShardrunError(e, "USAGE") || isShardrunError(e, "INVALID_INPUT")) {
       io.stderr.write(`shardrun: ${errorMessage(e)}\n`);
       return ExitCode.usage;
+    }
+    if (isShardrunError(e, "DAMAGED")) {
+      io.stderr.write(`shardrun: ${errorMessage(e)}\n`);
+      return ExitCode.internal;
     }
     io.stderr.write(`shardrun: internal error: ${errorMessage(e)}\n`);
     if (process.env.SHARDRUN_DEBUG && e instanceof Error && e.stack) io.stderr.write(e.stack + "\n");

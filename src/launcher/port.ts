@@ -53,7 +53,7 @@ export interface ExecutionStatus {
 }
 
 export interface Launcher {
-  readonly kind: "local" | "cloud-run";
+  readonly kind: "local" | "cloud-run" | "sim";
   /** Starts one execution; returns its name. */
   launch(request: LaunchRequest, signal?: AbortSignal): Promise<string>;
   /** Null when the execution is unknown. */

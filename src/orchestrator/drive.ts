@@ -6,6 +6,7 @@
  * reacts to the launcher's changes rather than polling at a fixed rate.
  */
 import { addUsage, describeBudget, exhausted, ZERO_USAGE, type Usage } from "../core/budget.js";
+import { checkpointProblems } from "../core/checkpoint.js";
 import { PreconditionFailed, isShardrunError } from "../core/errors.js";
 import { shardId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
@@ -13,7 +14,7 @@ import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import type { LaunchRecord, RunRecord } from "../core/model.js";
 import { failedItems, finishedState, toleranceExceeded, type RunStatus, type ShardSummary } from "../core/status.js";
-import { sleep } from "../core/time.js";
+import { realClock, type Clock } from "../core/time.js";
 import type { ExecutionStatus, Launcher } from "../launcher/port.js";
 import { isTerminal } from "../launcher/port.js";
 import { putJson, type Versioned } from "../store/json.js";
@@ -43,23 +44,26 @@ export interface DriveOptions {
   onProgress?: (status: RunStatus, execution: ExecutionStatus | null) => void;
   /** Do not mark a new drive (watch re-attaches to the drive under way). @default false */
   attach?: boolean;
+  /** The clock polls and grace periods run on (the scale simulation runs one faster than real time). */
+  clock?: Clock;
 }
 
 export async function driveRun(o: DriveOptions): Promise<RunStatus> {
   const basePoll = o.pollMs ?? 250;
+  const clock = o.clock ?? realClock;
   if (!o.attach) await startDriving(o.store, o.runId);
   for (;;) {
-    const t0 = Date.now();
+    const t0 = clock.now();
     const step = await advanceRun(o);
     if (step.kind === "finished") return step.status;
     if (o.signal?.aborted) return readRunStatus(o.store, o.runId, o.launcher);
     if (step.kind === "live") {
       o.onProgress?.(step.status, step.execution);
       // A look costs about a listing per 1,000 shards: look less often at big runs.
-      const poll = Math.max(basePoll, (Date.now() - t0) * 4);
+      const poll = Math.max(basePoll, (clock.now() - t0) * 4);
       const ex = step.execution?.name;
       if (ex && o.launcher.waitForChange) await o.launcher.waitForChange(ex, poll, o.signal).catch(() => undefined);
-      else await sleep(poll, o.signal).catch(() => undefined);
+      else await clock.sleep(poll, o.signal).catch(() => undefined);
     }
   }
 }
@@ -86,7 +90,7 @@ export type AdvanceResult =
   | { kind: "launched"; launch: number }
   | { kind: "finished"; status: RunStatus };
 
-export type AdvanceOptions = Omit<DriveOptions, "pollMs" | "signal" | "onProgress"> & {
+export type AdvanceOptions = Omit<DriveOptions, "pollMs" | "signal" | "onProgress" | "attach"> & {
   /**
    * How long a launch record without an execution counts as being started by another driver.
    * @default 60000
@@ -132,9 +136,12 @@ export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
     itemsLeft += s ? Math.max(0, s.items - s.done - s.failed) : itemsPerShardGuess(run.value);
   }
   if (open.length === 0) return { kind: "finished", status: await finishRun(store, run, launcher, "complete") };
+  // Tasks leave a shard whose checkpoint does not add up alone; launching again would not help.
+  const damaged = await damagedCheckpoint(store, run.value, open.filter((n) => byN.has(n)));
+  if (damaged) return { kind: "finished", status: await finishRun(store, run, launcher, "gave-up", damaged) };
   const spent = totalUsage(listing.summaries);
   // A budget stop is final until someone raises the budget (rerun --budget-…).
-  const budgetStop = budgetStopReason(run.value, listing.summaries, spent);
+  const budgetStop = budgetStopReason(run.value, listing.summaries, spent, (o.clock ?? realClock).now());
   if (budgetStop) return { kind: "finished", status: await finishRun(store, run, launcher, "budget", budgetStop) };
   const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
   const started = n - (run.value.launchBase ?? 0);
@@ -178,13 +185,26 @@ export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
   return { kind: "launched", launch: n };
 }
 
+/** Why the first damaged checkpoint of these shards is damaged, or null. */
+async function damagedCheckpoint(store: ObjectStore, run: RunRecord, shards: number[]): Promise<string | null> {
+  const cps = await readCheckpoints(store, run.runId, shards.map((n) => shardId(n)));
+  for (const [id, cp] of cps) {
+    if (!cp) continue;
+    const problems = checkpointProblems(cp, cp.itemCount);
+    if (problems.length) {
+      return `${keys.checkpoint(run.runId, id)} is damaged (${problems[0]}): see \`shardrun verify ${run.runId}\`, then \`shardrun rerun ${run.runId} --repair\``;
+    }
+  }
+  return null;
+}
+
 function itemsPerShardGuess(run: RunRecord): number {
   return Math.ceil(run.plan.totalItems / Math.max(1, run.plan.shardCount));
 }
 
 /** Why open shards stopped for a budget, or null. Also catches a run budget already spent. */
-function budgetStopReason(run: RunRecord, shards: readonly ShardSummary[], spent: Usage): string | null {
-  const kind = exhausted(run.settings.budgets.run, spent, Date.now() - Date.parse(run.createdAt));
+function budgetStopReason(run: RunRecord, shards: readonly ShardSummary[], spent: Usage, now: number): string | null {
+  const kind = exhausted(run.settings.budgets.run, spent, now - Date.parse(run.createdAt));
   if (kind) return `${describeBudget(kind, run.settings.budgets.run!, "run")} (spent ${spent.tokens} tokens, $${spent.usd})`;
   const shardBudget = run.settings.budgets.shard;
   for (const s of shards) {
@@ -228,7 +248,7 @@ async function checkLaunch(
       }
     }
   }
-  if (!launch.value.execution && Date.now() - Date.parse(launch.value.createdAt) < (o.startingGraceMs ?? STARTING_GRACE_MS)) {
+  if (!launch.value.execution && (o.clock ?? realClock).now() - Date.parse(launch.value.createdAt) < (o.startingGraceMs ?? STARTING_GRACE_MS)) {
     // Its record is written before the launcher is called (protocol 6): another driver may be
     // starting it right now, and the execution may not be listed yet. Calling it failed would
     // start a second execution of the same shards.

@@ -122,7 +122,9 @@ export async function verifyRun(store: ObjectStore, runId: string): Promise<Prob
 
 /**
  * Takes damaged or missing parts out of their checkpoints, so that exactly their items are not
- * done any more: the next launch runs them again, once. Returns how many items that is.
+ * done any more, and rebuilds a checkpoint that does not add up from the parts it names (only what
+ * a whole part holds counts as done): the next launch runs the rest again, once. Returns the
+ * shards repaired and how many items will run again.
  */
 export async function repairRun(store: ObjectStore, runId: string): Promise<{ shards: string[]; items: number }> {
   const run = (await readRun(store, runId)).value;
@@ -143,12 +145,13 @@ export async function repairRun(store: ObjectStore, runId: string): Promise<{ sh
           bad.push(part);
         }
       }
-      if (!bad.length) break;
-      const next = withoutParts(cur.value, bad);
+      const damaged = checkpointProblems(cur.value, cur.value.itemCount).length > 0;
+      if (!bad.length && !damaged) break;
+      const next = damaged ? rebuilt(cur.value, bad) : withoutParts(cur.value, bad);
       try {
         await putJson(store, keys.checkpoint(runId, s.id), next, { ifGenerationMatch: cur.generation });
         repaired.push(s.id);
-        items += bad.reduce((n, p) => n + p.count, 0);
+        items += damaged ? cur.value.itemCount - rangeCount(next.done) - next.failed.length : bad.reduce((n, p) => n + p.count, 0);
         break;
       } catch (e) {
         if (tries >= 4) throw e;
@@ -156,6 +159,21 @@ export async function repairRun(store: ObjectStore, runId: string): Promise<{ sh
     }
   }
   return { shards: repaired, items };
+}
+
+/** A checkpoint rebuilt from the whole parts it names: their positions are done, the rest is open. */
+function rebuilt(cp: Checkpoint, bad: readonly PartRef[]): Checkpoint {
+  const badNames = new Set(bad.map((p) => p.name));
+  const parts = cp.parts.filter((p) => !badNames.has(p.name) && p.positions && rangeCount(p.positions) === p.count && p.positions.every(([a, b]) => b <= cp.itemCount));
+  let done: Range[] = [];
+  for (const p of parts) done = rangeAdd(done, rangeIndices(p.positions!));
+  const failed = cp.failed.filter((f) => f.pos < cp.itemCount && !done.some(([a, b]) => f.pos >= a && f.pos < b)).filter((f, k, all) => all.findIndex((g) => g.pos === f.pos) === k);
+  const base: Checkpoint = { ...cp, parts, done: done.map(([a, b]) => [a, b] as [number, number]), failed, leases: [], state: "open" };
+  const settled = new Set<number>([...rangeIndices(base.done), ...failed.map((f) => f.pos)]);
+  const open = Array.from({ length: cp.itemCount }, (_, p) => p).filter((p) => !settled.has(p));
+  let epochSeq = cp.epochSeq;
+  const leases: Checkpoint["leases"] = rangeAdd([], open).map(([a, b]) => ({ start: a, end: b, owner: null, epoch: ++epochSeq, heartbeatAt: 0, leaseTtlMs: 0, horizon: a, inflight: [], suspects: [], mode: "checkpoint" as const, namedSeq: 0 }));
+  return { ...base, leases, epochSeq, owner: null, state: open.length ? "open" : "done", updatedAt: new Date().toISOString() };
 }
 
 function withoutParts(cp: Checkpoint, bad: readonly PartRef[]): Checkpoint {

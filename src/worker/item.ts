@@ -2,11 +2,15 @@
  * One item in one slot: its attempts with backoff, its context (signal, log, steps, limits, usage),
  * its own budget and time limit. It settles the position in its range (done, failed) or gives it
  * back (the task is stopping, the lease was lost) — never anything else.
+ *
+ * This is the hot path of a run of fast items: nothing is allocated per item that the item does
+ * not use (the step recorder, the item's logger and its composite signal come into being when
+ * asked for).
  */
 import { nextRetryDelay } from "../core/backoff.js";
 import { addUsage, describeBudget, exceeded, exhausted, ZERO_USAGE, type Budgets, type Usage } from "../core/budget.js";
 import { BudgetExceeded, NonRetriableError, RetryAfterError, isShardrunError } from "../core/errors.js";
-import type { Job, JobContext } from "../core/job.js";
+import type { Job, JobContext, JobLogger, StepOptions } from "../core/job.js";
 import type { Logger } from "../core/log.js";
 import type { FailedItem, ItemLine } from "../core/model.js";
 import type { Clock } from "../core/time.js";
@@ -23,13 +27,14 @@ export interface ItemContextOptions {
   job: Job;
   runId: string;
   args: Readonly<Record<string, unknown>>;
+  /** The range's logger (tagged with its shard). */
   logger: Logger;
   clock: Clock;
   random: () => number;
   /** Set when the task stops taking items (deadline, SIGTERM). */
   stopping: AbortSignal;
-  /** Aborts items in flight (the grace after `stopping` ran out). */
-  abortItems: AbortSignal;
+  /** Aborted when the items of this range must stop: the task's grace ran out, or the lease was lost. */
+  itemSignal: AbortSignal;
   itemTimeoutMs?: number;
   limiters?: ReadonlyMap<string, Limiter>;
   budget?: RunBudget;
@@ -55,103 +60,164 @@ class ItemTimeout extends Error {
   }
 }
 
+/** What one item's attempts share: spend, steps, the last log line. */
+class ItemState {
+  usage: Usage = ZERO_USAGE;
+  lastLog: string | undefined;
+  #steps: ItemSteps | undefined;
+  #logger: JobLogger | undefined;
+
+  constructor(
+    readonly o: ItemContextOptions,
+    readonly range: RangeRunner,
+    readonly pos: number,
+    readonly line: ItemLine,
+  ) {}
+
+  steps(): ItemSteps {
+    return (this.#steps ??= new ItemSteps({
+      store: this.o.store,
+      runId: this.o.runId,
+      itemIndex: this.line.i,
+      itemKey: this.line.key,
+      mode: this.o.job.steps,
+      recorded: this.range.stepsFor(this.pos),
+      onRecord: () => this.range.stepRecorded(),
+      spent: () => this.usage,
+      onReplayedSpend: (u) => {
+        // Paid by an attempt that died before its checkpoint: count it now, once.
+        this.range.spent(u);
+        this.o.budget?.record(u);
+        this.range.stepRecorded();
+      },
+    }));
+  }
+
+  newAttempt(): void {
+    this.#steps?.newAttempt();
+  }
+
+  logger(): JobLogger {
+    if (!this.#logger) {
+      const log = this.o.logger.child({ item: this.line.key });
+      this.#logger = {
+        info: (m, f) => ((this.lastLog = m), log.info(m, f)),
+        warn: (m, f) => ((this.lastLog = m), log.warn(m, f)),
+        error: (m, f) => ((this.lastLog = m), log.error(m, f)),
+      };
+    }
+    return this.#logger;
+  }
+}
+
+/** The `ctx` of one attempt; methods live on the prototype, so a fast item costs one small object. */
+class AttemptContext implements JobContext {
+  constructor(
+    readonly s: ItemState,
+    readonly signal: AbortSignal,
+    readonly attempt: number,
+  ) {}
+  get log(): JobLogger {
+    return this.s.logger();
+  }
+  get itemKey(): string {
+    return this.s.line.key;
+  }
+  get itemIndex(): number {
+    return this.s.line.i;
+  }
+  get runId(): string {
+    return this.s.o.runId;
+  }
+  get shard(): string {
+    return this.s.range.shard;
+  }
+  get epoch(): number {
+    return this.s.range.epoch;
+  }
+  get args(): Readonly<Record<string, unknown>> {
+    return this.s.o.args;
+  }
+  step<T>(name: string, fn: () => Promise<T> | T, options?: StepOptions<T>): Promise<T> {
+    return this.s.steps().step(name, fn, options);
+  }
+  idempotencyKey(name: string): string {
+    return idempotencyKey(this.s.o.runId, this.s.line.key, name);
+  }
+  limit<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
+    const limiter = this.s.o.limiters?.get(name);
+    if (!limiter) throw new NonRetriableError(`ctx.limit("${name}"): the job defines no limit named "${name}" (add it to \`limits\`)`);
+    return limiter.run(fn, this.signal);
+  }
+  usage(spend: { tokens?: number; usd?: number }): void {
+    const tokens = spend?.tokens ?? 0;
+    const usd = spend?.usd ?? 0;
+    if (!(Number.isFinite(tokens) && tokens >= 0 && Number.isFinite(usd) && usd >= 0)) {
+      throw new NonRetriableError("ctx.usage: expected `tokens` and `usd` to be numbers from 0 up");
+    }
+    const u = { tokens, usd };
+    const s = this.s;
+    s.usage = addUsage(s.usage, u);
+    s.range.spent(u);
+    s.o.budget?.record(u);
+    const itemBudget = s.o.budgets?.item;
+    const kind = exceeded(itemBudget, s.usage);
+    if (kind) throw new BudgetExceeded(`${describeBudget(kind, itemBudget!, "item")} (spent ${s.usage.tokens} tokens, $${s.usage.usd})`);
+  }
+}
+
+type Outcome = { ok: true; output: unknown } | { ok: false; error: unknown } | { ok: false; abandoned: true };
+
 /** Runs the item at `pos` of `range` to a settled state (or gives it back). Never throws. */
 export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: number, line: ItemLine): Promise<void> {
-  const { job, logger, runId, clock } = o;
+  const { job, clock } = o;
+  const state = new ItemState(o, range, pos, line);
   const fail = (f: Omit<FailedItem, "pos" | "i" | "key">) => {
-    logger.warn("item failed", { shard: range.shard, item: line.key, attempts: f.attempts, reason: f.reason, error: f.error });
-    range.failed({ pos, i: line.i, key: line.key, ...f });
+    o.logger.warn("item failed", { item: line.key, attempts: f.attempts, reason: f.reason, error: f.error });
+    range.failed({ pos, i: line.i, key: line.key, ...f, ...(state.lastLog && !f.lastLog ? { lastLog: state.lastLog } : {}) });
   };
   const parsed = job.item.safeParse(line.item);
   if (!parsed.success) {
     fail({ error: `item does not match the job's item schema: ${formatZodError(parsed.error)}`, attempts: 0, reason: "schema" });
     return;
   }
-  const itemSignal = AbortSignal.any([o.abortItems, range.leaseSignal]);
-  let itemUsage: Usage = ZERO_USAGE;
-  let lastLog: string | undefined;
-  const steps = new ItemSteps({
-    store: o.store,
-    runId,
-    itemIndex: line.i,
-    itemKey: line.key,
-    mode: job.steps,
-    recorded: range.stepsFor(pos),
-    onRecord: () => range.stepRecorded(),
-    spent: () => itemUsage,
-    onReplayedSpend: (u) => {
-      // Paid by an attempt that died before its checkpoint: count it now, once.
-      range.spent(u);
-      o.budget?.record(u);
-      range.stepRecorded();
-    },
-  });
+  const itemSignal = o.itemSignal;
   const itemBudget = o.budgets?.item;
-  const log = logger.child({ item: line.key });
-  const jobLog = {
-    info: (m: string, f?: Record<string, unknown>) => ((lastLog = m), log.info(m, f)),
-    warn: (m: string, f?: Record<string, unknown>) => ((lastLog = m), log.warn(m, f)),
-    error: (m: string, f?: Record<string, unknown>) => ((lastLog = m), log.error(m, f)),
-  };
   const policy = job.retry;
   for (let attempt = 1; ; attempt++) {
-    steps.newAttempt();
+    state.newAttempt();
     if (attempt > 1 && o.stopping.aborted) return range.abandoned(pos); // a retry waits for the next attempt of the task
     // An item's wall-time budget and time limit cover one attempt; its spend covers all of them.
     const limitMs = minDefined(itemBudget?.ms, o.itemTimeoutMs);
-    const overTime = new AbortController();
-    const timer = limitMs !== undefined ? setTimeout(() => overTime.abort(itemBudget?.ms === limitMs ? new BudgetExceeded(`item budget of ${limitMs} ms exhausted`) : new ItemTimeout(limitMs)), limitMs) : undefined;
-    const attemptSignal = timer ? AbortSignal.any([itemSignal, overTime.signal]) : itemSignal;
+    let overTime: AbortController | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    if (limitMs !== undefined) {
+      const ctl = (overTime = new AbortController());
+      timer = setTimeout(() => ctl.abort(itemBudget?.ms === limitMs ? new BudgetExceeded(`item budget of ${limitMs} ms exhausted`) : new ItemTimeout(limitMs)), limitMs);
+    }
+    const attemptSignal = overTime ? AbortSignal.any([itemSignal, overTime.signal]) : itemSignal;
     range.executionStarted();
     o.onExecution?.(line.key);
-    const ctx: JobContext = {
-      signal: attemptSignal,
-      log: jobLog,
-      attempt,
-      itemKey: line.key,
-      itemIndex: line.i,
-      runId,
-      shard: range.shard,
-      epoch: range.epoch,
-      args: o.args,
-      step: (name, fn, options) => steps.step(name, fn, options),
-      idempotencyKey: (name) => idempotencyKey(runId, line.key, name),
-      limit: (name, fn) => {
-        const limiter = o.limiters?.get(name);
-        if (!limiter) throw new NonRetriableError(`ctx.limit("${name}"): the job defines no limit named "${name}" (add it to \`limits\`)`);
-        return limiter.run(fn, attemptSignal);
-      },
-      usage: (spend) => {
-        const tokens = spend?.tokens ?? 0;
-        const usd = spend?.usd ?? 0;
-        if (!(Number.isFinite(tokens) && tokens >= 0 && Number.isFinite(usd) && usd >= 0)) {
-          throw new NonRetriableError("ctx.usage: expected `tokens` and `usd` to be numbers from 0 up");
-        }
-        const u = { tokens, usd };
-        itemUsage = addUsage(itemUsage, u);
-        range.spent(u);
-        o.budget?.record(u);
-        const kind = exceeded(itemBudget, itemUsage);
-        if (kind) throw new BudgetExceeded(`${describeBudget(kind, itemBudget!, "item")} (spent ${itemUsage.tokens} tokens, $${itemUsage.usd})`);
-      },
-    };
+    const ctx = new AttemptContext(state, attemptSignal, attempt);
     const started = clock.now();
-    let result: { ok: true; output: unknown } | { ok: false; error: unknown } | { ok: false; abandoned: true };
-    const work = Promise.resolve()
-      .then(() => job.run(parsed.data, ctx))
-      .then(
-        (output) => ({ ok: true as const, output }),
-        (error: unknown) => ({ ok: false as const, error }),
-      );
-    if (timer) {
+    let result: Outcome;
+    let work: Promise<Outcome>;
+    try {
+      const r = job.run(parsed.data, ctx);
+      work = r instanceof Promise || (r !== null && typeof (r as { then?: unknown })?.then === "function") ? Promise.resolve(r).then(ok, err) : Promise.resolve({ ok: true, output: r });
+    } catch (e) {
+      work = Promise.resolve({ ok: false, error: e });
+    }
+    if (overTime) {
       // An item that ignores its abort keeps its slot for a grace period, then is let go.
-      const grace = new Promise<{ ok: false; abandoned: true }>((resolve) => {
+      const signal = overTime.signal;
+      const grace = new Promise<Outcome>((resolve) => {
         const onAbort = () => {
           const g = setTimeout(() => resolve({ ok: false, abandoned: true }), abortGraceMs(limitMs!));
           void work.finally(() => clearTimeout(g));
         };
-        if (overTime.signal.aborted) onAbort();
-        else overTime.signal.addEventListener("abort", onAbort, { once: true });
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
       });
       result = await Promise.race([work, grace]);
       clearTimeout(timer);
@@ -161,26 +227,27 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
     if (result.ok) {
       const out = outputLine(line.i, line.key, result.output);
       if ("problem" in out) {
-        fail({ error: `output is not JSON: ${out.problem}`, attempts: attempt, reason: "non_retriable", ...(lastLog ? { lastLog } : {}) });
-        o.budget?.settle(itemUsage, true);
+        fail({ error: `output is not JSON: ${out.problem}`, attempts: attempt, reason: "non_retriable" });
+        o.budget?.settle(state.usage, true);
         return;
       }
       range.done(pos, out.line);
-      o.budget?.settle(itemUsage, true);
+      o.budget?.settle(state.usage, true);
       return;
     }
     if ("abandoned" in result) {
-      fail({ error: `item ran past its time limit of ${limitMs} ms and ignored the abort; its slot was given up`, attempts: attempt, reason: "timeout", ...(lastLog ? { lastLog } : {}) });
-      o.budget?.settle(itemUsage, false);
+      fail({ error: `item ran past its time limit of ${limitMs} ms and ignored the abort; its slot was given up`, attempts: attempt, reason: "timeout" });
+      o.budget?.settle(state.usage, false);
       return;
     }
     const e = result.error;
-    const over = overTime.signal.aborted ? (overTime.signal.reason as unknown) : null;
+    const over = overTime?.signal.aborted ? (overTime.signal.reason as unknown) : null;
     const budgetError = isBudgetError(e) ? e : isBudgetError(over) ? over : null;
-    const details = { ...(thrownStack(e) ? { stack: thrownStack(e)! } : {}), ...(lastLog ? { lastLog } : {}) };
+    const stack = thrownStack(e);
+    const details = stack ? { stack } : {};
     if (budgetError && !range.leaseSignal.aborted) {
       fail({ error: thrownMessage(budgetError), attempts: attempt, reason: "budget", ...details });
-      o.budget?.settle(itemUsage, false);
+      o.budget?.settle(state.usage, false);
       return;
     }
     // Interrupted by the deadline, SIGTERM or a lost lease: not the item's fault, not recorded.
@@ -189,16 +256,16 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
     const message = timedOut ? (over as ItemTimeout).message : thrownMessage(e);
     if (isShardrunError(e, "NON_RETRIABLE") || e instanceof NonRetriableError) {
       fail({ error: message, attempts: attempt, reason: "non_retriable", ...details });
-      o.budget?.settle(itemUsage, false);
+      o.budget?.settle(state.usage, false);
       return;
     }
     if (attempt >= policy.attempts) {
       fail({ error: message, attempts: attempt, reason: timedOut ? "timeout" : "error", ...details });
-      o.budget?.settle(itemUsage, false);
+      o.budget?.settle(state.usage, false);
       return;
     }
     const delay = isShardrunError(e, "RETRY_AFTER") ? (e as RetryAfterError).retryAfterMs : nextRetryDelay(policy, attempt, o.random);
-    log.warn("item failed, retrying", { attempt, delayMs: delay, error: message });
+    state.logger().warn("item failed, retrying", { attempt, delayMs: delay, error: message });
     try {
       await clock.sleep(delay, itemSignal);
     } catch {
@@ -207,12 +274,15 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
   }
 }
 
+const ok = (output: unknown): Outcome => ({ ok: true, output });
+const err = (error: unknown): Outcome => ({ ok: false, error });
+
 /** True (and the range stops taking items) once the shard's budget is spent. */
-export function shardBudgetSpent(range: RangeRunner, budgets: Budgets | undefined, extraUsage: Usage, extraMs: number): string | null {
+export function shardBudgetSpent(range: RangeRunner, budgets: Budgets | undefined): string | null {
   const b = budgets?.shard;
   if (!b) return null;
   const cp = range.checkpoint;
-  const kind = exhausted(b, addUsage(cp.usage, extraUsage), cp.elapsedMs + extraMs);
+  const kind = exhausted(b, cp.usage, cp.elapsedMs);
   return kind ? describeBudget(kind, b, "shard") : null;
 }
 

@@ -123,6 +123,7 @@ export class RangeRunner {
     this.#horizon = lease.horizon;
     this.#suspects = [...lease.suspects];
     this.#steps = structuredClone(o.cp.steps);
+    this.#stepsUsed = Object.keys(this.#steps).length > 0;
     this.#state = new Uint8Array(o.items.count);
     for (const [a, b] of settledRanges(o.cp)) this.#state.fill(SETTLED, a, Math.min(b, o.items.count));
     this.#cursor = this.#start;
@@ -138,6 +139,17 @@ export class RangeRunner {
   /** Aborted when the lease is lost: items in flight here stop. */
   get leaseSignal(): AbortSignal {
     return this.#lease.signal;
+  }
+
+  #itemSignal: AbortSignal | undefined;
+  /** What the items of this range listen to: the task's abort of items in flight, or the lease lost. */
+  itemSignal(abortItems: AbortSignal): AbortSignal {
+    return (this.#itemSignal ??= AbortSignal.any([abortItems, this.#lease.signal]));
+  }
+
+  /** The range's logger (tagged with its shard). */
+  get logger(): Logger {
+    return this.#o.logger;
   }
 
   get epoch(): number {
@@ -189,8 +201,11 @@ export class RangeRunner {
 
   /** Step results recorded for `pos` (the recorder adds to the object in place). */
   stepsFor(pos: number): Record<string, unknown> {
+    this.#stepsUsed = true;
     return (this.#steps[String(pos)] ??= {});
   }
+
+  #stepsUsed = false;
 
   stepRecorded(): void {
     this.#stepsDirty = true;
@@ -203,7 +218,7 @@ export class RangeRunner {
     const limit = Math.min(this.#horizon, this.#end);
     const p = this.#nextCandidate(limit);
     // Reserve more before the owner runs out, so that it never waits for its own horizon.
-    if (this.#horizon < this.#end && !this.#extending && this.#reservedLeft(p) <= Math.ceil(this.#o.lookahead() / 2)) this.#extend();
+    if (this.#horizon < this.#end && !this.#extending && this.#horizon - p <= Math.ceil(this.#o.lookahead() / 2)) this.#extend();
     if (p >= limit) return null;
     this.#state[p] = IN_FLIGHT;
     this.#inflightSet.add(p);
@@ -238,12 +253,6 @@ export class RangeRunner {
     while (p < limit && this.#state[p] !== UNSETTLED) p++;
     this.#cursor = p;
     return p;
-  }
-
-  #reservedLeft(from: number): number {
-    let n = 0;
-    for (let p = from; p < Math.min(this.#horizon, this.#end); p++) if (this.#state[p] === UNSETTLED) n++;
-    return n;
   }
 
   #extend(): void {
@@ -296,7 +305,7 @@ export class RangeRunner {
     this.#inflightSet.delete(pos);
     if (this.#state[pos] !== SETTLED && pos >= this.#start && pos < this.#end) this.#left--;
     this.#state[pos] = SETTLED;
-    delete this.#steps[String(pos)];
+    if (this.#stepsUsed) delete this.#steps[String(pos)];
     if (this.#suspects[0] === pos) {
       this.#suspects.shift();
       this.#armed = null;
@@ -463,6 +472,8 @@ export class RangeRunner {
           this.#lastWriteAt = now;
           const mine = next.leases.find((l) => l.epoch === this.#epoch);
           if (mine) this.#horizon = mine.horizon;
+          // Every position of the lease settled and committed: the checkpoint dropped the lease.
+          else if (this.#inflightSet.size === 0 && !this.#done.length && !this.#failed.length) this.#end_("done");
           return;
         } catch (e) {
           if (!(e instanceof PreconditionFailed)) throw e;

@@ -6,7 +6,7 @@
  * So no slot waits for a shard to settle, and stragglers are split up, not waited for.
  */
 import { launchCadence, lookaheadFor, minSplit } from "../core/cadence.js";
-import { claimedCheckpoint, checkpointMetadata, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms } from "../core/checkpoint.js";
+import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms } from "../core/checkpoint.js";
 import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
 import { PreconditionFailed } from "../core/errors.js";
 import { shardId } from "../core/ids.js";
@@ -145,6 +145,13 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         }
       }
       if (cur.value.state === "done") return "done";
+      // A checkpoint that does not add up is never worked on: `shardrun verify` names it and
+      // `rerun --repair` rebuilds it from the parts it names.
+      const problems = checkpointProblems(cur.value, items.count);
+      if (problems.length) {
+        o.logger.error("checkpoint damaged: leaving the shard alone", { shard, object: cpKey, problems });
+        return "done";
+      }
       const now = clock.now();
       const mine = new Set(ranges.filter((r) => r.shardNumber === shardN).map((r) => r.epoch));
       const takeable = cur.value.leases.find((l) => !mine.has(l.epoch) && leaseDecision(l, me, now).ok);
@@ -267,7 +274,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         }
         if (!pick) break;
         const { range, pos } = pick;
-        const stop = shardBudgetSpent(range, run.settings.budgets, { tokens: 0, usd: 0 }, 0) ?? (await budget.admit());
+        const stop = shardBudgetSpent(range, run.settings.budgets) ?? (budget.limited ? await budget.admit() : null);
         if (stop) {
           range.abandoned(pos);
           range.stopForBudget(stop);
@@ -291,11 +298,11 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
             job,
             runId: run.runId,
             args: run.args,
-            logger: o.logger.child({ shard: range.shard }),
+            logger: range.logger,
             clock,
             random,
             stopping: o.stopping,
-            abortItems: o.abortItems,
+            itemSignal: range.itemSignal(o.abortItems),
             ...(run.settings.itemTimeoutMs !== undefined ? { itemTimeoutMs: run.settings.itemTimeoutMs } : {}),
             limiters,
             budget,

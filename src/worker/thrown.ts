@@ -26,9 +26,23 @@ export function thrownStack(e: unknown, lines = 6): string | undefined {
  * in an output would be dropped or changed by JSON.stringify without a word.
  */
 export function outputLine(i: number, key: string, output: unknown): { line: string } | { problem: string } {
+  // One pass in the common case: the replacer only notices; the walk that names the path runs
+  // when something is wrong.
+  let suspicious = false;
+  let line: string | undefined;
+  try {
+    line = JSON.stringify({ i, key, output: output ?? null }, (_k, v: unknown) => {
+      const t = typeof v;
+      if (t === "function" || t === "symbol" || (t === "number" && !Number.isFinite(v as number))) suspicious = true;
+      return v;
+    });
+  } catch {
+    suspicious = true; // a BigInt or a cycle
+  }
+  if (!suspicious && line !== undefined) return { line };
   const problem = jsonProblem(output ?? null, "output", new Set());
   if (problem) return { problem };
-  return { line: JSON.stringify({ i, key, output: output ?? null }) };
+  return { line: line ?? JSON.stringify({ i, key, output: output ?? null }) };
 }
 
 function jsonProblem(value: unknown, path: string, seen: Set<object>): string | null {
