@@ -18,6 +18,8 @@ export const ENV = {
   run: "SHARDRUN_RUN",
   launch: "SHARDRUN_LAUNCH",
   deadlineSeconds: "SHARDRUN_DEADLINE_S",
+  /** How the previous attempt of this task ended (`code:3`, `signal:SIGKILL`, `timeout`), when the launcher says. */
+  previousExit: "SHARDRUN_PREVIOUS_EXIT",
   // Optional knobs.
   /** Log format of tasks: "json" (Cloud Logging) or "text". */
   logFormat: "SHARDRUN_LOG_FORMAT",
@@ -69,6 +71,7 @@ export const TaskEnv = z.object({
   [ENV.deadlineSeconds]: z.coerce.number().positive().optional(),
   [ENV.deadlineMarginSeconds]: z.coerce.number().min(0).optional(),
   [ENV.logFormat]: z.enum(["json", "text"]).default("json"),
+  [ENV.previousExit]: z.string().regex(/^(timeout|signal:[A-Z0-9]+|code:\d+)$/, `Expected ${ENV.previousExit} to be timeout, signal:NAME or code:N`).optional(),
 });
 
 export interface TaskConfig {
@@ -83,6 +86,8 @@ export interface TaskConfig {
   deadlineSeconds?: number;
   deadlineMarginSeconds?: number;
   logFormat: "json" | "text";
+  /** How the previous attempt ended, when the launcher said. */
+  previousExit?: string;
 }
 
 /** Reads the task's environment; a missing or bad variable is an error that names it. */
@@ -102,5 +107,6 @@ export function readTaskConfig(env: NodeJS.ProcessEnv = process.env): TaskConfig
     ...(e[ENV.deadlineSeconds] !== undefined ? { deadlineSeconds: e[ENV.deadlineSeconds] } : {}),
     ...(e[ENV.deadlineMarginSeconds] !== undefined ? { deadlineMarginSeconds: e[ENV.deadlineMarginSeconds] } : {}),
     logFormat: e[ENV.logFormat],
+    ...(e[ENV.previousExit] ? { previousExit: e[ENV.previousExit] } : {}),
   };
 }

@@ -57,7 +57,6 @@ export function claimedCheckpoint(runId: string, shard: string, itemCount: numbe
     failed: [],
     parts: [],
     crashes: {},
-    soloCrashes: {},
     executions: 0,
     steps: {},
     usage: { tokens: 0, usd: 0 },
@@ -133,11 +132,21 @@ export function firstUnsettled(settled: RangeSet, start: number, end: number): n
   return end;
 }
 
+/**
+ * How the previous owner of a lease ended, as far as the taker knows: "killed" (from outside: a
+ * SIGKILL, a timeout, a preemption — not its items' fault), "crashed" (its own doing: an exit, an
+ * abort, out of memory), or "unknown" (Cloud Run does not say; counted as a crash, the safe side
+ * for a run that must not stall). An owner that stopped on its own released the lease.
+ */
+export type PreviousEnd = "killed" | "crashed" | "unknown";
+
 export interface TakeOverOptions extends LeaseTerms {
-  /** Crashes of the process while an item ran alone before it fails `crashed`. */
+  /** Crashes while an item was in flight before it fails `crashed` (DESIGN.md protocol 9). */
   crashLimit: number;
   /** Run-wide index and key of a position (for the failures this records). */
   describe: (pos: number) => { i: number; key: string };
+  /** How the previous owner ended when it still held the lease. @default "unknown" */
+  previousEnd?: PreviousEnd;
   /**
    * Output parts of the previous epoch that no checkpoint names yet, found in the store (a
    * "parts" lease): they are committed progress and are adopted.
@@ -158,14 +167,14 @@ export interface AdoptedPart {
 
 /**
  * Takes over the lease of `epoch` (the caller checked `leaseDecision`): a new epoch, `me` as owner.
- * Protocol 9, poison isolation: when the previous owner ended abnormally (it still held the lease;
- * a stop releases it), what it had in flight gets a strike; a position in flight at two such ends
- * becomes a suspect, as does every unsettled position below the horizon of an owner that died
- * with nothing recorded in flight (it may have started any of them). Suspects run one at a time,
- * each recorded in flight alone before it starts; a process that dies while a suspect runs alone
- * counts a crash against it, and at `crashLimit` such crashes it fails `crashed`, so the rest of
- * the shard goes on. A healthy item killed by chance (a SIGKILL, a preemption) must be unlucky
- * four times over to be failed.
+ *
+ * Protocol 9, poison isolation: when the previous owner crashed while holding the lease (a stop
+ * releases it), every position it had in flight counts a crash and becomes a suspect — or, if it
+ * recorded nothing in flight, every unsettled position below its horizon does (it may have
+ * started any of them). Suspects run one at a time, each recorded in flight alone before it
+ * starts, so that the next crash is counted against the one item that caused it; a position at
+ * `crashLimit` crashes fails `crashed` and the rest of the shard goes on. An owner killed from
+ * outside counts nothing against its items.
  */
 export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, o: TakeOverOptions): { cp: Checkpoint; crashed: FailedItem[] } {
   if (!leaseOf(cp, epoch)) throw new LeaseLost(`lease ${epoch} on ${cp.shard} is gone`);
@@ -173,38 +182,31 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
   for (const part of o.adopt ?? []) next = adoptPart(next, epoch, part);
   const lease = leaseOf(next, epoch)!;
   const crashes = { ...next.crashes };
-  const soloCrashes = { ...next.soloCrashes };
   const crashed: FailedItem[] = [];
-  let suspects: number[] = [];
+  let suspects = [...lease.suspects];
   let settled = settledRanges(next);
-  if (lease.owner) {
-    // It held the lease when it ended, so it did not stop on its own (a stop releases the lease):
-    // it was killed, or something in it crashed. Only repetition tells the two apart.
+  if (lease.owner && (o.previousEnd ?? "unknown") !== "killed") {
     const inflight = lease.inflight.filter((p) => !rangeHas(settled, p));
-    for (const p of inflight) crashes[String(p)] = (crashes[String(p)] ?? 0) + 1;
-    const alone = inflight.length === 1 && lease.suspects.includes(inflight[0]!) ? inflight[0]! : null;
-    if (alone !== null) {
-      const n = (soloCrashes[String(alone)] ?? 0) + 1;
-      soloCrashes[String(alone)] = n;
+    for (const p of inflight) {
+      const n = (crashes[String(p)] ?? 0) + 1;
+      crashes[String(p)] = n;
       if (n >= o.crashLimit) {
         crashed.push({
-          pos: alone,
-          ...o.describe(alone),
-          error: `the task process ended ${n} times while this item ran alone (it exits, runs out of memory, or blocks its process past the task timeout)`,
+          pos: p,
+          ...o.describe(p),
+          error: `its task process ended ${n} times while this item was in flight (it exits, runs out of memory, or blocks its process)`,
           attempts: n,
           reason: "crashed",
         });
       }
     }
-    // In flight at two deaths: a suspect. Nothing recorded in flight: it died soon after its last
-    // write, so anything it may have started (below its horizon) is suspect.
+    // Nothing recorded in flight: it died soon after its last write, having started some of what it reserved.
     const window = lease.inflight.length ? [] : [...unsettledIn(settled, lease.start, Math.min(lease.end, lease.horizon))];
-    const candidates = new Set<number>([...lease.suspects, ...inflight.filter((p) => (crashes[String(p)] ?? 0) >= 2), ...window]);
-    for (const c of crashed) candidates.delete(c.pos);
-    suspects = [...candidates].filter((p) => !rangeHas(settled, p)).sort((a, b) => a - b);
+    suspects = [...new Set([...suspects, ...inflight, ...window])];
   }
   const failed = crashed.length ? [...next.failed, ...crashed] : next.failed;
   settled = settledRanges({ done: next.done, failed });
+  suspects = suspects.filter((p) => !rangeHas(settled, p)).sort((a, b) => a - b);
   const fresh: Lease = {
     ...lease,
     owner: me,
@@ -222,7 +224,7 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
   const leases = next.leases.flatMap((l) => (l.epoch !== epoch ? [l] : left ? [fresh] : []));
   const state = rangeCount(settled) >= next.itemCount ? "done" : "open";
   return {
-    cp: withMirror({ ...rest, failed, epochSeq: next.epochSeq + 1, leases: state === "done" ? [] : leases, state, crashes, soloCrashes, updatedAt: iso(now) }),
+    cp: withMirror({ ...rest, failed, epochSeq: next.epochSeq + 1, leases: state === "done" ? [] : leases, state, crashes, updatedAt: iso(now) }),
     crashed,
   };
 }

@@ -205,10 +205,8 @@ export const Checkpoint = z.object({
   failed: z.array(FailedItem),
   /** The output parts this checkpoint commits. A part not named here is an orphan (or live progress of a "parts" lease). */
   parts: z.array(PartRef),
-  /** Abnormal ends of an owner while the position was in flight (by position): two make it a suspect. */
+  /** Crashes of an owner's process while the position was in flight (by position): at the crash limit it fails `crashed`. */
   crashes: z.record(z.string(), z.number().int().min(0)).default({}),
-  /** Abnormal ends while the position ran alone (by position): at the crash limit it fails `crashed`. */
-  soloCrashes: z.record(z.string(), z.number().int().min(0)).default({}),
   /** Item executions started under every epoch, redone ones included. */
   executions: z.number().int().min(0),
   /**

@@ -29,6 +29,8 @@ export function superviseExecution(spec: LocalSpec, env: NodeJS.ProcessEnv = pro
   };
   const queue: number[] = status.tasks.map((t) => t.index);
   const children = new Map<number, ChildProcess>();
+  /** Tasks whose last attempt ran past the task timeout (and was ended for it). */
+  const lastTimedOut = new Set<number>();
   let cancelled = false;
 
   return new Promise((resolve) => {
@@ -61,14 +63,19 @@ export function superviseExecution(spec: LocalSpec, env: NodeJS.ProcessEnv = pro
           [ENV.taskIndex]: String(index),
           [ENV.taskCount]: String(spec.taskCount),
           [ENV.taskAttempt]: String(attempt),
+          // How the previous attempt ended, so that the next one can tell a kill from a crash
+          // (Cloud Run does not say; there the worker assumes the worst).
+          ...(attempt > 0 && task.lastExitCode !== undefined ? { [ENV.previousExit]: previousExit(task.lastExitCode, task.lastSignal, lastTimedOut.has(index)) } : {}),
         },
       });
       closeSync(log);
       if (child.pid !== undefined) task.pid = child.pid;
       children.set(index, child);
       let killTimer: NodeJS.Timeout | undefined;
+      lastTimedOut.delete(index);
       const timeout = setTimeout(() => {
         task.timedOut++;
+        lastTimedOut.add(index);
         child.kill("SIGTERM");
         killTimer = setTimeout(() => child.kill("SIGKILL"), spec.killGraceSeconds * 1000);
       }, spec.taskTimeoutSeconds * 1000);
@@ -106,6 +113,12 @@ export function superviseExecution(spec: LocalSpec, env: NodeJS.ProcessEnv = pro
     process.on("SIGINT", cancel);
     startNext();
   });
+}
+
+/** `timeout`, `signal:SIGKILL` or `code:3`: what SHARDRUN_PREVIOUS_EXIT says. */
+function previousExit(code: number, signal: string | undefined, timedOut: boolean): string {
+  if (timedOut) return "timeout";
+  return signal ? `signal:${signal}` : `code:${code}`;
 }
 
 function signalNumber(signal: NodeJS.Signals): number {

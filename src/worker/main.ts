@@ -75,6 +75,7 @@ export async function workerMain(env: NodeJS.ProcessEnv = process.env): Promise<
       stopping: stop.signal,
       abortItems: abortItems.signal,
       onActiveShard: (fn) => (checkpointActive = fn),
+      ...(config.previousExit ? { previousExit: config.previousExit } : {}),
     });
     logger.info("task finished", { outcome });
     return outcome === "stopped" ? ExitCode.retryTask : ExitCode.ok;

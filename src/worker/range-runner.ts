@@ -47,6 +47,11 @@ export interface RangeRunnerOptions {
   lookahead: () => number;
   /** Called when something the task loop waits for happened (a position can start, the range ended). */
   wake: () => void;
+  /**
+   * Before a suspect runs alone: every other range of the task writes what it has in flight (none,
+   * now), so that a crash during the solo run counts against the suspect and nothing else.
+   */
+  beforeSolo?: () => Promise<void>;
 }
 
 /** Why a range stopped: done (every position settled), stopped (released), lost (taken over). */
@@ -237,7 +242,8 @@ export class RangeRunner {
     if (!this.#arming) {
       // Recorded in flight alone before it starts: if the process dies now, this one did it.
       this.#arming = true;
-      this.#flush("isolation", p)
+      (this.#o.beforeSolo?.() ?? Promise.resolve())
+        .then(() => this.#flush("isolation", p))
         .then(() => (this.#armed = p))
         .catch(() => undefined)
         .finally(() => {

@@ -6,7 +6,7 @@
  * So no slot waits for a shard to settle, and stragglers are split up, not waited for.
  */
 import { launchCadence, lookaheadFor, minSplit } from "../core/cadence.js";
-import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms } from "../core/checkpoint.js";
+import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms, type PreviousEnd } from "../core/checkpoint.js";
 import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
 import { PreconditionFailed } from "../core/errors.js";
 import { shardId } from "../core/ids.js";
@@ -45,6 +45,15 @@ export interface TaskOptions {
   onExecution?: (key: string) => void;
   /** Receives a function that checkpoints every range the task holds (for SIGTSTP). */
   onActiveShard?: (checkpointNow: (() => Promise<void>) | null) => void;
+  /** How this task's previous attempt ended, when the launcher says (SHARDRUN_PREVIOUS_EXIT). */
+  previousExit?: string;
+}
+
+/** What SHARDRUN_PREVIOUS_EXIT says of the previous attempt: killed from outside, or its own crash. */
+export function previousEndOf(exit: string | undefined): PreviousEnd {
+  if (!exit) return "unknown";
+  if (exit === "timeout" || /^signal:SIG(KILL|TERM|INT|HUP)$/.test(exit)) return "killed";
+  return "crashed";
 }
 
 /** Other tasks a thief looks at, and shards of each, before it calls the launch done. */
@@ -79,7 +88,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
   const record = new HoldingsRecord(store, run.runId, launch.n, me, clock, o.logger);
 
   const startRange = (shardN: number, items: ShardItems, cp: Versioned<Checkpoint>, epoch: number): RangeRunner => {
-    const r = new RangeRunner({
+    const r: RangeRunner = new RangeRunner({
       store,
       job,
       run,
@@ -95,6 +104,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
       clock,
       lookahead,
       wake,
+      beforeSolo: (): Promise<void> => Promise.all(ranges.filter((x) => x !== r && !x.hasEnded).map((x) => x.checkpointNow())).then(() => undefined),
     });
     ranges.push(r);
     record.set(ranges);
@@ -159,9 +169,11 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
       let epoch = 0;
       if (takeable) {
         const adopt: AdoptedPart[] = takeable.owner && takeable.mode === "parts" ? await adoptableParts(store, run.runId, shard, takeable, items) : [];
+        const ownPredecessor = takeable.owner && takeable.owner.execution === me.execution && takeable.owner.taskIndex === me.taskIndex && takeable.owner.attempt === me.attempt - 1;
         const taken = takeOver(cur.value, takeable.epoch, me, now, {
           ...terms(),
           crashLimit: run.settings.crashLimit,
+          previousEnd: ownPredecessor ? previousEndOf(o.previousExit) : "unknown",
           describe: (pos) => ({ i: items.index(pos), key: items.line(pos).key }),
           adopt,
         });

@@ -19,7 +19,8 @@ setInterval(() => {
   still += workerData.checkMs;
   if (still >= workerData.limitMs) {
     writeSync(2, JSON.stringify({ severity: "ERROR", message: "the task's event loop has been blocked for " + still + " ms (an item spins without yielding): ending the process so that the next attempt isolates the item", "logging.googleapis.com/labels": workerData.labels }) + "\\n");
-    process.kill(workerData.pid, "SIGKILL");
+    // SIGABRT, not SIGKILL: the next attempt must count this against the item, as a crash.
+    process.kill(workerData.pid, "SIGABRT");
   }
 }, workerData.checkMs);
 `;

@@ -144,35 +144,36 @@ describe("takeOver", () => {
     expect(cp.leases[0]).toMatchObject({ epoch: 2, owner: owner({ taskIndex: 4 }), suspects: [], start: 0, end: 10 });
   });
 
-  it("gives what a dead owner had in flight a strike; in flight at a second death, it is suspect and runs alone", () => {
+  it("counts a crash against what a crashed owner had in flight, and runs those suspects one at a time", () => {
     const held = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 3, inflight: [1, 3] }, T0);
-    const once = takeOver(held, 1, next, T0 + 1, opts).cp;
-    expect(once.crashes).toEqual({ "1": 1, "3": 1 });
-    expect(lease(once, 2).suspects).toEqual([]);
-    const again = commit(once, 2, next, { done: [], failed: [], executions: 2, inflight: [1, 2] }, T0 + 2);
-    const twice = takeOver(again, 2, owner({ attempt: 2 }), T0 + 3, opts).cp;
-    expect(twice.crashes).toEqual({ "1": 2, "2": 1, "3": 1 });
-    expect(lease(twice, 3).suspects).toEqual([1]);
+    const { cp, crashed } = takeOver(held, 1, next, T0 + 1, { ...opts, previousEnd: "crashed" });
+    expect(crashed).toEqual([]);
+    expect(cp.crashes).toEqual({ "1": 1, "3": 1 });
+    expect(lease(cp, 2).suspects).toEqual([1, 3]);
   });
 
-  it("suspects every unsettled position below the horizon when the dead owner recorded nothing in flight", () => {
+  it("counts nothing against the items of an owner killed from outside (a SIGKILL, a timeout)", () => {
+    const held = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 3, inflight: [1, 3] }, T0);
+    const { cp } = takeOver(held, 1, next, T0 + 1, { ...opts, previousEnd: "killed" });
+    expect(cp.crashes).toEqual({});
+    expect(lease(cp, 2).suspects).toEqual([]);
+  });
+
+  it("suspects every unsettled position below the horizon when the crashed owner recorded nothing in flight", () => {
     const { cp } = takeOver(fresh(), 1, next, T0 + 1, opts);
     expect(lease(cp, 2).suspects).toEqual([0, 1, 2, 3]);
   });
 
-  it("counts a crash against a suspect that ran alone, and fails it `crashed` at the limit; the rest goes on", () => {
-    let cp = takeOver(fresh(), 1, next, T0 + 1, opts).cp; // suspects 0..3
-    cp = commit(cp, 2, next, { done: [], failed: [], executions: 1, inflight: [0] }, T0 + 2); // 0 runs alone
-    const first = takeOver(cp, 2, owner({ attempt: 2 }), T0 + 3, opts);
-    expect(first.crashed).toEqual([]);
-    expect(first.cp.soloCrashes).toEqual({ "0": 1 });
-    let again = commit(first.cp, 3, owner({ attempt: 2 }), { done: [], failed: [], executions: 1, inflight: [0] }, T0 + 4);
-    const second = takeOver(again, 3, owner({ attempt: 3 }), T0 + 5, opts);
+  it("fails a suspect `crashed` once it reaches the limit, running alone; the rest goes on", () => {
+    const held = commit(fresh(), 1, owner(), { done: [], failed: [], executions: 2, inflight: [0, 1] }, T0);
+    let cp = takeOver(held, 1, next, T0 + 1, opts).cp; // 0 and 1: one crash each, suspects
+    cp = commit(cp, 2, next, { done: [], failed: [], executions: 1, inflight: [0], suspects: [0, 1] }, T0 + 2); // 0 runs alone
+    const second = takeOver(cp, 2, owner({ attempt: 2 }), T0 + 3, opts);
     expect(second.crashed).toEqual([expect.objectContaining({ pos: 0, i: 100, key: "k0", reason: "crashed", attempts: 2 })]);
     expect(second.cp.failed.map((f) => f.pos)).toEqual([0]);
-    expect(lease(second.cp, 4).suspects).toEqual([1, 2, 3]);
-    again = second.cp;
-    expect(again.state).toBe("open");
+    expect(lease(second.cp, 3).suspects).toEqual([1]);
+    expect(second.cp.crashes["1"]).toBe(1);
+    expect(second.cp.state).toBe("open");
   });
 
   it("adopts output parts the dead owner wrote after its last checkpoint", () => {
