@@ -5,7 +5,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, relative } from "node:path";
 import { expect } from "vitest";
-import { createLogger } from "../../src/core/log.js";
+import { createLogger } from "../../src/log/logger.js";
 import type { Launcher } from "../../src/launcher/port.js";
 import type { Authenticator } from "../../src/scheduler/auth.js";
 import { createService, type Service, type ServiceOptions } from "../../src/scheduler/server.js";
