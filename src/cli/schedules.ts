@@ -7,7 +7,8 @@ import { Cron } from "croner";
 import { ExitCode, UsageError } from "../core/errors.js";
 import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
-import { listSchedules, type ListedSchedule } from "../scheduler/schedules.js";
+import { listSchedules } from "../schedules/load.js";
+import type { ListedSchedule } from "../schedules/schedule.js";
 import { parse } from "./args.js";
 import type { Io } from "./commands.js";
 
@@ -73,7 +74,7 @@ async function syncCommand(argv: string[], io: Io): Promise<number> {
   if (!dryRun && missing.length) throw new UsageError(`schedules sync: needs ${missing.join(" and ")}; --dry-run shows what it would do`);
 
   const schedules = await listSchedules();
-  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../scheduler/cloud-scheduler.js");
+  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../schedules/cloud-scheduler.js");
   const spec = {
     project: settings.project ?? "PROJECT_ID",
     region: settings.region ?? "REGION",

@@ -16,8 +16,8 @@ import { cloudSettings, requireProjectRegion } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
 import { LocalLauncher } from "../launcher/local.js";
 import type { Launcher } from "../launcher/port.js";
-import { authenticatorFromEnv, tokenAuthenticator, type Authenticator } from "../scheduler/auth.js";
-import { createService } from "../scheduler/server.js";
+import { authenticatorFromEnv, tokenAuthenticator, type Authenticator } from "../service/auth.js";
+import { createService } from "../service/app.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
 import { intFlag, parse } from "./args.js";
@@ -104,7 +104,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   let cron: { stop(): void; idle(): Promise<void> } | undefined;
   if (local) {
     try {
-      const { startLocalCron } = await import("../scheduler/cron.js");
+      const { startLocalCron } = await import("../schedules/cron.js");
       cron = startLocalCron({ store, launcher, logger: logger.child({ component: "cron" }) });
     } catch (e) {
       logger.warn("local cron unavailable: schedules will not fire by themselves", { error: errorMessage(e) });
