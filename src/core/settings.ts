@@ -28,9 +28,15 @@ const TOLERANCE_EXPECTED = 'expected a count like 5 or a percentage like "2%"';
  * the run is cancelled and ends `failed`. Used by job definitions too (`maxFailedItems`).
  */
 export const FailureTolerance = z
-  .union([z.number().int().min(0), z.string().regex(/^\d+(\.\d+)?%$/)], { error: TOLERANCE_EXPECTED })
+  .union(
+    [
+      z.number({ error: TOLERANCE_EXPECTED }).int({ error: TOLERANCE_EXPECTED }).min(0, { error: TOLERANCE_EXPECTED }),
+      z.string({ error: TOLERANCE_EXPECTED }).regex(/^\d+(\.\d+)?%$/, { error: TOLERANCE_EXPECTED }),
+    ],
+    { error: TOLERANCE_EXPECTED },
+  )
   // A run recorded with 150% could never be read back (run.json allows 0–100): refuse it here.
-  .refine((v) => typeof v === "number" || Number(v.slice(0, -1)) <= 100, { error: "expected a percentage of at most 100%" });
+  .refine((v) => typeof v === "number" || !v.endsWith("%") || !(Number(v.slice(0, -1)) > 100), { error: "expected a percentage of at most 100%" });
 
 /** `5` -> { count: 5 }; `"2%"` -> { percent: 2 }. */
 export function parseTolerance(value: number | string): { count?: number; percent?: number } {
@@ -83,7 +89,7 @@ export const startSettingsShape = {
 export function oneShardPolicy(s: { shards?: number | undefined; itemsPerShard?: number | undefined }): boolean {
   return s.shards === undefined || s.itemsPerShard === undefined;
 }
-export const ONE_SHARD_POLICY = { error: "give a shard count or items per shard, not both", path: ["itemsPerShard"] };
+export const ONE_SHARD_POLICY = { error: "give a shard count or items per shard, not both", path: ["itemsPerShard"], params: { conflict: true } };
 
 export const StartSettings = z.strictObject(startSettingsShape).refine(oneShardPolicy, ONE_SHARD_POLICY);
 export type StartSettings = z.infer<typeof StartSettings>;
@@ -122,6 +128,8 @@ export interface SettingsIssue {
   path: string[];
   message: string;
   input?: unknown;
+  /** Two settings that exclude each other: no one value is at fault, so none is quoted. */
+  conflict?: boolean;
 }
 
 /** The first problem of a failed parse, with the input at fault (zod keeps it with `reportInput`). */
@@ -130,5 +138,6 @@ export function firstIssue(error: z.ZodError): SettingsIssue {
   if (!issue) return { path: [], message: "invalid settings" };
   const path = issue.path.map(String);
   if (issue.code === "unrecognized_keys" && issue.keys[0] !== undefined) return { path: [...path, issue.keys[0]], message: "unknown field" };
-  return { path, message: issue.message, ...("input" in issue ? { input: issue.input } : {}) };
+  const conflict = issue.code === "custom" && (issue.params as { conflict?: boolean } | undefined)?.conflict === true;
+  return { path, message: issue.message, ...("input" in issue ? { input: issue.input } : {}), ...(conflict ? { conflict } : {}) };
 }

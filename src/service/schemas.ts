@@ -198,7 +198,7 @@ export function invalidInput(error: z.ZodError, where: InputPlace, input: unknow
   const path = [...(name ? [name] : []), ...inner];
   const field = path.join(".");
   const value = issue.path.length ? valueAt(input, issue.path) : name ? input : undefined;
-  const got = value !== undefined && issue.message !== "unknown field" ? `, got ${JSON.stringify(value)?.slice(0, 80)}` : "";
+  const got = value !== undefined && !issue.conflict && issue.message !== "unknown field" ? `, got ${JSON.stringify(value)?.slice(0, 80)}` : "";
   return new HttpError(400, "invalid_argument", `${where}: ${field ? `${field}: ` : ""}${issue.message}${got}`, field ? { field } : {});
 }
 

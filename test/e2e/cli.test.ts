@@ -46,7 +46,7 @@ describe("shardrun CLI", () => {
   it.each([
     [["--tasks", "abc"], "--tasks: expected a whole number"],
     [["--shards", "0"], "--shards: expected a whole number from 1"],
-    [["--bogus"], "Unknown option '--bogus'"],
+    [["--bogus"], "run: unknown option '--bogus'"],
     [["--arg", "count=many"], "arg.count"],
     [["--arg", "nokey"], "--arg: expected key=value"],
     [["--arg", "cout=5"], 'job "sleepy" has no argument "cout"; its arguments: count,'],
