@@ -136,7 +136,7 @@ Auth: every endpoint but /healthz and /openapi.json needs "Authorization: Bearer
   SHARDRUN_ALLOWED_SERVICE_ACCOUNTS (comma-separated).
   --local: SHARDRUN_API_TOKEN (at least 16 characters); without it a random token is made and logged.
   Dashboard pages also take it as ?token=.
-${examples("SHARDRUN_API_TOKEN=$(openssl rand -hex 16) shardrun serve --local --port 8080", "shardrun serve --store gs://my-bucket/shardrun --project my-project --region europe-west1")}`,
+${examples("shardrun serve --local", "SHARDRUN_API_TOKEN=$(openssl rand -hex 16) shardrun serve --local --port 8080", "shardrun serve --store gs://my-bucket/shardrun --project my-project --region europe-west1")}`,
     )
     .action(act(async (flags: ServeFlags) => (await import("./serve.js")).serveCommand(flags, io)));
 
