@@ -21,7 +21,7 @@ export function wholeNumber(min: number, max = UNBOUNDED) {
 
 const dollars = z.number({ error: "expected an amount of dollars above 0 like 12.50" }).positive({ error: "expected an amount of dollars above 0 like 12.50" });
 
-const TOLERANCE_EXPECTED = 'expected a count like 5 or a percentage like "2%"';
+const TOLERANCE_EXPECTED = "expected a count like 5 or a percentage like 2%";
 
 /**
  * Failure tolerance: a count of items (5) or a share of the run ("2%", at most 100%). Beyond it

@@ -42,7 +42,7 @@ afterAll(async () => {
 });
 
 const WHOLE_1_10000 = "expected a whole number from 1 to 10000";
-const TOLERANCE = 'expected a count like 5 or a percentage like "2%"';
+const TOLERANCE = "expected a count like 5 or a percentage like 2%";
 
 describe.each([
   ["--tasks", "-1", ["tasks"], -1, WHOLE_1_10000],
