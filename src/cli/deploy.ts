@@ -11,29 +11,28 @@ import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
 import { loadJob, resolveJob } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
-import { parse } from "./args.js";
-import type { Io } from "./commands.js";
+import type { Io } from "./io.js";
 
-export async function deployCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse("deploy", argv, {
-    "dry-run": { type: "boolean" },
-    project: { type: "string" },
-    region: { type: "string" },
-    image: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  const dryRun = values["dry-run"] === true;
+export interface DeployFlags {
+  dryRun?: boolean;
+  project?: string;
+  region?: string;
+  image?: string;
+  json?: boolean;
+}
+
+export async function deployCommand(positionals: string[], flags: DeployFlags, io: Io): Promise<number> {
+  const dryRun = flags.dryRun === true;
   const settings = cloudSettings(
     {
-      ...(typeof values.project === "string" ? { project: values.project } : {}),
-      ...(typeof values.region === "string" ? { region: values.region } : {}),
+      ...(flags.project !== undefined ? { project: flags.project } : {}),
+      ...(flags.region !== undefined ? { region: flags.region } : {}),
     },
     io.cwd,
-    process.env,
+    io.env ?? process.env,
     { allowPlaceholders: dryRun },
   );
-  const image = typeof values.image === "string" ? values.image : settings.image;
+  const image = flags.image ?? settings.image;
   const offline = !settings.project || !settings.region;
   if (!dryRun) {
     const missing = [offline && "--project and --region", !image && "--image (or SHARDRUN_IMAGE)"].filter(Boolean);
@@ -72,7 +71,7 @@ export async function deployCommand(argv: string[], io: Io): Promise<number> {
     results.push({ job: job.name, action: r.action, changes: r.changes, resource: r.job, compared: true });
   }
 
-  if (values.json) {
+  if (flags.json) {
     io.stdout.write(JSON.stringify({ dryRun, results }, null, 2) + "\n");
     return ExitCode.ok;
   }

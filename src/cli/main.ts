@@ -2,53 +2,44 @@
  * The `shardrun` command. User mistakes end in one line on stderr and exit 2; only an internal
  * error shows a stack, and only with SHARDRUN_DEBUG=1.
  */
+import { CommanderError } from "commander";
 import { ExitCode, errorMessage, isShardrunError } from "../core/errors.js";
-import { HELP, MAIN_HELP } from "./help.js";
-import { outputCommand, rerunCommand, runCommand, runsCommand, statusCommand, verifyCommand, type Io } from "./commands.js";
+import { packageVersion } from "../config/paths.js";
+import type { Io } from "./io.js";
+import { buildProgram } from "./program.js";
 
-const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
-  run: runCommand,
-  status: statusCommand,
-  runs: runsCommand,
-  output: outputCommand,
-  rerun: rerunCommand,
-  verify: verifyCommand,
-  deploy: async (argv, io) => (await import("./deploy.js")).deployCommand(argv, io),
-  serve: async (argv, io) => (await import("./serve.js")).serveCommand(argv, io),
-  schedules: async (argv, io) => (await import("./schedules.js")).schedulesCommand(argv, io),
-  worker: async () => (await import("../worker/main.js")).workerMain(),
-};
+/** commander's error as one line that says where to look: `run: unknown option '--bogus' (see …)`. */
+function usageLine(e: CommanderError, argv: readonly string[], commands: readonly string[]): string {
+  const message = e.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ").trim();
+  if (e.code === "commander.unknownCommand") {
+    const name = /'([^']*)'/.exec(message)?.[1] ?? argv[0] ?? "";
+    return `unknown command "${name}"; commands: ${commands.join(", ")} (see \`shardrun --help\`)`;
+  }
+  const command = argv.find((a) => commands.includes(a));
+  return command ? `${command}: ${message} (see \`shardrun ${command} --help\`)` : `${message} (see \`shardrun --help\`)`;
+}
 
 export async function main(argv: string[], io: Io): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === "help" || command === "--help" || command === "-h") {
-    const topic = command === "help" ? rest[0] : undefined;
-    io.stdout.write(topic && HELP[topic] ? HELP[topic] : MAIN_HELP);
-    return ExitCode.ok;
-  }
-  if (command === "--version") {
-    io.stdout.write(`${(await import("../config/paths.js")).packageVersion()}\n`);
-    return ExitCode.ok;
-  }
-  const fn = COMMANDS[command];
-  if (!fn) {
-    io.stderr.write(`shardrun: unknown command "${command}"; commands: ${Object.keys(COMMANDS).join(", ")} (see shardrun --help)\n`);
-    return ExitCode.usage;
-  }
-  if (rest.includes("--help") || rest.includes("-h")) {
-    io.stdout.write(HELP[command] ?? MAIN_HELP);
+  let code: number = ExitCode.ok;
+  const program = buildProgram(io, (c) => (code = c), packageVersion());
+  const commands = program.commands.map((c) => c.name());
+  if (argv.length === 0) {
+    io.stdout.write(program.helpInformation());
     return ExitCode.ok;
   }
   try {
-    return await fn(rest, io);
+    await program.parseAsync(argv, { from: "user" });
+    return code;
   } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return ExitCode.ok; // --help, --version
+      if (e.code === "commander.help") return ExitCode.usage; // a command group without its subcommand: help went to stderr
+      io.stderr.write(`shardrun: ${usageLine(e, argv, commands)}\n`);
+      return ExitCode.usage;
+    }
     if (isShardrunError(e, "USAGE") || isShardrunError(e, "INVALID_INPUT")) {
       io.stderr.write(`shardrun: ${errorMessage(e)}\n`);
       return ExitCode.usage;
-    }
-    if (isShardrunError(e, "DAMAGED")) {
-      io.stderr.write(`shardrun: ${errorMessage(e)}\n`);
-      return ExitCode.internal;
     }
     io.stderr.write(`shardrun: internal error: ${errorMessage(e)}\n`);
     if (process.env.SHARDRUN_DEBUG && e instanceof Error && e.stack) io.stderr.write(e.stack + "\n");
@@ -58,6 +49,6 @@ export async function main(argv: string[], io: Io): Promise<number> {
 
 // `shardrun output … | head` closes the pipe early: that is not an error.
 process.stdout.on("error", (e: NodeJS.ErrnoException) => process.exit(e.code === "EPIPE" ? ExitCode.ok : ExitCode.internal));
-const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd() });
+const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd(), env: process.env, ...(process.argv[1] ? { script: process.argv[1] } : {}) });
 // Let stdout drain (output can be large and piped) before exiting.
 process.stdout.write("", () => process.exit(code));

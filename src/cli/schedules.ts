@@ -7,16 +7,9 @@ import { Cron } from "croner";
 import { ExitCode, UsageError } from "../core/errors.js";
 import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
-import { listSchedules, type ListedSchedule } from "../scheduler/schedules.js";
-import { parse } from "./args.js";
-import type { Io } from "./commands.js";
-
-export async function schedulesCommand(argv: string[], io: Io): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === "list") return listCommand(rest, io);
-  if (sub === "sync") return syncCommand(rest, io);
-  throw new UsageError(`schedules: expected \`list\` or \`sync\`, got ${sub ? `"${sub}"` : "nothing"} (see \`shardrun schedules --help\`)`);
-}
+import { listSchedules } from "../schedules/load.js";
+import type { ListedSchedule } from "../schedules/schedule.js";
+import type { Io } from "./io.js";
 
 /** The next time a schedule fires, for people reading the list. */
 function nextFire(s: ListedSchedule, now = new Date()): string | null {
@@ -24,11 +17,9 @@ function nextFire(s: ListedSchedule, now = new Date()): string | null {
   return new Cron(s.cron, { mode: "5-part", timezone: s.timeZone, paused: true }).nextRun(now)?.toISOString() ?? null;
 }
 
-async function listCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse("schedules list", argv, { json: { type: "boolean" }, help: { type: "boolean", short: "h" } });
-  if (positionals.length) throw new UsageError(`schedules list: takes no arguments, got ${positionals.join(" ")}`);
+export async function listCommand(flags: { json?: boolean }, io: Io): Promise<number> {
   const schedules = (await listSchedules()).map((s) => ({ ...s, next: nextFire(s) }));
-  if (values.json) {
+  if (flags.json) {
     io.stdout.write(JSON.stringify(schedules, null, 2) + "\n");
     return ExitCode.ok;
   }
@@ -40,30 +31,28 @@ async function listCommand(argv: string[], io: Io): Promise<number> {
   return ExitCode.ok;
 }
 
-async function syncCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse("schedules sync", argv, {
-    "dry-run": { type: "boolean" },
-    project: { type: "string" },
-    region: { type: "string" },
-    "service-url": { type: "string" },
-    "service-account": { type: "string" },
-    audience: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  // A subset of the jobs would delete the others' schedules: sync always takes them all.
-  if (positionals.length) throw new UsageError(`schedules sync: takes no arguments (it syncs the schedules of every job), got ${positionals.join(" ")}`);
-  const dryRun = values["dry-run"] === true;
-  const str = (name: string) => (typeof values[name] === "string" ? (values[name] as string) : undefined);
+export interface SyncFlags {
+  dryRun?: boolean;
+  project?: string;
+  region?: string;
+  serviceUrl?: string;
+  serviceAccount?: string;
+  audience?: string;
+  json?: boolean;
+}
+
+export async function syncCommand(flags: SyncFlags, io: Io): Promise<number> {
+  const env = io.env ?? process.env;
+  const dryRun = flags.dryRun === true;
   const settings = cloudSettings(
-    { ...(str("project") ? { project: str("project")! } : {}), ...(str("region") ? { region: str("region")! } : {}) },
+    { ...(flags.project ? { project: flags.project } : {}), ...(flags.region ? { region: flags.region } : {}) },
     io.cwd,
-    process.env,
+    env,
     { allowPlaceholders: dryRun },
   );
-  const serviceUrl = str("service-url") ?? (process.env[ENV.serviceUrl] || undefined);
-  const serviceAccount = str("service-account") ?? settings.serviceAccount;
-  const audience = str("audience") ?? (process.env[ENV.oidcAudience] || undefined);
+  const serviceUrl = flags.serviceUrl ?? (env[ENV.serviceUrl] || undefined);
+  const serviceAccount = flags.serviceAccount ?? settings.serviceAccount;
+  const audience = flags.audience ?? (env[ENV.oidcAudience] || undefined);
   const offline = !settings.project || !settings.region;
   const missing = [
     offline && "--project and --region",
@@ -73,7 +62,7 @@ async function syncCommand(argv: string[], io: Io): Promise<number> {
   if (!dryRun && missing.length) throw new UsageError(`schedules sync: needs ${missing.join(" and ")}; --dry-run shows what it would do`);
 
   const schedules = await listSchedules();
-  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../scheduler/cloud-scheduler.js");
+  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../schedules/cloud-scheduler.js");
   const spec = {
     project: settings.project ?? "PROJECT_ID",
     region: settings.region ?? "REGION",
@@ -94,7 +83,7 @@ async function syncCommand(argv: string[], io: Io): Promise<number> {
     result = { ...(await syncSchedules({ ...spec, dryRun, ...(clientOptions ? { clientOptions } : {}) })), compared: true };
   }
 
-  if (values.json) {
+  if (flags.json) {
     io.stdout.write(JSON.stringify(result, null, 2) + "\n");
     return ExitCode.ok;
   }

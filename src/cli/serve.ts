@@ -7,49 +7,43 @@
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { UsageError, errorMessage } from "../core/errors.js";
-import { createLogger, type Logger } from "../core/log.js";
+import type { Logger } from "../core/log.js";
+import { createLogger } from "../log/logger.js";
 import { cloudSettings, requireProjectRegion } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
 import { LocalLauncher } from "../launcher/local.js";
 import type { Launcher } from "../launcher/port.js";
-import { authenticatorFromEnv, tokenAuthenticator, type Authenticator } from "../scheduler/auth.js";
-import { createService } from "../scheduler/server.js";
-import { openStore } from "../store/open.js";
-import type { ObjectStore } from "../store/port.js";
-import { intFlag, parse } from "./args.js";
-import type { Io } from "./commands.js";
+import { authenticatorFromEnv, tokenAuthenticator, type Authenticator } from "../service/auth.js";
+import { createService } from "../service/app.js";
+import { killGraceFromFlags, portNumber, wholeFlag, type StoreFlags } from "./flags.js";
+import { localStateDir, openCliStore, type Io } from "./io.js";
 
 /** Seconds Cloud Run waits between SIGTERM and SIGKILL, less a margin for the last log lines. */
 const SHUTDOWN_MS = 8_000;
 
-export async function serveCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse("serve", argv, {
-    local: { type: "boolean" },
-    port: { type: "string" },
-    host: { type: "string" },
-    store: { type: "string" },
-    project: { type: "string" },
-    region: { type: "string" },
-    "reconcile-every": { type: "string" },
-    "kill-grace": { type: "string" },
-  });
-  if (positionals.length) throw new UsageError(`serve: takes no arguments, got ${positionals.join(" ")} (see \`shardrun serve --help\`)`);
-  const local = values.local === true;
-  const port = intFlag(values, "port", 0, 65535) ?? (process.env[ENV.port] ? portFromEnv(process.env[ENV.port]!) : 8080);
+export interface ServeFlags extends StoreFlags {
+  local?: boolean;
+  port?: string;
+  host?: string;
+  reconcileEvery?: string;
+  killGrace?: string;
+}
+
+export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
+  const env = io.env ?? process.env;
+  const local = flags.local === true;
+  const port = flags.port !== undefined ? portNumber(flags.port, "--port") : env[ENV.port] ? portNumber(env[ENV.port]!, ENV.port) : 8080;
   // Locally only this machine may connect; Cloud Run routes to the container's interfaces.
-  const host = typeof values.host === "string" ? values.host : local ? "127.0.0.1" : "0.0.0.0";
-  const every = intFlag(values, "reconcile-every", 0, 24 * 3600) ?? (local ? 10 : 0);
-  const grace = intFlag(values, "kill-grace", 0, 3600);
+  const host = flags.host ?? (local ? "127.0.0.1" : "0.0.0.0");
+  const every = wholeFlag(flags.reconcileEvery, "--reconcile-every", 0, 24 * 3600) ?? (local ? 10 : 0);
+  const grace = killGraceFromFlags(flags);
   const logger = createLogger({ format: "json", write: (line) => io.stdout.write(line), labels: { component: "scheduler" } });
 
   // Auth first: a service that would refuse every call should not get as far as a launcher.
-  const auth = chooseAuth(local, logger);
-  const storeUrl = typeof values.store === "string" ? values.store : process.env[ENV.defaultStore] || join(io.cwd, ".shardrun");
-  const store = await openStore(storeUrl, io.cwd);
-  const settings = cloudSettings({ ...(typeof values.project === "string" ? { project: values.project } : {}), ...(typeof values.region === "string" ? { region: values.region } : {}) }, io.cwd);
+  const auth = chooseAuth(local, logger, env);
+  const store = await openCliStore(flags, io);
+  const settings = cloudSettings({ ...(flags.project !== undefined ? { project: flags.project } : {}), ...(flags.region !== undefined ? { region: flags.region } : {}) }, io.cwd, env);
   let launcher: Launcher;
   if (local) {
     launcher = new LocalLauncher({ stateDir: localStateDir(store, io.cwd), ...(grace !== undefined ? { killGraceSeconds: grace } : {}) });
@@ -67,7 +61,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     auth,
     logger,
     ...(settings.project ? { project: settings.project } : {}),
-    ...(process.env[ENV.oidcAudience] ? { serverUrl: process.env[ENV.oidcAudience]!.split(",")[0]!.trim() } : {}),
+    ...(env[ENV.oidcAudience] ? { serverUrl: env[ENV.oidcAudience]!.split(",")[0]!.trim() } : {}),
   });
   // Listened for before the port opens: a SIGTERM right after start must still stop gracefully.
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
@@ -103,7 +97,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   let cron: { stop(): void; idle(): Promise<void> } | undefined;
   if (local) {
     try {
-      const { startLocalCron } = await import("../scheduler/cron.js");
+      const { startLocalCron } = await import("../schedules/cron.js");
       cron = startLocalCron({ store, launcher, logger: logger.child({ component: "cron" }) });
     } catch (e) {
       logger.warn("local cron unavailable: schedules will not fire by themselves", { error: errorMessage(e) });
@@ -128,25 +122,15 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-function portFromEnv(raw: string): number {
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n > 65535) throw new UsageError(`${ENV.port}: expected a port number, got "${raw}"`);
-  return n;
-}
-
-function localStateDir(s: ObjectStore, cwd: string): string {
-  return s.url.startsWith("file://") ? join(fileURLToPath(s.url), ".executions") : join(cwd, ".shardrun", ".executions");
-}
-
 /**
  * OIDC when SHARDRUN_OIDC_AUDIENCE is set, else SHARDRUN_API_TOKEN. Locally with neither, a
  * random token for this session (printed once): the API is never open, not even on loopback,
  * where any web page could otherwise reach it. On Cloud Run with neither, refuse to start.
  */
-function chooseAuth(local: boolean, logger: Logger): Authenticator {
+function chooseAuth(local: boolean, logger: Logger, env: NodeJS.ProcessEnv): Authenticator {
   let auth: Authenticator | null;
   try {
-    auth = authenticatorFromEnv(process.env, logger);
+    auth = authenticatorFromEnv(env, logger);
   } catch (e) {
     throw new UsageError(`serve: ${errorMessage(e)}`);
   }

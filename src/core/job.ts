@@ -8,6 +8,7 @@ import { InvalidInputError } from "./errors.js";
 import { RetryPolicy } from "./backoff.js";
 import { Budgets } from "./budget.js";
 import { LimitSpec } from "./limits.js";
+import { FailureTolerance } from "./settings.js";
 import { formatZodError } from "./zod-format.js";
 
 /** What `run(item, ctx)` gets besides the item. */
@@ -80,16 +81,8 @@ export const ShardPolicy = z.union([
 ]);
 export type ShardPolicy = z.infer<typeof ShardPolicy>;
 
-/** A count of items (5) or a share of the run ("2%"). */
-export const FailureTolerance = z.union([
-  z.number().int().min(0),
-  z.string().regex(/^\d+(\.\d+)?%$/, 'Expected a count like 5 or a percentage like "2%"'),
-]);
-
-/** `5` -> { count: 5 }; `"2%"` -> { percent: 2 }. */
-export function parseTolerance(value: number | string): { count?: number; percent?: number } {
-  return typeof value === "number" ? { count: value } : { percent: Number(value.slice(0, -1)) };
-}
+// One failure tolerance for job definitions, CLI flags and API bodies (core/settings.ts).
+export { FailureTolerance, parseTolerance } from "./settings.js";
 
 export const CheckpointCadence = z.strictObject({
   /**

@@ -1,6 +1,7 @@
 /**
- * Structured logs in Cloud Logging's JSON shape (severity, message, labels), one line each.
- * The sink is injected, so this stays free of I/O; "text" is for people at a terminal.
+ * The logging port: what the rest of the code writes log lines through. The pino-based
+ * implementation (Cloud Logging's structured JSON, or text for a terminal) is I/O and lives in
+ * src/log/; core keeps only the interface and a logger that writes nothing.
  */
 export type Severity = "DEBUG" | "INFO" | "WARNING" | "ERROR";
 
@@ -9,44 +10,8 @@ export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
+  /** A logger whose lines carry these labels too (the child's win on a clash). */
   child(labels: Record<string, string>): Logger;
-}
-
-export interface LoggerOptions {
-  format: "json" | "text";
-  write: (line: string) => void;
-  labels?: Record<string, string>;
-  /** @default "INFO" */
-  level?: Severity;
-  now?: () => Date;
-}
-
-const ORDER: Record<Severity, number> = { DEBUG: 0, INFO: 1, WARNING: 2, ERROR: 3 };
-
-export function createLogger(options: LoggerOptions): Logger {
-  const labels = options.labels ?? {};
-  const min = ORDER[options.level ?? "INFO"];
-  const now = options.now ?? (() => new Date());
-  const emit = (severity: Severity, message: string, fields?: Record<string, unknown>) => {
-    if (ORDER[severity] < min) return;
-    if (options.format === "json") {
-      options.write(
-        // Fields first: job code must not be able to overwrite severity, message or labels.
-        JSON.stringify({ ...fields, severity, message, time: now().toISOString(), "logging.googleapis.com/labels": labels }) + "\n",
-      );
-    } else {
-      const tags = Object.values(labels).join(" ");
-      const extra = fields && Object.keys(fields).length ? " " + JSON.stringify(fields) : "";
-      options.write(`${severity.padEnd(7)} ${tags ? `[${tags}] ` : ""}${message}${extra}\n`);
-    }
-  };
-  return {
-    debug: (m, f) => emit("DEBUG", m, f),
-    info: (m, f) => emit("INFO", m, f),
-    warn: (m, f) => emit("WARNING", m, f),
-    error: (m, f) => emit("ERROR", m, f),
-    child: (more) => createLogger({ ...options, labels: { ...labels, ...more } }),
-  };
 }
 
 export const silentLogger: Logger = {
@@ -56,3 +21,14 @@ export const silentLogger: Logger = {
   error() {},
   child: () => silentLogger,
 };
+
+/** Adds fields (a request's trace, say) to every line a logger writes, its children's included. */
+export function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
+  return {
+    debug: (m, f) => logger.debug(m, { ...fields, ...f }),
+    info: (m, f) => logger.info(m, { ...fields, ...f }),
+    warn: (m, f) => logger.warn(m, { ...fields, ...f }),
+    error: (m, f) => logger.error(m, { ...fields, ...f }),
+    child: (labels) => withFields(logger.child(labels), fields),
+  };
+}

@@ -6,7 +6,7 @@
 import { hostname } from "node:os";
 import { ExitCode, errorMessage, isShardrunError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
-import { createLogger } from "../core/log.js";
+import { createLogger } from "../log/logger.js";
 import { LaunchRecord, RunRecord } from "../core/model.js";
 import { readTaskConfig } from "../config/env.js";
 import { loadJob, modulePath } from "../config/jobs.js";

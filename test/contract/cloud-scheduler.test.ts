@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { isShardrunError } from "../../src/core/errors.js";
-import { syncSchedules, type SyncSchedulesOptions, type SyncableSchedule } from "../../src/scheduler/cloud-scheduler.js";
+import { syncSchedules, type SyncSchedulesOptions, type SyncableSchedule } from "../../src/schedules/cloud-scheduler.js";
 import { cli } from "../e2e/helpers.js";
 import { CloudSchedulerFake } from "../fakes/cloud-scheduler-fake.js";
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ENV } from "../../src/config/env.js";
 import type { Launcher } from "../../src/launcher/port.js";
-import { tokenAuthenticator } from "../../src/scheduler/auth.js";
+import { tokenAuthenticator } from "../../src/service/auth.js";
 import { serviceHarness, type Answer, type Started } from "../support/service-harness.js";
 import { compiledLocalLauncher, WORKER_COMMAND } from "../contract/launcher-contract.js";
 import { ROOT, cli, sleep, startCli, tempDir } from "./helpers.js";
@@ -20,7 +20,7 @@ const SLEEPY = `/v1/jobs/${encodeURIComponent("test/fixtures/jobs/sleepy.ts")}/r
 const EVERY_MINUTE = "test/fixtures/jobs/every-minute.ts";
 const AUDIENCE = "https://shardrun-scheduler-test.a.run.app";
 const ENV_NAMES = { token: ENV.apiToken, audience: ENV.oidcAudience, allowed: ENV.allowedServiceAccounts } as const;
-const hasSchedules = existsSync(join(ROOT, "src/scheduler/schedules.ts"));
+const hasSchedules = existsSync(join(ROOT, "src/schedules/fire.ts"));
 
 
 

@@ -1,4 +1,5 @@
 /** The CLI's answers to people: help everywhere, one clear line for every mistake, no state changed. */
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -13,10 +14,27 @@ beforeAll(() => {
 const noRunsWritten = (dir: string) => !existsSync(join(dir, ".shardrun", "runs")) || readdirSync(join(dir, ".shardrun", "runs")).length === 0;
 
 describe("shardrun CLI", () => {
-  it.each(["run", "status", "runs", "output", "rerun", "deploy", "worker"])("has help for %s", async (command) => {
+  it.each(["run", "status", "runs", "output", "rerun", "deploy", "serve", "schedules", "worker"])("has help with examples for %s, as --help and as help <command>", async (command) => {
     const r = await cli([command, "--help"], cwd);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: shardrun ${command}`);
+    expect(r.stdout).toMatch(/Examples:\n  \$ (\S+=\S+ )*shardrun /);
+    const h = await cli(["help", command], cwd);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toBe(r.stdout);
+  });
+
+  it("prints its version", async () => {
+    const r = await cli(["--version"], cwd);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("says what --tasks expects in one line", async () => {
+    const r = await cli(["run", SLEEPY, "--local", "--tasks", "-1"], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('shardrun: --tasks: expected a whole number from 1 to 10000, got "-1"\n');
+    expect(noRunsWritten(cwd)).toBe(true);
   });
 
   it("lists commands in its main help", async () => {
@@ -46,7 +64,7 @@ describe("shardrun CLI", () => {
   it.each([
     [["--tasks", "abc"], "--tasks: expected a whole number"],
     [["--shards", "0"], "--shards: expected a whole number from 1"],
-    [["--bogus"], "Unknown option '--bogus'"],
+    [["--bogus"], "run: unknown option '--bogus'"],
     [["--arg", "count=many"], "arg.count"],
     [["--arg", "nokey"], "--arg: expected key=value"],
     [["--arg", "cout=5"], 'job "sleepy" has no argument "cout"; its arguments: count,'],
@@ -96,10 +114,43 @@ describe("shardrun CLI", () => {
     expect(r.stderr).toContain("no run 20260101-000000-sleepy-abcd");
   });
 
-  it("rejects an unknown command", async () => {
+  it("rejects an unknown command, and an unknown flag of any command, in one line", async () => {
     const r = await cli(["frobnicate"], cwd);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('unknown command "frobnicate"');
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    for (const argv of [["status", "20260101-000000-sleepy-abcd", "--verbose"], ["runs", "--all"], ["schedules", "list", "--bogus"]]) {
+      const u = await cli(argv, cwd);
+      expect(u.code, argv.join(" ")).toBe(2);
+      expect(u.stderr.trim().split("\n"), argv.join(" ")).toHaveLength(1);
+      expect(u.stderr).toContain("unknown option");
+    }
+  });
+
+  it("prints hints that run as printed: the script by its path, with the store flag", async () => {
+    const dir = tempDir();
+    // No npm in the environment and no shardrun on PATH: the hint names the script itself.
+    const env = { npm_command: "", npm_lifecycle_event: "", npm_execpath: "", PATH: join(ROOT, "node_modules", ".bin") };
+    const r = await cli(["run", SLEEPY, "--local", "--store", "runs-here", "--arg", "count=12", "--arg", "sleepMs=1", "--arg", "failEvery=5"], dir, env);
+    expect(r.code).toBe(3);
+    const hint = (label: string) => new RegExp(`^  ${label}\\s+(.+)$`, "m").exec(r.stdout)?.[1];
+    const output = hint("outputs")!;
+    expect(output).toMatch(new RegExp(`^${join(ROOT, "bin", "shardrun.js")} output \\S+ --store runs-here$`));
+    const printed = spawnSync("/bin/sh", ["-c", output], { cwd: dir, env: { ...process.env, ...env }, encoding: "utf8" });
+    expect(printed.status).toBe(0);
+    expect(parseLines(printed.stdout)).toHaveLength(9);
+    const rerun = hint("failed")!;
+    expect(rerun).toMatch(/ rerun \S+ --local --failed-items --store runs-here$/);
+    const again = spawnSync("/bin/sh", ["-c", `${rerun} --json`], { cwd: dir, env: { ...process.env, ...env }, encoding: "utf8" });
+    expect(again.status).toBe(3); // the same items fail again: it ran
+    expect(JSON.parse(again.stdout).items).toMatchObject({ total: 12, failed: 3 });
+  });
+
+  it("writes hints as npx shardrun when run through npx", async () => {
+    const dir = tempDir();
+    const r = await cli(["run", SLEEPY, "--local", "--arg", "count=3", "--arg", "sleepMs=1"], dir, { npm_command: "exec", npm_lifecycle_event: "npx" });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^  outputs\s+npx shardrun output \S+$/m);
   });
 
   it("runs a job, then status, runs and output agree", async () => {

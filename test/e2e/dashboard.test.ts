@@ -15,8 +15,8 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/core/log.js";
 import { listRuns } from "../../src/orchestrator/read.js";
-import { tokenAuthenticator } from "../../src/scheduler/auth.js";
-import { createService, type Service } from "../../src/scheduler/server.js";
+import { tokenAuthenticator } from "../../src/service/auth.js";
+import { createService, type Service } from "../../src/service/app.js";
 import { FsObjectStore } from "../../src/store/fs.js";
 import { WORKER_COMMAND, compiledLocalLauncher } from "../contract/launcher-contract.js";
 import { ROOT, SLEEPY, cli, sleep, startCli, tempDir } from "./helpers.js";
@@ -146,8 +146,23 @@ describe.skipIf(missing && !process.env.CI)("dashboard in headless Chromium", ()
       expect(await page.locator("tbody pre.error").count()).toBe(6);
       expect(await page.locator('button[data-action="rerun"]').count()).toBe(0); // every shard is done
 
+      // The button asks first: dismissed, nothing is sent; accepted, the rerun starts.
+      const posted: string[] = [];
+      const onRequest = (r: { method(): string; url(): string }) => {
+        if (r.method() === "POST") posted.push(r.url());
+      };
+      page.on("request", onRequest);
+      const dismissed = new Promise<string>((resolve) => page.once("dialog", (d) => void d.dismiss().then(() => resolve(d.message()))));
+      await page.locator('button[data-action="rerun-failed"]').click();
+      expect(await dismissed).toContain(`Rerun the failed items of run ${partial.runId}?`);
+      await sleep(300);
+      expect(posted).toEqual([]);
+      expect(await page.locator('button[data-action="rerun-failed"]').isEnabled()).toBe(true);
+      page.off("request", onRequest);
+
       const request = page.waitForRequest((r) => r.method() === "POST" && r.url().endsWith(`/v1/runs/${partial.runId}:rerun`));
       const response = page.waitForResponse((r) => r.url().endsWith(`/v1/runs/${partial.runId}:rerun`));
+      page.once("dialog", (d) => void d.accept());
       await page.locator('button[data-action="rerun-failed"]').click();
       const sent = await request;
       expect(sent.postDataJSON()).toEqual({ failedItems: true });

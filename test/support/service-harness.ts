@@ -5,10 +5,10 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, relative } from "node:path";
 import { expect } from "vitest";
-import { createLogger } from "../../src/core/log.js";
+import { createLogger } from "../../src/log/logger.js";
 import type { Launcher } from "../../src/launcher/port.js";
-import type { Authenticator } from "../../src/scheduler/auth.js";
-import { createService, type Service, type ServiceOptions } from "../../src/scheduler/server.js";
+import type { Authenticator } from "../../src/service/auth.js";
+import { createService, type Service, type ServiceOptions } from "../../src/service/app.js";
 import { FsObjectStore } from "../../src/store/fs.js";
 
 export interface Answer {

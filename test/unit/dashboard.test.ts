@@ -1,8 +1,8 @@
 /** The dashboard's pages as HTML: escaping, the shard grid, which buttons show, links and the page script. */
 import { describe, expect, it } from "vitest";
 import type { FailedItemView, RunStatus, ShardStatus } from "../../src/core/status.js";
-import { MAX_FAILED_ROWS, renderRunPage, renderRunsPage, runFields, type RunSummaryView } from "../../src/scheduler/dashboard.js";
-import { chartPoints, esc, formatDuration, formatUsd, normalizeBase, scriptJson } from "../../src/scheduler/dashboard-html.js";
+import { MAX_FAILED_ROWS, renderRunPage, renderRunsPage, runFields, type RunSummaryView } from "../../src/dashboard/pages.js";
+import { chartPoints, esc, formatDuration, formatUsd, normalizeBase, scriptJson } from "../../src/dashboard/html.js";
 
 const RUN_ID = "20261122-020000-demo-ab12";
 const NOW = new Date("2026-11-22T02:05:00.000Z");

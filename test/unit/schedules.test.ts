@@ -11,8 +11,10 @@ import { RunRecord } from "../../src/core/model.js";
 import type { ExecutionStatus, LaunchRequest, Launcher } from "../../src/launcher/port.js";
 import { planRun } from "../../src/orchestrator/plan.js";
 import { listRuns } from "../../src/orchestrator/read.js";
-import { startLocalCron } from "../../src/scheduler/cron.js";
-import { collectSchedules, fireSchedule, fireStamp, FireRecord, scheduledRunId, type FireScheduleOptions, type LoadedSchedule } from "../../src/scheduler/schedules.js";
+import { startLocalCron } from "../../src/schedules/cron.js";
+import { fireSchedule, fireStamp, FireRecord, type FireScheduleOptions } from "../../src/schedules/fire.js";
+import { collectSchedules } from "../../src/schedules/load.js";
+import { scheduledRunId, type LoadedSchedule } from "../../src/schedules/schedule.js";
 import { FsObjectStore } from "../../src/store/fs.js";
 import { getJson, putJson } from "../../src/store/json.js";
 

@@ -20,7 +20,7 @@ import { z } from "zod";
 import { InvalidInputError, ShardrunError, UsageError, errorMessage } from "../core/errors.js";
 import { formatZodError } from "../core/zod-format.js";
 import { ENV } from "../config/env.js";
-import type { ListedSchedule } from "./schedules.js";
+import type { ListedSchedule } from "./schedule.js";
 
 /** Prefix of every Cloud Scheduler job id shardrun manages. */
 export const JOB_ID_PREFIX = "shardrun-";

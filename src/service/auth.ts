@@ -11,7 +11,7 @@ import { ENV } from "../config/env.js";
 import { errorMessage } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
-import { HttpError } from "./router.js";
+import { HttpError } from "./http-error.js";
 
 /** The verified caller, for logs. */
 export interface Principal {

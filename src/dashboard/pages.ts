@@ -2,7 +2,7 @@
  * The dashboard: server-rendered pages over the same status objects the JSON API serves. Pure
  * functions from data to a complete HTML document; the HTTP layer reads the store and calls them.
  *
- * Each page carries a small inline script (./dashboard-client.ts). A live run page polls
+ * Each page carries a small inline script (./client.ts). A live run page polls
  * `GET {basePath}/v1/runs/{id}` every second and updates the shard grid, counters and chart in
  * place; the runs list refreshes itself while a run in it is live. The buttons POST to
  * `{basePath}/v1/runs/{id}:rerun` (body `{}` or `{"failedItems": true}`) and `…:cancel`.
@@ -16,7 +16,7 @@
 import type { FailedItemView, LaunchStatus, RunStatus, ShardStatus } from "../core/status.js";
 import type { Budget } from "../core/budget.js";
 import type { RunSummary } from "../orchestrator/read.js";
-import { RUN_SCRIPT, RUNS_SCRIPT } from "./dashboard-client.js";
+import { RUN_SCRIPT, RUNS_SCRIPT } from "./client.js";
 import {
   CHART,
   badge,
@@ -35,9 +35,9 @@ import {
   safeUrl,
   timeTag,
   type HistoryPoint,
-} from "./dashboard-html.js";
+} from "./html.js";
 
-export type { HistoryPoint } from "./dashboard-html.js";
+export type { HistoryPoint } from "./html.js";
 
 /** A run in the runs list: what `listRuns` returns, plus what the caller knows of its progress. */
 export type RunSummaryView = RunSummary & {

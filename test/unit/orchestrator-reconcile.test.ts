@@ -14,7 +14,7 @@ import { defineJob } from "../../src/index.js";
 import type { ExecutionState, ExecutionStatus, LaunchRequest, Launcher } from "../../src/launcher/port.js";
 import { planRun } from "../../src/orchestrator/plan.js";
 import { readLaunches } from "../../src/orchestrator/read.js";
-import { cancelRun, reconcile } from "../../src/scheduler/reconcile.js";
+import { cancelRun, reconcile } from "../../src/orchestrator/reconcile.js";
 import { FsObjectStore } from "../../src/store/fs.js";
 import { getJson, putJson } from "../../src/store/json.js";
 

@@ -6,8 +6,8 @@
 import { createSign, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ENV } from "../../src/config/env.js";
-import { authenticatorFromEnv, bearerToken, oidcAuthenticator, tokenAuthenticator } from "../../src/scheduler/auth.js";
-import { HttpError } from "../../src/scheduler/router.js";
+import { authenticatorFromEnv, bearerToken, oidcAuthenticator, tokenAuthenticator } from "../../src/service/auth.js";
+import { HttpError } from "../../src/service/http-error.js";
 
 const AUDIENCE = "https://shardrun-scheduler-abc-ew.a.run.app";
 const INVOKER = "scheduler-invoker@my-project.iam.gserviceaccount.com";

@@ -3,7 +3,7 @@
  * chart's geometry. Everything that ends up in a page from a run (job names, args, keys, errors)
  * goes through `esc`; nothing here reads the clock or the store.
  */
-import { DASHBOARD_CSS } from "./dashboard-style.js";
+import { DASHBOARD_CSS } from "./style.js";
 
 const ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 

@@ -11,12 +11,13 @@
 import { createSign, generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdtempSync } from "node:fs";
 import { request } from "node:http";
+import { connect } from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Launcher } from "../../src/launcher/port.js";
-import { oidcAuthenticator, tokenAuthenticator } from "../../src/scheduler/auth.js";
+import { oidcAuthenticator, tokenAuthenticator } from "../../src/service/auth.js";
 import { serviceHarness, type Started } from "../support/service-harness.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -210,6 +211,45 @@ describe("errors of the HTTP layer", () => {
       const r = await api("GET", `/v1/runs?${query}`);
       expect(r.status, query).toBe(400);
       expect(r.body.error.field, query).toBe(field);
+    }
+  });
+});
+
+describe("hang-ups and headers", () => {
+  it("a client that hangs up mid-body is one INFO line, no ERROR and no stack", async () => {
+    logs.length = 0;
+    const { port } = main.server.address() as AddressInfo;
+    const socket = connect(port, "127.0.0.1");
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    socket.write(
+      [`POST ${SLEEPY} HTTP/1.1`, "Host: 127.0.0.1", `Authorization: Bearer ${TOKEN}`, "Content-Type: application/json", "Content-Length: 1000", "", '{"args": {"cou'].join("\r\n"),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    socket.destroy();
+    await expect.poll(() => logs.some((l) => JSON.parse(l).httpRequest?.status === 499), { timeout: 5000 }).toBe(true);
+    await main.service.drain();
+    const lines = logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.filter((l) => l.severity === "ERROR")).toEqual([]);
+    expect(logs.join("")).not.toContain("stack");
+    const gone = lines.filter((l) => (l.httpRequest as { status?: number } | undefined)?.status === 499);
+    expect(gone).toHaveLength(1);
+    expect(["INFO", "WARNING"]).toContain(gone[0]!.severity);
+    expect(String(gone[0]!.message)).toContain("client closed");
+  });
+
+  it("dashboard pages may not be framed; every answer is no-store and nosniff", async () => {
+    const page = await api("GET", "/");
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(page.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+    expect(page.headers.get("x-frame-options")).toBe("DENY");
+    const run = await api("GET", "/runs/20991231-000000-sleepy-0000");
+    expect(run.status).toBe(404);
+    expect(run.headers.get("x-frame-options")).toBe("DENY");
+    for (const r of [page, await api("GET", "/v1/runs"), await api("GET", "/nothing")]) {
+      expect(r.headers.get("cache-control")).toBe("no-store");
+      expect(r.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(r.headers.get("referrer-policy")).toBe("no-referrer");
     }
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The pages' inline scripts, as plain JavaScript strings: the service ships no bundle and serves
  * no assets. Written for current browsers (ES2020, fetch, URLSearchParams), wrapped in an IIFE so
- * they leave no globals. The number formats and the chart formula mirror dashboard-html.ts, so
+ * they leave no globals. The number formats and the chart formula mirror html.ts, so
  * what the page redraws while polling matches what the server rendered; the e2e browser test
  * watches them together.
  */
@@ -237,7 +237,7 @@ function updateLaunches(list) {
     return tr;
   }));
 }
-// Same formula as chartPoints() in dashboard-html.ts.
+// Same formula as chartPoints() in html.ts.
 function drawChart() {
   var pts = points.map(function (p) { return { t: Date.parse(p.t), s: p.succeeded, f: p.failed }; }).filter(function (p) { return isFinite(p.t); });
   if (!pts.length) return;
@@ -322,7 +322,11 @@ document.addEventListener("click", function (ev) {
   var btn = ev.target.closest && ev.target.closest("button[data-action]");
   if (!btn) return;
   var action = btn.getAttribute("data-action");
-  if (action === "cancel" && !confirm("Cancel run " + boot.runId + "? Its tasks stop; finished items stay done.")) return;
+  // Each button starts or stops paid work: one stray click must not.
+  var question = action === "cancel" ? "Cancel run " + boot.runId + "? Its tasks stop; finished items stay done."
+    : action === "rerun-failed" ? "Rerun the failed items of run " + boot.runId + "? They are re-planned into new shards and run again."
+    : "Rerun run " + boot.runId + "? Its unfinished shards are launched again; finished items are not redone.";
+  if (!confirm(question)) return;
   var msg = document.getElementById("action-msg");
   var buttons = document.querySelectorAll("button[data-action]");
   buttons.forEach(function (b) { b.disabled = true; });

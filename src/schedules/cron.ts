@@ -12,7 +12,9 @@ import { errorMessage } from "../core/errors.js";
 import { silentLogger, type Logger } from "../core/log.js";
 import type { Launcher } from "../launcher/port.js";
 import type { ObjectStore } from "../store/port.js";
-import { fireSchedule, loadSchedules, type FireResult, type FireScheduleOptions, type ListedSchedule, type LoadSchedulesOptions, type LoadedSchedule, type ScheduledRunSettings } from "./schedules.js";
+import { fireSchedule, type FireResult, type FireScheduleOptions, type ScheduledRunSettings } from "./fire.js";
+import { loadSchedules } from "./load.js";
+import type { ListedSchedule, LoadSchedulesOptions, LoadedSchedule } from "./schedule.js";
 
 /** Timers wake at least this often, so that a clock jump or a long wait stays accurate. */
 const MAX_WAIT_MS = 30_000;

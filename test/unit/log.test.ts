@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createLogger, silentLogger, type LoggerOptions } from "../../src/core/log.js";
+import { silentLogger, withFields } from "../../src/core/log.js";
+import { createLogger, type LoggerOptions } from "../../src/log/logger.js";
 
 const NOW = new Date("2026-11-22T02:00:00.000Z");
 const LABELS = "logging.googleapis.com/labels";
@@ -130,5 +131,26 @@ describe("silentLogger", () => {
   it("writes nothing and its child is silent too", () => {
     expect(() => silentLogger.info("x")).not.toThrow();
     expect(silentLogger.child({ a: "b" })).toBe(silentLogger);
+  });
+});
+
+describe("withFields", () => {
+  it("adds its fields to every line, children's included, without touching labels", () => {
+    const { logger, parsed } = capture({ labels: { run: "r1" } });
+    const traced = withFields(logger, { "logging.googleapis.com/trace": "projects/p/traces/t" });
+    traced.info("a", { n: 1 });
+    traced.child({ shard: "s1" }).warn("b");
+    expect(parsed()).toEqual([
+      { severity: "INFO", message: "a", time: NOW.toISOString(), [LABELS]: { run: "r1" }, "logging.googleapis.com/trace": "projects/p/traces/t", n: 1 },
+      { severity: "WARNING", message: "b", time: NOW.toISOString(), [LABELS]: { run: "r1", shard: "s1" }, "logging.googleapis.com/trace": "projects/p/traces/t" },
+    ]);
+  });
+});
+
+describe("messages are text, not format strings", () => {
+  it("keeps %s and %d as written", () => {
+    const { logger, parsed } = capture();
+    logger.info("100%s done %d", { a: 1 });
+    expect(parsed()[0]!.message).toBe("100%s done %d");
   });
 });

@@ -1,8 +1,8 @@
 /**
- * Reconcile and cancel: the two operations on runs the scheduler service adds to the
- * orchestrator. Reconcile advances every run in flight by one non-blocking step (`advanceRun`:
- * record ended launches, continue unfinished shards, finish the run); it is what keeps a run
- * going after its tasks time out, with no process watching it. Both are safe to run twice at
+ * Reconcile and cancel, for runs no process is watching (the scheduler service calls them on a
+ * timer or on request). Reconcile advances every run in flight by one non-blocking step
+ * (`advanceRun`: record ended launches, continue unfinished shards, finish the run); it is what
+ * keeps a run going after its tasks time out. Both are safe to run twice at
  * once: launches are created create-only and run.json changes by compare-and-swap.
  */
 import { randomBytes } from "node:crypto";
@@ -16,12 +16,11 @@ import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { RunRecord } from "../core/model.js";
 import type { Launcher } from "../launcher/port.js";
-import { advanceRun, startDriving } from "../orchestrator/drive.js";
-import { recordLaunchEnd } from "../orchestrator/launch.js";
-import { readLaunches, readRun } from "../orchestrator/read.js";
+import { advanceRun, startDriving } from "./drive.js";
+import { recordLaunchEnd } from "./launch.js";
+import { readLaunches, readRun } from "./read.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import { listPrefixes, type ObjectStore } from "../store/port.js";
-import type { ReconcileResult } from "./api.js";
 
 export interface ReconcileOptions {
   store: ObjectStore;
@@ -52,6 +51,20 @@ export interface ReconcileOptions {
 }
 
 const IN_FLIGHT = new Set(["planned", "running"]);
+
+/** What one reconcile did: the service answers `POST /v1/reconcile` with it. */
+export interface ReconcileResult {
+  /** Runs in flight looked at. */
+  checked: number;
+  runs: {
+    runId: string;
+    /** skipped: this process is advancing it already; starting: a launch of it is being started by another caller. */
+    outcome: "live" | "launched" | "finished" | "skipped" | "starting" | "error";
+    state?: string;
+    error?: string;
+  }[];
+  durationMs: number;
+}
 
 /**
  * `runs/<id>/driver.json`: who is advancing the run right now, until when. `advanceRun` alone is
