@@ -41,6 +41,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.stderr.write(`shardrun: ${errorMessage(e)}\n`);
       return ExitCode.usage;
     }
+    if (isShardrunError(e, "DAMAGED") || isShardrunError(e, "STORE_FULL")) {
+      // Not a bug of shardrun: the message names the object or the store and what to do.
+      io.stderr.write(`shardrun: ${errorMessage(e)}\n`);
+      return ExitCode.internal;
+    }
     io.stderr.write(`shardrun: internal error: ${errorMessage(e)}\n`);
     if (process.env.SHARDRUN_DEBUG && e instanceof Error && e.stack) io.stderr.write(e.stack + "\n");
     return ExitCode.internal;

@@ -11,6 +11,7 @@ export type ShardrunErrorCode =
   | "NON_RETRIABLE"
   | "RETRY_AFTER"
   | "LEASE_LOST"
+  | "STORE_FULL"
   /** An object of a run is not what the checkpoint that names it recorded (missing, truncated, changed). */
   | "DAMAGED"
   | "INTERNAL";

@@ -34,6 +34,8 @@ export interface PlanOptions {
   /** Launch settings; `tasks` defaults to one per shard (at most the job's default or 10), `parallelism` to `tasks`. */
   settings: Omit<RunSettings, "concurrency" | "retry" | "checkpoint" | "tasks" | "parallelism" | "budgets" | "crashLimit"> & {
     crashLimit?: number;
+    /** Items at once per task, instead of the job's. */
+    concurrency?: number;
     tasks?: number;
     parallelism?: number;
     /** Run-level budget limits that override the job's `budgets.run`. */
@@ -197,7 +199,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
         crashLimit: o.settings.crashLimit ?? o.job.crashLimit,
         tasks,
         parallelism: Math.min(o.settings.parallelism ?? tasks, tasks),
-        concurrency: o.job.concurrency,
+        concurrency: o.settings.concurrency ?? o.job.concurrency,
         retry: o.job.retry,
         checkpoint: o.job.checkpoint,
       },
