@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, relative } from "node:path";
 import { createRoute, z } from "@hono/zod-openapi";
 import pLimit from "p-limit";
-import { errorMessage } from "../core/errors.js";
+import { errorMessage, isShardrunError } from "../core/errors.js";
 import { isRunId } from "../core/ids.js";
 import { JOB_NAME_PATTERN, type Job } from "../core/job.js";
 import { keys } from "../core/keys.js";
@@ -19,11 +19,12 @@ import { jobVersion, loadJob, modulePath, resolveJob, type ResolvedJob } from ".
 import { packageRoot } from "../config/paths.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
 import { planRun } from "../orchestrator/plan.js";
-import { readLaunches, readRunStatus, type RunSummary } from "../orchestrator/read.js";
-import { readFailedItems } from "../orchestrator/drive.js";
+import { readRun, readRunStatus, type RunSummary } from "../orchestrator/read.js";
+import { readFailedItems, setRunState } from "../orchestrator/drive.js";
+import { repairRun } from "../orchestrator/output.js";
 import { cancelRun, withRunLease } from "../orchestrator/reconcile.js";
 import { planFailedItems } from "../orchestrator/rerun.js";
-import { checkVersion, setRunBudget } from "../orchestrator/control.js";
+import { assertNotLive, checkVersion, setRunBudget } from "../orchestrator/control.js";
 import { getJson, type Versioned } from "../store/json.js";
 import { listPrefixes } from "../store/port.js";
 import type { Guards, ServiceApp, ServiceDeps } from "./context.js";
@@ -231,8 +232,12 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       const run = await requireRun(deps, c.req.valid("param").id);
       const runId = run.value.runId;
       const settings = c.req.valid("json");
-      const live = (await readLaunches(deps.store, runId)).find((l) => l.value.state === "pending" || l.value.state === "running");
-      if (live) throw new HttpError(409, "run_live", `run ${runId} has a live launch (${live.value.execution ?? `#${live.value.n}`}): wait for it or cancel the run first`);
+      // A launch recorded as live whose execution is gone (its supervisor died) is settled first.
+      await assertNotLive(deps.store, runId, deps.launcher).catch((e: unknown) => {
+        if (!isShardrunError(e, "USAGE")) throw e;
+        const live = e.message.match(/\(([^)]*)\)/)?.[1] ?? "a launch";
+        throw new HttpError(409, "run_live", `run ${runId} has a live launch (${live}): wait for it or cancel the run first`);
+      });
       const module = modulePath(run.value.job.module);
       if (!existsSync(module)) throw new HttpError(409, "job_unavailable", `the job module of run ${runId} is not on this service (${run.value.job.module})`);
       const current = jobVersion(module);
@@ -244,6 +249,11 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       }
       const budget = budgetOf({ tokens: settings.budgetTokens, usd: settings.budgetUsd, minutes: settings.budgetMinutes });
       if (budget) await setRunBudget(deps.store, runId, budget);
+      if (settings.repair) {
+        const repaired = await repairRun(deps.store, runId);
+        const cur = await readRun(deps.store, runId);
+        if (repaired.shards.length && cur.value.state !== "running") await setRunState(deps.store, cur, "running");
+      }
       const shards = settings.failedItems ? await planFailedItems(deps.store, runId, await readFailedItems(deps.store, run.value)) : undefined;
       const log = c.var.logger.child({ run: runId });
       log.info("rerun", { failedItems: settings.failedItems, newShards: shards?.length, caller: c.var.principal.subject });

@@ -183,10 +183,13 @@ export class RangeRunner {
     return this.#inflightSet.size;
   }
 
-  /** True while suspects of a crashed owner run one at a time. */
+  /** True while suspects of a crashed owner run one at a time (and until the last one's end is written). */
   get isolating(): boolean {
-    return this.#suspects.length > 0;
+    return this.#suspects.length > 0 || this.#soloSettling;
   }
+
+  /** A suspect that ran alone settled, and the checkpoint does not say so yet. */
+  #soloSettling = false;
 
   /** True when no position is left to start here, now or after a write (more work must come from elsewhere). */
   get exhausted(): boolean {
@@ -232,7 +235,7 @@ export class RangeRunner {
   }
 
   #takeSuspect(): number | null {
-    if (this.#inflightSet.size > 0) return null;
+    if (this.#inflightSet.size > 0 || this.#soloSettling || !this.#suspects.length) return null;
     const p = this.#suspects[0]!;
     if (this.#armed === p) {
       this.#state[p] = IN_FLIGHT;
@@ -315,6 +318,14 @@ export class RangeRunner {
     if (this.#suspects[0] === pos) {
       this.#suspects.shift();
       this.#armed = null;
+      // Its end is written before anything else starts: a crash after it must not count against it.
+      this.#soloSettling = true;
+      void this.#flush("isolation")
+        .catch(() => undefined)
+        .finally(() => {
+          this.#soloSettling = false;
+          this.#o.wake();
+        });
     } else if (this.#suspects.includes(pos)) this.#suspects = this.#suspects.filter((s) => s !== pos);
     this.#o.wake();
     if (this.mode === "checkpoint" && this.#done.length + this.#failed.length >= this.#o.job.checkpoint.everyItems) void this.#flush("tick").catch(() => undefined);

@@ -127,7 +127,7 @@ describe("parseInput", () => {
 
   it("fills defaults", () => {
     expect(parseInput(StartRunBody, {}, "body")).toMatchObject({ args: {}, taskTimeoutSeconds: 3600, maxRetries: 3, maxLaunches: 5 });
-    expect(parseInput(RerunBody, {}, "body")).toEqual({ failedItems: false, upgrade: false });
+    expect(parseInput(RerunBody, {}, "body")).toEqual({ failedItems: false, upgrade: false, repair: false });
   });
 
   it("parses query numbers from text without coercing empty strings", () => {
