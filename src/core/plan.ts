@@ -1,9 +1,13 @@
 /**
- * The shard planner: decides, item by item, where one shard ends and the next begins. It holds
- * no items, only counters, so a plan of millions of items streams through in constant memory.
- * Shards are contiguous slices of the run's item list.
+ * The shard planner's pure parts: where one shard ends and the next begins (counters only, no
+ * items), the limits a plan must stay within, the heaviest-first order, duplicate-key detection
+ * in typed arrays, and how shards are packed into items objects.
  */
+import { z } from "zod";
+import { InvalidInputError } from "./errors.js";
+import { MAX_SHARDS } from "./ids.js";
 import type { ShardPolicy } from "./job.js";
+import { CHUNK_TARGET_BYTES, MAX_SHARDS_PER_CHUNK } from "./items.js";
 
 export interface PlanTotals {
   items: number;
@@ -82,4 +86,262 @@ export function assignShards(shards: readonly string[], taskCount: number): stri
   const out: string[][] = Array.from({ length: taskCount }, () => []);
   shards.forEach((s, i) => out[i % taskCount]!.push(s));
   return out;
+}
+
+// ---------------------------------------------------------------- limits
+
+/**
+ * Limits on what one run may plan. The defaults keep one mistaken request (`count=100000000`)
+ * from filling a disk or a bucket, while leaving room for real million-item runs; raise them per
+ * run or for a deployment (SHARDRUN_MAX_ITEMS, SHARDRUN_MAX_SHARDS).
+ */
+export const PlanLimits = z.strictObject({
+  /**
+   * Items in one run, across its plan (re-planned rounds do not add items).
+   * @default 10_000_000
+   */
+  maxItems: z.number().int().min(1).max(1_000_000_000),
+  /**
+   * Shards in one run, rounds included. Shard ids have six digits, so never above 1,000,000.
+   * @default 200_000
+   */
+  maxShards: z.number().int().min(1).max(MAX_SHARDS),
+});
+export type PlanLimits = z.infer<typeof PlanLimits>;
+
+export const DEFAULT_PLAN_LIMITS = { maxItems: 10_000_000, maxShards: 200_000 } as const satisfies PlanLimits;
+
+/** A plan went over one of its limits: refused at once, with the limit's name and how to raise it. */
+export class PlanLimitExceeded extends InvalidInputError {
+  readonly limit: keyof PlanLimits;
+  readonly value: number;
+  constructor(limit: keyof PlanLimits, value: number, what: string) {
+    const env = limit === "maxItems" ? "SHARDRUN_MAX_ITEMS" : "SHARDRUN_MAX_SHARDS";
+    super(
+      `the plan ${what}, over the limit ${limit}=${value}: raise it for this run (setting ${limit}) or for every run (${env}), ` +
+        (limit === "maxItems" ? "or give the job fewer items" : "or make shards larger (--items-per-shard, --shards)"),
+    );
+    this.limit = limit;
+    this.value = value;
+  }
+}
+
+/**
+ * The most shards a policy can make from `items` items, when that is known before cutting
+ * (`{ weightPerShard }` depends on the weights).
+ */
+export function shardsAtMost(policy: ShardPolicy, items: number): number | undefined {
+  if ("count" in policy) return Math.min(policy.count, Math.max(items, 1));
+  if ("itemsPerShard" in policy) return Math.ceil(items / policy.itemsPerShard);
+  return undefined;
+}
+
+// ---------------------------------------------------------------- heaviest first
+
+/**
+ * Positions 0..n-1 ordered by `costs`, heaviest first, ties in position order. An LSD radix sort
+ * on the costs' bit patterns (for doubles from 0 up, the bits order like the numbers): stable,
+ * O(n), and no comparator call per pair, which at a million items is the difference between
+ * ~50 ms and a second. Costs must be finite and at least 0 (the planner makes them so).
+ * Little-endian platforms only (every platform Node ships for): word 0 is the low word.
+ */
+export function heaviestFirst(n: number, costAt: (position: number) => number): Uint32Array {
+  const scratch = new Float64Array(1);
+  const words = new Uint32Array(scratch.buffer);
+  // Inverted, so that an ascending sort of the keys puts the heaviest first.
+  const lo = new Uint32Array(n);
+  const hi = new Uint32Array(n);
+  for (let p = 0; p < n; p++) {
+    const cost = costAt(p);
+    if (!(cost >= 0) || cost === Number.POSITIVE_INFINITY) throw new RangeError(`Expected costs to be finite numbers from 0 up, got ${cost} at ${p}`);
+    scratch[0] = cost + 0; // -0 + 0 is +0: one bit pattern for zero
+    lo[p] = ~words[0]! >>> 0;
+    hi[p] = ~words[1]! >>> 0;
+  }
+  let order = new Uint32Array(n);
+  for (let p = 0; p < n; p++) order[p] = p;
+  let spare = new Uint32Array(n);
+  const counts = new Uint32Array(65536);
+  for (let pass = 0; pass < 4; pass++) {
+    const word = pass < 2 ? lo : hi;
+    const shift = pass % 2 === 0 ? 0 : 16;
+    counts.fill(0);
+    for (let p = 0; p < n; p++) counts[(word[order[p]!]! >>> shift) & 0xffff]!++;
+    // All equal in this digit: the pass would leave the order as it is.
+    if (counts[(word[order[0] ?? 0]! >>> shift) & 0xffff] === n) continue;
+    let sum = 0;
+    for (let d = 0; d < 65536; d++) {
+      const c = counts[d]!;
+      counts[d] = sum;
+      sum += c;
+    }
+    for (let p = 0; p < n; p++) {
+      const at = order[p]!;
+      spare[counts[(word[at]! >>> shift) & 0xffff]!++] = at;
+    }
+    [order, spare] = [spare, order];
+  }
+  return order;
+}
+
+// ---------------------------------------------------------------- duplicate keys
+
+/** Partitions of a KeyTable: each grows on its own, so growing never holds two whole tables. */
+const KEY_PARTITIONS = 256;
+
+/**
+ * A set of item keys held as 32-bit hashes in typed arrays (8 bytes a slot, ~11-23 bytes an item
+ * at the table's load) instead of strings in a Set (~50-80 bytes each, plus the strings
+ * themselves): at a million keys, ~17 MB against ~100 MB. A hash match is only a candidate
+ * (about a hundred among a million distinct keys): the caller confirms it by comparing the keys
+ * (the planner reads the earlier one back from its spool), so two different keys are never taken
+ * for a duplicate. The table is split in 256 partitions by the hash's top bits, so that growing
+ * one copies 1/256 of it, not all of it at once.
+ */
+export class KeyTable {
+  readonly #parts: KeyPartition[] = Array.from({ length: KEY_PARTITIONS }, () => new KeyPartition());
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Records `key` at `position` and returns the positions of earlier keys with the same hash
+   * (usually none), for the caller to compare with `key`.
+   */
+  add(key: string, position: number): number[] | undefined {
+    if (position < 0 || position > 0x7fffffff) throw new RangeError(`Expected a position from 0 to 2^31-1, got ${position}`);
+    const hash = hashKey(key);
+    this.#size++;
+    return this.#parts[hash >>> 24]!.add(hash, position);
+  }
+}
+
+/** Open addressing with linear probing; slots hold a position (-1: empty) and its key's hash. */
+class KeyPartition {
+  #mask = 15;
+  #positions = new Int32Array(16).fill(-1);
+  #hashes = new Uint32Array(16);
+  #size = 0;
+
+  add(hash: number, position: number): number[] | undefined {
+    if ((this.#size + 1) * 10 > (this.#mask + 1) * 7) this.#grow();
+    let out: number[] | undefined;
+    let slot = hash & this.#mask;
+    for (; this.#positions[slot] !== -1; slot = (slot + 1) & this.#mask) {
+      if (this.#hashes[slot] === hash) (out ??= []).push(this.#positions[slot]!);
+    }
+    this.#positions[slot] = position;
+    this.#hashes[slot] = hash;
+    this.#size++;
+    return out;
+  }
+
+  #grow(): void {
+    const positions = this.#positions;
+    const hashes = this.#hashes;
+    const slots = positions.length * 2;
+    this.#mask = slots - 1;
+    this.#positions = new Int32Array(slots).fill(-1);
+    this.#hashes = new Uint32Array(slots);
+    for (let s = 0; s < positions.length; s++) {
+      if (positions[s] === -1) continue;
+      let slot = hashes[s]! & this.#mask;
+      while (this.#positions[slot] !== -1) slot = (slot + 1) & this.#mask;
+      this.#positions[slot] = positions[s]!;
+      this.#hashes[slot] = hashes[s]!;
+    }
+  }
+}
+
+/** A 32-bit hash of a string (FNV-1a over UTF-16 code units, then murmur3's finalizer). */
+export function hashKey(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+// ---------------------------------------------------------------- packing shards into objects
+
+/** Consecutive shards [first, end) that share one items object. */
+export interface ChunkSpan {
+  first: number;
+  end: number;
+  bytes: number;
+}
+
+/**
+ * Packs shards (by their byte lengths, in shard order) into items objects of at most
+ * MAX_SHARDS_PER_CHUNK shards and about CHUNK_TARGET_BYTES: a shard that would take an object
+ * past the target starts the next one, and a shard larger than the target is an object alone.
+ */
+export function packChunks(shardBytes: ArrayLike<number>, firstShard = 0, o: { maxShards?: number; targetBytes?: number } = {}): ChunkSpan[] {
+  const maxShards = o.maxShards ?? MAX_SHARDS_PER_CHUNK;
+  const target = o.targetBytes ?? CHUNK_TARGET_BYTES;
+  const out: ChunkSpan[] = [];
+  let current: ChunkSpan | undefined;
+  for (let s = 0; s < shardBytes.length; s++) {
+    const b = shardBytes[s]!;
+    if (!current || current.end - current.first >= maxShards || (current.bytes > 0 && current.bytes + b > target)) {
+      current = { first: firstShard + s, end: firstShard + s, bytes: 0 };
+      out.push(current);
+    }
+    current.end++;
+    current.bytes += b;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- cutting a whole plan
+
+export interface Cut {
+  /** End (exclusive) of each shard, in positions of the plan's order. */
+  ends: Uint32Array;
+  /** Weight of each shard. */
+  weights: Float64Array;
+}
+
+/**
+ * Cuts `count` items into shards by `policy`, walking them in `order` (positions → source
+ * indices; source order when absent). Stops as soon as the shards would pass `maxShards`.
+ */
+export function cutShards(policy: ShardPolicy, weightAt: (index: number) => number, count: number, order?: Uint32Array, maxShards = MAX_SHARDS): Cut {
+  let total = 0;
+  for (let p = 0; p < count; p++) total += weightAt(p);
+  const cutter = createShardCutter(policy, { items: count, weight: total });
+  const cap = Math.min(maxShards, shardsAtMost(policy, count) ?? maxShards) + 1;
+  let ends = new Uint32Array(Math.min(cap, 1024));
+  let shardWeights = new Float64Array(ends.length);
+  let shards = 0;
+  let w = 0;
+  const close = (end: number) => {
+    if (shards >= maxShards) throw new PlanLimitExceeded("maxShards", maxShards, `needs more than ${maxShards} shards`);
+    if (shards === ends.length) {
+      const e = new Uint32Array(Math.max(ends.length + 1, Math.min(ends.length * 2, cap)));
+      e.set(ends);
+      ends = e;
+      const sw = new Float64Array(e.length);
+      sw.set(shardWeights);
+      shardWeights = sw;
+    }
+    ends[shards] = end;
+    shardWeights[shards] = w;
+    shards++;
+    w = 0;
+  };
+  for (let p = 0; p < count; p++) {
+    const weight = weightAt(order ? order[p]! : p);
+    w += weight;
+    if (cutter.add(weight)) close(p + 1);
+  }
+  if (shards === 0 || ends[shards - 1] !== count) {
+    if (count > 0) close(count);
+  }
+  return { ends: ends.slice(0, shards), weights: shardWeights.slice(0, shards) };
 }
