@@ -58,6 +58,20 @@ export interface UnreadableRun {
 
 export type RunListEntry = (RunIndexEntry & { heartbeatAt?: string }) | UnreadableRun;
 
+/**
+ * What the backfill needs of a run.json, of any version (v1 runs predate the index): read
+ * leniently, so that an older run is listed rather than called unreadable.
+ */
+const IndexableRun = z.object({
+  runId: z.string(),
+  job: z.object({ name: z.string() }),
+  state: RunState,
+  createdAt: z.string(),
+  finishedAt: z.string().optional(),
+  plan: z.object({ totalItems: z.number().int().min(0) }),
+  trigger: z.string(),
+});
+
 /** The body of an entry recorded for a run whose run.json was unreadable when indexed. */
 const UnreadableBody = z.object({ runId: z.string(), unreadable: z.string() });
 
@@ -66,7 +80,7 @@ export function indexKey(runId: string, createdAt: string): string {
 }
 
 /** The index entry of a run as its run.json says it. */
-export function entryOf(run: RunRecord, o: { failed?: number } = {}): RunIndexEntry {
+export function entryOf(run: Pick<RunRecord, "runId" | "state" | "createdAt" | "finishedAt" | "trigger"> & { job: { name: string }; plan: { totalItems: number } }, o: { failed?: number } = {}): RunIndexEntry {
   return {
     runId: run.runId,
     job: run.job.name,
@@ -297,8 +311,9 @@ export async function backfillIndex(store: ObjectStore): Promise<number> {
       limit(async () => {
         let entry: { key: string; body: string; metadata: Record<string, string> } | undefined;
         try {
-          const run = await getJson(store, keys.run(runId), RunRecord);
+          const run = await getJson(store, keys.run(runId), IndexableRun);
           if (!run) return 0; // never committed: nothing to list
+          if (run.value.runId !== runId) throw new Error(`it names run ${run.value.runId}`);
           const e = entryOf(run.value);
           entry = { key: indexKey(runId, e.createdAt), body: JSON.stringify(e), metadata: metadataOf(e) };
         } catch (e) {
