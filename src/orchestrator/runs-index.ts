@@ -372,3 +372,48 @@ export async function cancelPlanning(store: ObjectStore, runId: string): Promise
   }
   throw new UsageError(`run ${runId}: its planner keeps rewriting its index entry; try the cancel again`);
 }
+
+export interface StalePlansOptions {
+  /** A `planning` entry whose heartbeat is older than this belongs to a planner that died. @default 60_000 (6 heartbeats) */
+  staleMs?: number;
+  now?: Date;
+  /** Index days looked at, newest first: plans are recent. @default 2 */
+  days?: number;
+}
+
+/**
+ * Clears up after planners that died (killed, their machine gone) while announced as `planning`,
+ * for reconcile to call. A plan that had committed (its run.json is there) gets its entry fixed
+ * from run.json; one that had not has its objects removed, then its entry. Returns the run ids
+ * it cleared.
+ */
+export async function removeStalePlans(store: ObjectStore, o: StalePlansOptions = {}): Promise<string[]> {
+  const now = (o.now ?? new Date()).getTime();
+  const staleMs = o.staleMs ?? 60_000;
+  const days = (await listPrefixes(store, keys.runIndexDaysPrefix()))
+    .map((p) => p.slice(keys.runIndexDaysPrefix().length, -1))
+    .filter((d) => /^\d{8}$/.test(d))
+    .sort()
+    .reverse()
+    .slice(0, o.days ?? 2);
+  const cleared: string[] = [];
+  for (const day of days) {
+    for (const entry of await readDay(store, day)) {
+      if (entry.state !== "planning") continue;
+      const beat = Date.parse(entry.heartbeatAt ?? entry.createdAt);
+      if (!(now - beat > staleMs)) continue;
+      const run = await getJson(store, keys.run(entry.runId), IndexableRun).catch(() => null);
+      if (run) {
+        await writeIndexEntry(store, entryOf(run.value));
+      } else {
+        const objects: string[] = [];
+        for await (const key of listAll(store, keys.runPrefix(entry.runId))) objects.push(key);
+        const limit = pLimit(READS);
+        await Promise.all(objects.map((key) => limit(() => store.delete(key))));
+        await store.delete(indexKey(entry.runId, entry.createdAt));
+      }
+      cleared.push(entry.runId);
+    }
+  }
+  return cleared;
+}

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { keys } from "../../src/core/keys.js";
 import { RunRecord, type RunState } from "../../src/core/model.js";
 import { planRun } from "../../src/orchestrator/plan.js";
-import { backfillIndex, clearLive, indexKey, listRuns, liveRuns, markLive, recordRunState, writeIndexEntry } from "../../src/orchestrator/runs-index.js";
+import { backfillIndex, clearLive, indexKey, listRuns, liveRuns, markLive, recordRunState, removeStalePlans, writeIndexEntry } from "../../src/orchestrator/runs-index.js";
 import { allKeys, planOptions, tempStore, wrapStore } from "./plan-support.js";
 import { MemoryStore } from "./runs-index-store.js";
 
@@ -197,5 +197,32 @@ describe("live markers", () => {
     expect((await liveRuns(store)).sort()).toEqual([a, b]);
     await clearLive(store, a);
     expect(await liveRuns(store)).toEqual([b]);
+  });
+});
+
+describe("removeStalePlans", () => {
+  it("removes what a planner that died left, entry included, and leaves a live planner alone", async () => {
+    const store = tempStore();
+    const now = new Date(T0 + 3600_000);
+    const dead = runAt(new Date(T0), { suffix: "dead" });
+    const live = runAt(new Date(T0 + 10_000), { suffix: "1ive" });
+    for (const [r, beat] of [[dead, T0], [live, now.getTime() - 5_000]] as const) {
+      await writeIndexEntry(store, { runId: r.runId, job: "echo", state: "planning", createdAt: r.createdAt, items: 0, trigger: "api" }, { heartbeatAt: new Date(beat).toISOString() });
+    }
+    await store.put(keys.items(dead.runId, 0), "half a plan");
+    await store.put(keys.items(dead.runId, 100), "more of it");
+    expect(await removeStalePlans(store, { now })).toEqual([dead.runId]);
+    expect(await allKeys(store, "runs/")).toEqual([]);
+    expect((await listRuns(store)).map((r) => [r.runId, r.state])).toEqual([[live.runId, "planning"]]);
+  });
+
+  it("fixes the entry of a plan that committed but died before it updated its entry", async () => {
+    const store = tempStore();
+    const run = runAt(new Date(T0), { items: 42 });
+    await writeIndexEntry(store, { runId: run.runId, job: "echo", state: "planning", createdAt: run.createdAt, items: 0, trigger: "cli" }, { heartbeatAt: run.createdAt });
+    await store.put(keys.run(run.runId), JSON.stringify(run));
+    expect(await removeStalePlans(store, { now: new Date(T0 + 3600_000) })).toEqual([run.runId]);
+    expect(await listRuns(store)).toEqual([expect.objectContaining({ runId: run.runId, state: "planned", items: 42 })]);
+    expect(await store.get(keys.run(run.runId))).not.toBeNull();
   });
 });
