@@ -218,40 +218,43 @@ export class KeyTable {
   }
 }
 
-/** Open addressing with linear probing; slots hold a position (-1: empty) and its key's hash. */
+/**
+ * Open addressing with linear probing. A slot is two Int32s side by side, [position (-1: empty),
+ * hash]: a probe touches one cache line, not one in each of two arrays.
+ */
 class KeyPartition {
   #mask = 15;
-  #positions = new Int32Array(16).fill(-1);
-  #hashes = new Uint32Array(16);
+  #slots = new Int32Array(32).fill(-1);
   #size = 0;
 
   add(hash: number, position: number): number[] | undefined {
     if ((this.#size + 1) * 10 > (this.#mask + 1) * 7) this.#grow();
+    const slots = this.#slots;
+    const h = hash | 0;
     let out: number[] | undefined;
     let slot = hash & this.#mask;
-    for (; this.#positions[slot] !== -1; slot = (slot + 1) & this.#mask) {
-      if (this.#hashes[slot] === hash) (out ??= []).push(this.#positions[slot]!);
+    for (; slots[2 * slot] !== -1; slot = (slot + 1) & this.#mask) {
+      if (slots[2 * slot + 1] === h) (out ??= []).push(slots[2 * slot]!);
     }
-    this.#positions[slot] = position;
-    this.#hashes[slot] = hash;
+    slots[2 * slot] = position;
+    slots[2 * slot + 1] = h;
     this.#size++;
     return out;
   }
 
   #grow(): void {
-    const positions = this.#positions;
-    const hashes = this.#hashes;
-    const slots = positions.length * 2;
-    this.#mask = slots - 1;
-    this.#positions = new Int32Array(slots).fill(-1);
-    this.#hashes = new Uint32Array(slots);
-    for (let s = 0; s < positions.length; s++) {
-      if (positions[s] === -1) continue;
-      let slot = hashes[s]! & this.#mask;
-      while (this.#positions[slot] !== -1) slot = (slot + 1) & this.#mask;
-      this.#positions[slot] = positions[s]!;
-      this.#hashes[slot] = hashes[s]!;
+    const old = this.#slots;
+    const count = old.length; // two Int32s a slot: the new table has twice the slots
+    this.#mask = count - 1;
+    const slots = new Int32Array(2 * count).fill(-1);
+    for (let s = 0; s < old.length; s += 2) {
+      if (old[s] === -1) continue;
+      let slot = old[s + 1]! & this.#mask;
+      while (slots[2 * slot] !== -1) slot = (slot + 1) & this.#mask;
+      slots[2 * slot] = old[s]!;
+      slots[2 * slot + 1] = old[s + 1]!;
     }
+    this.#slots = slots;
   }
 }
 

@@ -76,6 +76,9 @@ class Spooler {
    * young generation (measured: +67 MB at a million items).
    */
   #buffer = Buffer.allocUnsafe(BUFFER_BYTES);
+  /** The other buffer, written to the file while `#buffer` fills. */
+  #spare = Buffer.allocUnsafe(BUFFER_BYTES);
+  #writing: Promise<void> = Promise.resolve();
   #used = 0;
   /** Bytes of the spool already in the file; the buffer holds the ones after. */
   #flushed = 0;
@@ -111,6 +114,7 @@ class Spooler {
     if (Symbol.asyncIterator in iterable) await this.#readAsync(iterable as AsyncIterable<unknown>);
     else await this.#readSync(iterable as Iterable<unknown>);
     await this.#flush();
+    await this.#writing;
     // The key table is the largest thing the first pass holds; the second pass has no use for it.
     this.#keys = undefined;
     if (this.#open) this.#countShard();
@@ -255,20 +259,31 @@ class Spooler {
       this.#used += line.copy(this.#buffer, 0);
       return;
     }
-    await this.#file.write(line, 0, line.length, this.#flushed);
+    await this.#writing;
+    await writeFully(this.#file, line, line.length, this.#flushed);
     this.#flushed += line.length;
   }
 
+  /** Starts writing the buffer and swaps in the spare (once its own write is done). */
   async #flush(): Promise<void> {
     if (!this.#used) return;
-    await this.#file.write(this.#buffer, 0, this.#used, this.#flushed);
-    this.#flushed += this.#used;
+    await this.#writing;
+    const buffer = this.#buffer;
+    const length = this.#used;
+    const at = this.#flushed;
+    this.#buffer = this.#spare;
+    this.#spare = buffer;
+    this.#flushed += length;
     this.#used = 0;
+    this.#writing = writeFully(this.#file, buffer, length, at);
+    // Failures surface at the next flush or at the end; never as an unhandled rejection.
+    this.#writing.catch(() => undefined);
   }
 
   /** A hash match: compare the keys themselves, reading the earlier line back from the spool. */
   async #checkDuplicate(key: string, index: number, earlier: number[]): Promise<void> {
     await this.#flush();
+    await this.#writing;
     for (const position of earlier) {
       if ((await this.#keyAt(position)) === key) {
         throw new InvalidInputError(
@@ -282,5 +297,13 @@ class Spooler {
     const bytes = Buffer.allocUnsafe(this.#lines.lengthOf(position));
     await this.#file.read(bytes, 0, bytes.length, this.#lines.offsetOf(position));
     return (JSON.parse(bytes.toString("utf8")) as { key: string }).key;
+  }
+}
+
+async function writeFully(file: FileHandle, bytes: Uint8Array, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesWritten } = await file.write(bytes, done, length - done, position + done);
+    done += bytesWritten;
   }
 }
