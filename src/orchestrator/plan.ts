@@ -186,6 +186,8 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     });
     const costs = spool.costs;
     const ordered = costs ? heaviestFirst(spool.count, (i) => costs.at(i)) : undefined;
+    // Sorted: the costs are of no more use, and the second pass is where memory peaks.
+    delete spool.costs;
     const weights = spool.weights;
     const cut = cutShards(policy, (i) => weights.at(i), spool.count, ordered, limits.maxShards);
     const spans = packChunks(shardBytes(cut, spool.lines, ordered));

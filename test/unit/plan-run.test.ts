@@ -88,7 +88,7 @@ describe("planRun: heaviest first", () => {
       ...numberedDefinition,
       item: z.object({ n: z.number(), pad: z.string() }),
       source: function* () {
-        // ~30 MB of items: more than one 24 MiB window.
+        // ~30 MB of items: more than one 16 MiB window.
         for (let n = 0; n < 3000; n++) yield { n, pad: "x".repeat(10_000) };
       },
       args: undefined,
