@@ -390,7 +390,10 @@ export function roundEntries(cut: Cut, round: number, firstShard: number, order?
   for (let s = 0; s < cut.ends.length; s++) {
     const end = cut.ends[s]!;
     const entry: ShardEntry = { id: shardId(firstShard + s), round, count: end - p, weight: cut.weights[s]!, indices: order ? rangesInOrder(order, p, end) : [[p, end]] };
-    at += out.write(JSON.stringify(entry) + "\n", at, "utf8");
+    const line = JSON.stringify(entry) + "\n";
+    // ASCII only (ids and numbers), so characters are bytes; a short write would be a bad bound.
+    if (out.write(line, at, "latin1") !== line.length) throw new RangeError(`plan round ${round}: entry of shard ${entry.id} does not fit its bound`);
+    at += line.length;
     p = end;
   }
   return out.subarray(0, at);
