@@ -151,7 +151,9 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
   if (!policyParsed.success) throw new InvalidInputError(`shard policy: ${formatZodError(policyParsed.error)}`);
   const policy = policyParsed.data;
   if ("count" in policy && policy.count > limits.maxShards) throw new PlanLimitExceeded("maxShards", limits.maxShards, `asks for ${policy.count} shards`);
-  const order = PlanOrder.parse(o.order ?? o.job.order ?? "source");
+  const orderParsed = PlanOrder.safeParse(o.order ?? o.job.order ?? "source");
+  if (!orderParsed.success) throw new InvalidInputError(`order: ${formatZodError(orderParsed.error)}`);
+  const order = orderParsed.data;
   const base = runSettings(o.job, settings.data, 1);
   const checked = RunSettings.safeParse(base);
   if (!checked.success) throw new InvalidInputError(`run settings: ${formatZodError(checked.error)}`);
