@@ -186,76 +186,39 @@ export function heaviestFirst(n: number, costAt: (position: number) => number): 
 
 // ---------------------------------------------------------------- duplicate keys
 
-/** Partitions of a KeyTable: each grows on its own, so growing never holds two whole tables. */
-const KEY_PARTITIONS = 256;
-
 /**
- * A set of item keys held as 32-bit hashes in typed arrays (8 bytes a slot, ~11-23 bytes an item
- * at the table's load) instead of strings in a Set (~50-80 bytes each, plus the strings
- * themselves): at a million keys, ~17 MB against ~100 MB. A hash match is only a candidate
- * (about a hundred among a million distinct keys): the caller confirms it by comparing the keys
- * (the planner reads the earlier one back from its spool), so two different keys are never taken
- * for a duplicate. The table is split in 256 partitions by the hash's top bits, so that growing
- * one copies 1/256 of it, not all of it at once.
+ * Positions whose key hashes are equal: the candidates for duplicate keys, for the caller to
+ * confirm by comparing the keys themselves (two different keys share a 32-bit hash about a hundred
+ * times in a million). Each group is in position order; groups are ordered by their second
+ * position, so that the first duplicate in source order is found first.
+ *
+ * The planner keeps one 32-bit hash per item (4 bytes) instead of the keys in a Set (~50 bytes
+ * each for short keys, ~170 for URLs, measured at a million) or a hash table (~17 bytes, held all
+ * through the first pass): the hashes are sorted once, at the end, as (hash, position) pairs in a
+ * BigUint64Array by the engine's native numeric sort.
  */
-export class KeyTable {
-  readonly #parts: KeyPartition[] = Array.from({ length: KEY_PARTITIONS }, () => new KeyPartition());
-  #size = 0;
-
-  get size(): number {
-    return this.#size;
+export function hashCollisions(n: number, hashAt: (position: number) => number): Uint32Array[] {
+  if (n > 0xffffffff) throw new RangeError(`Expected at most 2^32 - 1 positions, got ${n}`);
+  const pairs = new BigUint64Array(n);
+  // Little-endian words: the low one is the position, the high one the hash.
+  const words = new Uint32Array(pairs.buffer);
+  for (let p = 0; p < n; p++) {
+    words[2 * p] = p;
+    words[2 * p + 1] = hashAt(p);
   }
-
-  /**
-   * Records `key` at `position` and returns the positions of earlier keys with the same hash
-   * (usually none), for the caller to compare with `key`.
-   */
-  add(key: string, position: number): number[] | undefined {
-    if (position < 0 || position > 0x7fffffff) throw new RangeError(`Expected a position from 0 to 2^31-1, got ${position}`);
-    const hash = hashKey(key);
-    this.#size++;
-    return this.#parts[hash >>> 24]!.add(hash, position);
-  }
-}
-
-/**
- * Open addressing with linear probing. A slot is two Int32s side by side, [position (-1: empty),
- * hash]: a probe touches one cache line, not one in each of two arrays.
- */
-class KeyPartition {
-  #mask = 15;
-  #slots = new Int32Array(32).fill(-1);
-  #size = 0;
-
-  add(hash: number, position: number): number[] | undefined {
-    if ((this.#size + 1) * 10 > (this.#mask + 1) * 7) this.#grow();
-    const slots = this.#slots;
-    const h = hash | 0;
-    let out: number[] | undefined;
-    let slot = hash & this.#mask;
-    for (; slots[2 * slot] !== -1; slot = (slot + 1) & this.#mask) {
-      if (slots[2 * slot + 1] === h) (out ??= []).push(slots[2 * slot]!);
+  pairs.sort();
+  const groups: Uint32Array[] = [];
+  for (let a = 0; a < n; ) {
+    let b = a + 1;
+    while (b < n && words[2 * b + 1] === words[2 * a + 1]) b++;
+    if (b - a > 1) {
+      const group = new Uint32Array(b - a);
+      for (let k = a; k < b; k++) group[k - a] = words[2 * k]!;
+      groups.push(group);
     }
-    slots[2 * slot] = position;
-    slots[2 * slot + 1] = h;
-    this.#size++;
-    return out;
+    a = b;
   }
-
-  #grow(): void {
-    const old = this.#slots;
-    const count = old.length; // two Int32s a slot: the new table has twice the slots
-    this.#mask = count - 1;
-    const slots = new Int32Array(2 * count).fill(-1);
-    for (let s = 0; s < old.length; s += 2) {
-      if (old[s] === -1) continue;
-      let slot = old[s + 1]! & this.#mask;
-      while (slots[2 * slot] !== -1) slot = (slot + 1) & this.#mask;
-      slots[2 * slot] = old[s]!;
-      slots[2 * slot + 1] = old[s + 1]!;
-    }
-    this.#slots = slots;
-  }
+  return groups.sort((x, y) => x[1]! - y[1]!);
 }
 
 /** A 32-bit hash of a string (FNV-1a over UTF-16 code units, then murmur3's finalizer). */

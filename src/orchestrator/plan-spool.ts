@@ -10,8 +10,8 @@ import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, InvalidInputError } from "../core/errors.js";
 import type { Job, PlanOrder, ShardPolicy } from "../core/job.js";
-import { createShardCutter, KeyTable, PlanLimitExceeded, type PlanLimits } from "../core/plan.js";
-import { F64Column, LineIndex, WeightColumn } from "./plan-columns.js";
+import { createShardCutter, hashCollisions, hashKey, PlanLimitExceeded, type PlanLimits } from "../core/plan.js";
+import { F64Column, LineIndex, U32Column, WeightColumn } from "./plan-columns.js";
 
 /** Items the first pass may hand to the event loop between: a sync source would otherwise hold it. */
 const YIELD_EVERY = 4096;
@@ -66,7 +66,8 @@ class Spooler {
   readonly #lines = new LineIndex();
   readonly #weights = new WeightColumn();
   readonly #costs: F64Column | undefined;
-  #keys: KeyTable | undefined;
+  /** Each item's key hash, for finding duplicate keys at the end of the pass. */
+  #hashes: U32Column | undefined;
   readonly #needsParse: boolean;
   readonly #cutter: ReturnType<typeof createShardCutter> | undefined;
   readonly #perShard: number | undefined;
@@ -96,7 +97,7 @@ class Spooler {
     this.#costs = o.order === "heaviest-first" ? new F64Column() : undefined;
     this.#needsParse = Boolean(job.key || job.weight || (this.#costs && job.cost));
     // Without key(), keys are "#<index>": unique by construction.
-    this.#keys = job.key ? new KeyTable() : undefined;
+    this.#hashes = job.key ? new U32Column() : undefined;
     // Shards counted as the items go by, where the order does not change them, so that a plan
     // over the shard limit stops at once.
     if (o.order === "source" && !("count" in o.policy)) this.#cutter = createShardCutter(o.policy);
@@ -115,8 +116,7 @@ class Spooler {
     else await this.#readSync(iterable as Iterable<unknown>);
     await this.#flush();
     await this.#writing;
-    // The key table is the largest thing the first pass holds; the second pass has no use for it.
-    this.#keys = undefined;
+    await this.#refuseDuplicates();
     if (this.#open) this.#countShard();
     return {
       file: this.#file,
@@ -241,8 +241,7 @@ class Spooler {
       pending = this.#writeLine(bytes);
     }
 
-    const earlier = this.#keys?.add(key, index);
-    if (earlier) pending = (pending ?? Promise.resolve()).then(() => this.#checkDuplicate(key, index, earlier));
+    this.#hashes?.push(hashKey(key));
     return pending;
   }
 
@@ -280,16 +279,35 @@ class Spooler {
     this.#writing.catch(() => undefined);
   }
 
-  /** A hash match: compare the keys themselves, reading the earlier line back from the spool. */
-  async #checkDuplicate(key: string, index: number, earlier: number[]): Promise<void> {
-    await this.#flush();
-    await this.#writing;
-    for (const position of earlier) {
-      if ((await this.#keyAt(position)) === key) {
-        throw new InvalidInputError(
-          `item key ${JSON.stringify(key)} appears twice, at items ${position} and ${index} of job "${this.#o.job.name}": keys must be unique in a run (see the job's key())`,
-        );
+  /**
+   * Finds duplicate keys among the items: candidates by hash, confirmed by reading the keys back
+   * from the spool. Reports the first duplicate in source order (the smallest later position).
+   */
+  async #refuseDuplicates(): Promise<void> {
+    const hashes = this.#hashes;
+    if (!hashes) return;
+    this.#hashes = undefined;
+    let found: [number, number] | undefined;
+    for (const group of hashCollisions(this.#count, (p) => hashes.at(p))) {
+      // Groups come by their second position: none later can hold an earlier duplicate.
+      if (found && group[1]! >= found[1]) break;
+      const seen = new Map<string, number>();
+      for (const position of group) {
+        if (found && position >= found[1]) break;
+        const key = await this.#keyAt(position);
+        const first = seen.get(key);
+        if (first !== undefined) {
+          found = [first, position];
+          break;
+        }
+        seen.set(key, position);
       }
+    }
+    if (found) {
+      const key = await this.#keyAt(found[0]);
+      throw new InvalidInputError(
+        `item key ${JSON.stringify(key)} appears twice, at items ${found[0]} and ${found[1]} of job "${this.#o.job.name}": keys must be unique in a run (see the job's key())`,
+      );
     }
   }
 

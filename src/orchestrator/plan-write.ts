@@ -56,6 +56,10 @@ export class PlanWriter {
   readonly #budget: number;
   readonly #signal: AbortSignal | undefined;
   readonly #inFlight = new Set<Promise<void>>();
+  /** Buffers of finished writes, for the next objects: see `take`. */
+  readonly #free: Buffer[] = [];
+  /** Buffers handed out by `take`, by the view given out, to their whole buffer. */
+  readonly #taken = new Map<Uint8Array, Buffer>();
   #bytes = 0;
   #failure: unknown;
   #objects = 0;
@@ -66,6 +70,19 @@ export class PlanWriter {
     this.#budget = o.bytesInFlight ?? PLAN_WRITE_BYTES;
     this.#signal = o.signal;
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) throw new TypeError(`Expected \`concurrency\` to be an integer from 1 and up, got ${this.#concurrency}`);
+  }
+
+  /**
+   * A buffer of `size` bytes for an object to `put`, reused once its write is done. Objects of a
+   * plan are of similar sizes (up to 8 MiB): allocating each anew leaves the process's memory
+   * fragmented and its RSS growing with the number of objects; a few reused buffers do not.
+   */
+  take(size: number): Buffer {
+    const at = this.#free.findIndex((b) => b.length >= size);
+    const whole = at >= 0 ? this.#free.splice(at, 1)[0]! : Buffer.allocUnsafeSlow(Math.ceil(size / (1 << 20)) * (1 << 20) || 1 << 20);
+    const view = whole.subarray(0, size);
+    this.#taken.set(view, whole);
+    return view;
   }
 
   /** Objects this writer has written (or started to). */
@@ -96,6 +113,11 @@ export class PlanWriter {
       .finally(() => {
         this.#bytes -= size;
         this.#inFlight.delete(write);
+        const whole = typeof bytes === "string" ? undefined : this.#taken.get(bytes);
+        if (whole) {
+          this.#taken.delete(bytes as Uint8Array);
+          if (this.#free.length <= this.#concurrency) this.#free.push(whole);
+        }
       });
     this.#inFlight.add(write);
   }
@@ -166,7 +188,7 @@ export async function writeItemChunks(
       const header = encodeItemsHeader(layout);
       const from = lines.lines.offsetOf(start);
       const body = lines.lines.offsetOf(cut.ends[span.end - 1 - firstShard]!) - from;
-      const object = Buffer.allocUnsafe(header.byteLength + body);
+      const object = writer.take(header.byteLength + body);
       object.set(header, 0);
       await readFully(lines.file, object, header.byteLength, body, from);
       fillHeaderCrcs(object, layout, header.byteLength);
@@ -228,7 +250,7 @@ async function assembleWindow(
     const { layout, start } = chunkLayout(cut, span, firstShard, prefixOf(lengthAt, span, cut, firstShard));
     const header = encodeItemsHeader(layout);
     const body = layout.reduce((sum, e) => sum + e.length, 0);
-    const object = Buffer.allocUnsafe(header.byteLength + body);
+    const object = writer.take(header.byteLength + body);
     object.set(header, 0);
     let at = header.byteLength;
     const end = start + layout.reduce((sum, e) => sum + e.count, 0);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CHUNK_TARGET_BYTES } from "../../src/core/items.js";
-import { cutShards, DEFAULT_PLAN_LIMITS, hashKey, heaviestFirst, KeyTable, packChunks, PlanLimitExceeded, shardsAtMost } from "../../src/core/plan.js";
+import { cutShards, DEFAULT_PLAN_LIMITS, hashCollisions, hashKey, heaviestFirst, packChunks, PlanLimitExceeded, shardsAtMost } from "../../src/core/plan.js";
 import { seededRandom } from "../../src/core/time.js";
 import { readPlanLimits } from "../../src/config/env.js";
 
@@ -33,24 +33,29 @@ describe("heaviestFirst", () => {
   });
 });
 
-describe("KeyTable", () => {
-  it("returns earlier positions of a key added again, and nothing for new keys", () => {
-    const t = new KeyTable();
-    expect(t.add("a", 0)).toBeUndefined();
-    expect(t.add("b", 1)).toBeUndefined();
-    expect(t.add("a", 2)).toEqual([0]);
-    expect(t.add("a", 3)).toEqual(expect.arrayContaining([0, 2]));
-    expect(t.size).toBe(4);
+describe("hashCollisions", () => {
+  it("groups positions of equal hashes, in position order, groups by their second position", () => {
+    const hashes = [7, 3, 9, 3, 7, 1, 3, 9];
+    expect(hashCollisions(hashes.length, (p) => hashes[p]!).map((g) => [...g])).toEqual([
+      [1, 3, 6],
+      [0, 4],
+      [2, 7],
+    ]);
   });
 
-  it("finds every duplicate among 200,000 keys through its growth, and few false candidates", () => {
-    const t = new KeyTable();
-    let candidates = 0;
-    for (let i = 0; i < 200_000; i++) if (t.add(`item-${i}`, i)) candidates++;
-    // Distinct keys: only 32-bit hash collisions come back (expected ~5 at this size).
-    expect(candidates).toBeLessThan(50);
-    expect(t.add("item-123456", 200_000)).toContain(123_456);
-    expect(t.add("item-0", 200_001)).toContain(0);
+  it("finds nothing among distinct hashes, and handles none at all", () => {
+    expect(hashCollisions(5, (p) => p * 1000)).toEqual([]);
+    expect(hashCollisions(0, () => 0)).toEqual([]);
+  });
+
+  it("over 200,000 distinct keys gives only the rare 32-bit hash collisions, and finds a real duplicate", () => {
+    const keys = Array.from({ length: 200_000 }, (_, i) => `item-${i}`);
+    const distinct = hashCollisions(keys.length, (p) => hashKey(keys[p]!));
+    // Expected ~5 pairs at this size (n² / 2^33).
+    expect(distinct.length).toBeLessThan(50);
+    keys.push("item-123456");
+    const withDuplicate = hashCollisions(keys.length, (p) => hashKey(keys[p]!));
+    expect(withDuplicate.map((g) => [...g])).toContainEqual([123_456, 200_000]);
   });
 
   it("hashKey spreads similar keys", () => {
