@@ -244,7 +244,7 @@ export interface JobDefinition<I, O, A> {
    * shard 0 holds the heaviest items and each shard starts with its heaviest: long items start
    * early instead of holding up the end of the run. Items keep their index in the source order
    * (`ctx.itemIndex`, the `i` of outputs). The planner sorts in bounded memory (a spool file and
-   * typed arrays), so a million items cost some 30 MB more than source order.
+   * typed arrays); a million items cost ~50 MB more than in source order.
    * @default "source"
    * @example order: "heaviest-first", cost: (item) => item.pages
    */
