@@ -12,6 +12,7 @@ import { listRuns, readRun, readRunStatus } from "../orchestrator/read.js";
 import { planFailedItems } from "../orchestrator/rerun.js";
 import { assertNotLive, checkVersion, setRunBudget } from "../orchestrator/control.js";
 import { readFailedItems, setRunState } from "../orchestrator/drive.js";
+import { chooseFailed, describeLeftOut } from "../orchestrator/failed-choice.js";
 import type { ObjectStore } from "../store/port.js";
 import { keyValues, killGraceFromFlags, rerunSettingsFromFlags, startSettingsFromFlags, wholeFlag, type RerunFlags, type RunFlags, type StoreFlags } from "./flags.js";
 import { colorsFor, formatDuration, paintState } from "./format.js";
@@ -212,8 +213,11 @@ export async function rerunCommand(runId: string, flags: RerunFlags, io: Io): Pr
   }
   let shards: string[] | undefined;
   if (settings.failedItems) {
-    shards = await planFailedItems(s, runId, await readFailedItems(s, run.value));
-    if (!flags.json) io.stderr.write(shards.length ? `rerun ${runId}: failed items re-planned into ${shards.length} new shards\n` : `rerun ${runId}: no failed items\n`);
+    const choice = chooseFailed(await readFailedItems(s, run.value), settings.reasons);
+    const replanned = await planFailedItems(s, runId, choice.retry);
+    shards = replanned?.shards ?? [];
+    const leftOut = describeLeftOut(choice.leftOut);
+    if (!flags.json) io.stderr.write(`rerun ${runId}: ${shards.length ? `${choice.retry.length} failed items re-planned into ${shards.length} new shards` : "no failed items to rerun"}${leftOut ? `; ${leftOut}` : ""}\n`);
   }
   const hints = hintContext(io, s);
   const status = await drive(s, launcher, runId, io, flags.json === true, hints, flags.local === true, {

@@ -45,6 +45,7 @@ export interface RerunFlags extends LaunchFlags {
   failedItems?: boolean;
   upgrade?: boolean;
   repair?: boolean;
+  reason?: string;
 }
 
 /** Each setting's flag, by the path of the setting in the schemas. */
@@ -64,6 +65,8 @@ const FLAG_OF: Record<string, string> = {
   budgetUsd: "--budget-usd",
   budgetMinutes: "--budget-minutes",
   killGraceSeconds: "--kill-grace",
+  reasons: "--reason",
+
   itemTimeoutSeconds: "--item-timeout",
   crashLimit: "--crash-limit",
   concurrency: "--concurrency",
@@ -106,7 +109,8 @@ function parseSettings<S extends z.ZodType>(schema: S, raw: Record<string, unkno
   if (parsed.success) return parsed.data;
   const issue = firstIssue(parsed.error);
   const key = issue.path.join(".");
-  const flag = FLAG_OF[key] ?? key;
+  // An element of a list flag (--reason a,b) is named by the flag.
+  const flag = FLAG_OF[key] ?? FLAG_OF[String(issue.path[0])] ?? key;
   const text = texts[key];
   throw new UsageError(`${flag}: ${issue.message}${text !== undefined && !issue.conflict ? `, got "${text}"` : ""}`);
 }
@@ -153,6 +157,7 @@ export function rerunSettingsFromFlags(f: RerunFlags): RerunSettings {
     failedItems: f.failedItems,
     upgrade: f.upgrade,
     repair: f.repair,
+    reasons: f.reason === undefined ? undefined : f.reason.split(",").map((r) => r.trim()).filter(Boolean),
     tasks: value(f.tasks),
     parallelism: value(f.parallelism),
     maxLaunches: value(f.maxLaunches),
@@ -160,7 +165,8 @@ export function rerunSettingsFromFlags(f: RerunFlags): RerunSettings {
     budgetUsd: value(f.budgetUsd),
     budgetMinutes: value(f.budgetMinutes),
   });
-  return parseSettings(RerunSettings, raw, { tasks: f.tasks, parallelism: f.parallelism, maxLaunches: f.maxLaunches, budgetTokens: f.budgetTokens, budgetUsd: f.budgetUsd, budgetMinutes: f.budgetMinutes });
+  const reasonTexts = Object.fromEntries((f.reason ?? "").split(",").map((r, k) => [`reasons.${k}`, r.trim()]));
+  return parseSettings(RerunSettings, raw, { tasks: f.tasks, parallelism: f.parallelism, maxLaunches: f.maxLaunches, budgetTokens: f.budgetTokens, budgetUsd: f.budgetUsd, budgetMinutes: f.budgetMinutes, reasons: f.reason, ...reasonTexts });
 }
 
 /** `--kill-grace`: a local launcher setting, checked by its field of the settings schema. */

@@ -30,6 +30,10 @@ export const ENV = {
   /** The project as Google's tools and libraries name it. */
   googleProject: "GOOGLE_CLOUD_PROJECT",
   region: "SHARDRUN_REGION",
+  /** Most items one run may plan (default 10,000,000); a run's own setting overrides it. */
+  maxItems: "SHARDRUN_MAX_ITEMS",
+  /** Most shards one run may have, rounds included (default 200,000; at most 1,000,000). */
+  maxShards: "SHARDRUN_MAX_SHARDS",
   /** Default store for commands given no --store. */
   defaultStore: "SHARDRUN_STORE_URL",
   image: "SHARDRUN_IMAGE",
@@ -108,5 +112,25 @@ export function readTaskConfig(env: NodeJS.ProcessEnv = process.env): TaskConfig
     ...(e[ENV.deadlineMarginSeconds] !== undefined ? { deadlineMarginSeconds: e[ENV.deadlineMarginSeconds] } : {}),
     logFormat: e[ENV.logFormat],
     ...(e[ENV.previousExit] ? { previousExit: e[ENV.previousExit] } : {}),
+  };
+}
+
+const limitVar = (name: string) =>
+  z
+    .string()
+    .regex(/^\s*[1-9]\d*\s*$/, `Expected ${name} to be a whole number from 1 up`)
+    .transform((v) => Number(v))
+    .optional();
+
+const PlanLimitsEnv = z.object({ [ENV.maxItems]: limitVar(ENV.maxItems), [ENV.maxShards]: limitVar(ENV.maxShards) });
+
+/** Plan limits set in the environment (only those set); the planner checks their ranges. */
+export function readPlanLimits(env: NodeJS.ProcessEnv = process.env): { maxItems?: number; maxShards?: number } {
+  const parsed = PlanLimitsEnv.safeParse(env);
+  if (!parsed.success) throw new InvalidInputError(`environment: ${formatZodError(parsed.error)}`);
+  const e = parsed.data;
+  return {
+    ...(e[ENV.maxItems] !== undefined ? { maxItems: e[ENV.maxItems] } : {}),
+    ...(e[ENV.maxShards] !== undefined ? { maxShards: e[ENV.maxShards] } : {}),
   };
 }

@@ -84,6 +84,13 @@ export type ShardPolicy = z.infer<typeof ShardPolicy>;
 // One failure tolerance for job definitions, CLI flags and API bodies (core/settings.ts).
 export { FailureTolerance, parseTolerance } from "./settings.js";
 
+/**
+ * The order items are cut into shards: as the source yields them, or heaviest first by the job's
+ * `cost` estimate (see JobDefinition.order).
+ */
+export const PlanOrder = z.enum(["source", "heaviest-first"]);
+export type PlanOrder = z.infer<typeof PlanOrder>;
+
 export const CheckpointCadence = z.strictObject({
   /**
    * Checkpoint after this many finished items.
@@ -173,6 +180,8 @@ export const JobDefinitionSchema = z.strictObject({
   source: fn("source"),
   key: fn("key").optional(),
   weight: fn("weight").optional(),
+  order: PlanOrder.default("source"),
+  cost: fn("cost").optional(),
   shard: ShardPolicy.default({ itemsPerShard: 100 }),
   concurrency: z.number().int().min(1).max(1000).default(4),
   retry: RetryPolicy.default(RetryPolicy.parse({})),
@@ -226,6 +235,24 @@ export interface JobDefinition<I, O, A> {
   key?: (item: I) => string;
   /** Weight for sharding, e.g. bytes. @default 1 */
   weight?: (item: I) => number;
+  /**
+   * The order the planner cuts items into shards. "source": as the source yields them.
+   * "heaviest-first": sorted by `cost`, heaviest first (ties keep the source order), so that
+   * shard 0 holds the heaviest items and each shard starts with its heaviest: long items start
+   * early instead of holding up the end of the run. Items keep their index in the source order
+   * (`ctx.itemIndex`, the `i` of outputs). The planner sorts in bounded memory (a spool file and
+   * typed arrays); a million items cost ~50 MB more than in source order.
+   * @default "source"
+   * @example order: "heaviest-first", cost: (item) => item.pages
+   */
+  order?: PlanOrder;
+  /**
+   * The job's estimate of what an item costs to run: its duration, or its spend. Only its order
+   * matters (used by `order: "heaviest-first"`). An item that fails its schema, or whose cost is
+   * not a finite number from 0 up, costs 0.
+   * @default `weight`, else 1 for every item
+   */
+  cost?: (item: I) => number;
   /** @default { itemsPerShard: 100 } */
   shard?: ShardPolicy;
   /** Items run at once inside one task (p-limit). @default 4 */
@@ -289,6 +316,8 @@ export interface Job<I = unknown, O = unknown, A = unknown> {
   readonly source: (args: A, ctx: JobSourceContext) => AsyncIterable<unknown> | Iterable<unknown>;
   readonly key?: (item: I) => string;
   readonly weight?: (item: I) => number;
+  readonly order: PlanOrder;
+  readonly cost?: (item: I) => number;
   readonly shard: ShardPolicy;
   readonly concurrency: number;
   readonly retry: RetryPolicy;

@@ -32,12 +32,21 @@ export const keys = {
   runIndexDaysPrefix: () => "index/runs/",
   runIndexDayPrefix: (day: string) => `index/runs/${day}/`,
   runIndex: (day: string, runId: string) => `index/runs/${day}/${runId}`,
+  /** Present once every run of the store has an index entry (runs planned before the index were added). */
+  runIndexComplete: () => "index/complete",
+  /** Serializes re-plans of failed items: one rerun at a time writes a new round. */
+  replanLock: (runId: string) => `runs/${runId}/plan/replan.lock`,
   /** Runs being driven (planned and not finished): what reconcile looks at. */
   liveRunsPrefix: () => "index/live/",
   liveRun: (runId: string) => `index/live/${runId}`,
   /** The record of one fire of a schedule at one scheduled time (`20261122T020000Z`), created once. */
   scheduleFire: (name: string, stamp: string) => `schedules/${name}/${stamp}.json`,
 } as const;
+
+/** `20261122` of an ISO time (UTC): the index day of a run created then. */
+export function indexDay(iso: string): string {
+  return iso.slice(0, 10).replaceAll("-", "");
+}
 
 /** `20261122` of a run id `20261122-020000-…` (run ids start with their UTC creation time). */
 export function runDay(runId: string): string {

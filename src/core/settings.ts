@@ -104,6 +104,10 @@ export type StartSettings = z.infer<typeof StartSettings>;
 export const RerunSettings = z.strictObject({
   failedItems: z.boolean().default(false).describe("Rerun exactly the failed items, re-planned into new shards."),
   upgrade: z.boolean().default(false).describe("Allow the job's code to have changed since the run was planned."),
+  reasons: z
+    .array(z.enum(["error", "timeout", "crashed", "schema", "budget", "non_retriable"], { error: "expected reasons among error, timeout, crashed, schema, budget, non_retriable" }))
+    .optional()
+    .describe("With failedItems: only failures of these reasons (default: all but non_retriable)."),
   repair: z.boolean().default(false).describe("First take damaged output parts out of their checkpoints (and rebuild checkpoints that do not add up), so that exactly their items run again."),
   tasks: settingFields.tasks.optional(),
   parallelism: settingFields.parallelism.optional(),

@@ -10,11 +10,9 @@ import type { Launcher } from "../launcher/port.js";
 import { isTerminal } from "../launcher/port.js";
 import { putJson } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
-import { setRunState } from "./drive.js";
 import { recordLaunchEnd } from "./launch.js";
 import { mergeRunBudget } from "./plan.js";
 import { readLaunches, readRun } from "./read.js";
-import { markLive } from "./run-index-hooks.js";
 
 /**
  * Refuses to rerun while a launch of the run is still live. A launch recorded as live whose
@@ -41,25 +39,6 @@ export async function assertNotLive(store: ObjectStore, runId: string, launcher?
     }
     throw new UsageError(`run ${runId} has a live launch (${l.value.execution ?? `#${l.value.n}`}): wait for it, watch it (shardrun watch ${runId}) or cancel it (shardrun cancel ${runId})`);
   }
-}
-
-/** Cancels a run: its live executions are cancelled, and it ends `cancelled`. */
-export async function cancelRun(store: ObjectStore, launcher: Launcher | undefined, runId: string): Promise<{ cancelled: string[]; state: RunRecord["state"] }> {
-  const run = await readRun(store, runId);
-  const cancelled: string[] = [];
-  for (const l of await readLaunches(store, runId)) {
-    if (l.value.state !== "pending" && l.value.state !== "running") continue;
-    if (l.value.execution && launcher && launcher.kind === l.value.launcher) {
-      await launcher.cancel(l.value.execution);
-      cancelled.push(l.value.execution);
-    }
-    await recordLaunchEnd(store, l, "cancelled");
-  }
-  const finished = ["succeeded", "partial", "failed", "budget_exhausted", "cancelled"].includes(run.value.state);
-  if (finished && !cancelled.length) return { cancelled, state: run.value.state };
-  await setRunState(store, run, "cancelled", { finishedAt: new Date().toISOString(), reason: "cancelled by a user" });
-  await markLive(store, runId, false);
-  return { cancelled, state: "cancelled" };
 }
 
 /**

@@ -1,26 +1,61 @@
 /**
- * Planning a run: reads the job's source once, cuts the items into shards as they stream by
- * (only one shard's lines in memory), writes each shard's items.jsonl create-only, and writes
- * run.json last, so that a run.json in the store always means a complete plan.
+ * Planning a run. Everything is checked before the first write: the job's arguments, the run's
+ * settings, its limits, and every item (schema, key, count) in a first pass that spools the items
+ * to a local file (plan-spool.ts). A second pass packs them into items objects of up to 100
+ * shards (plan-write.ts, core/items.ts) with bounded parallel writes; the shards' entries go to
+ * `plan/0000.jsonl`; run.json, small, is written last, as the commit point, and the run enters
+ * the runs index. A plan that fails or is cancelled removes what it wrote, and until it commits
+ * no reader lists it (readers list the index).
  */
-import { createReadStream, createWriteStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import pLimit from "p-limit";
 import { z } from "zod";
-import { InvalidInputError, errorMessage } from "../core/errors.js";
-import { MAX_SHARDS, newRunId, shardId } from "../core/ids.js";
-import type { Budget, Budgets } from "../core/budget.js";
-import { parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
+import { Budget, type Budgets } from "../core/budget.js";
+import { errorMessage, InvalidInputError, PreconditionFailed, ShardrunError, UsageError } from "../core/errors.js";
+import { isRunId, newRunId, shardId } from "../core/ids.js";
+import { parseTolerance, PlanOrder, ShardPolicy, type Job } from "../core/job.js";
 import { keys } from "../core/keys.js";
-import type { ItemsHeader, RunRecord, RunSettings, ShardEntry } from "../core/model.js";
-import { crcHex } from "../worker/items.js";
-import { createShardCutter, defaultTaskCount, needsTotals } from "../core/plan.js";
+import { RunRecord, RunSettings, type RunIndexEntry, type ShardEntry } from "../core/model.js";
+import { cutShards, DEFAULT_PLAN_LIMITS, defaultTaskCount, heaviestFirst, packChunks, PlanLimitExceeded, PlanLimits, type Cut } from "../core/plan.js";
 import { formatZodError } from "../core/zod-format.js";
+import { readPlanLimits } from "../config/env.js";
 import { putJson } from "../store/json.js";
-import type { ObjectStore } from "../store/port.js";
+import type { Generation, ObjectStore } from "../store/port.js";
+import type { LineIndex } from "./plan-columns.js";
+import { spoolItems, type ItemSource, type Spool } from "./plan-spool.js";
+import { PlanWriter, PlanWriteFailed, removeKeys, writeItemChunks } from "./plan-write.js";
+import { indexKey, markLive, writeIndexEntry } from "./runs-index.js";
+
+export type { ItemSource } from "./plan-spool.js";
+
+/** How often a planner announced as `planning` renews its index entry (and looks for a cancel). */
+export const PLANNING_HEARTBEAT_MS = 10_000;
+
+/**
+ * Run settings the caller gives: what a run or rerun flag and an API body set. The job's own
+ * settings (concurrency, retry, checkpoint cadence, budgets) come from its definition.
+ */
+export const PlanSettings = RunSettings.pick({
+  leaseTtlMs: true,
+  taskTimeoutSeconds: true,
+  maxRetries: true,
+  maxLaunches: true,
+  maxFailedItems: true,
+  itemTimeoutMs: true,
+}).extend({
+  /** @default one per shard, at most the job's `tasks` or 10 */
+  tasks: z.number().int().min(1).max(10_000).optional(),
+  /** @default `tasks` (never more) */
+  parallelism: z.number().int().min(1).max(10_000).optional(),
+  /** Run-level budget limits laid over the job's `budgets.run`. */
+  runBudget: Budget.optional(),
+  /** @default the job's `crashLimit` (2) */
+  crashLimit: z.number().int().min(1).optional(),
+  /** Items at once per task. @default the job's `concurrency` */
+  concurrency: z.number().int().min(1).max(1000).optional(),
+});
+export type PlanSettings = z.input<typeof PlanSettings>;
 
 export interface PlanOptions {
   store: ObjectStore;
@@ -28,30 +63,56 @@ export interface PlanOptions {
   /** Compiled module and code version, as recorded for the tasks. */
   module: string;
   version: string;
+  /** Store key of the job's bundle, when the run records one. */
+  bundle?: string;
   /** Raw run arguments; parsed with the job's `args` schema. */
   args: Record<string, unknown>;
+  /** @default the job's `shard` */
   policy?: ShardPolicy;
-  /** Launch settings; `tasks` defaults to one per shard (at most the job's default or 10), `parallelism` to `tasks`. */
-  settings: Omit<RunSettings, "concurrency" | "retry" | "checkpoint" | "tasks" | "parallelism" | "budgets" | "crashLimit"> & {
-    crashLimit?: number;
-    /** Items at once per task, instead of the job's. */
-    concurrency?: number;
-    tasks?: number;
-    parallelism?: number;
-    /** Run-level budget limits that override the job's `budgets.run`. */
-    runBudget?: Budget;
-  };
+  /** @default the job's `order` */
+  order?: PlanOrder;
+  /** Items from elsewhere than the job's source, e.g. `itemsFromJsonl("items.jsonl")`. @default the job's source */
+  source?: ItemSource;
+  settings: PlanSettings;
+  /** This run's limits, over the defaults (SHARDRUN_MAX_ITEMS, SHARDRUN_MAX_SHARDS, else DEFAULT_PLAN_LIMITS). */
+  limits?: Partial<PlanLimits>;
   trigger: string;
   now?: Date;
+  /** @default a new id from the job's name and `now` */
   runId?: string;
+  /** Aborts the plan: it stops, removes what it wrote and throws PlanCancelled. */
   signal?: AbortSignal;
-  onProgress?: (planned: { items: number; shards: number }) => void;
+  /**
+   * Make the run visible while it is planned: its index entry is written first, in state
+   * `planning` (so an API can answer 202 at once, and `cancelPlanning` can stop it from another
+   * process). A failed or cancelled plan removes the entry.
+   * @default false
+   */
+  announce?: boolean;
+  /** Folder for the plan's spool file (removed when the plan ends). @default os.tmpdir() */
+  spoolDir?: string;
+  /** Store writes in flight. @default 16 */
+  writeConcurrency?: number;
+  /** Environment the default limits are read from. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  onProgress?: (planned: { phase: "read" | "write"; items: number; shards: number }) => void;
 }
 
-interface PlannedItem {
-  key: string;
-  weight: number;
-  item: unknown;
+/** The plan was cancelled (its AbortSignal, or `cancelPlanning`); what it wrote was removed. */
+export class PlanCancelled extends ShardrunError {
+  constructor(runId: string, options?: { cause?: unknown }, note = "") {
+    super("USAGE", note ? `the planning of run ${runId} was cancelled${note}` : `the planning of run ${runId} was cancelled; what it wrote was removed`, options);
+  }
+}
+
+/** A plan failed on the store or the local disk: one line naming where, and what it left. */
+export class PlanFailed extends ShardrunError {
+  /** Objects it wrote and could not remove (no reader lists them: the run never committed). */
+  readonly left: readonly string[];
+  constructor(message: string, left: readonly string[], options?: { cause?: unknown }) {
+    super("INTERNAL", message, options);
+    this.left = left;
+  }
 }
 
 export function parseArgs(job: Job, raw: Record<string, unknown>): Record<string, unknown> {
@@ -72,185 +133,327 @@ export function parseArgs(job: Job, raw: Record<string, unknown>): Record<string
   return (parsed.data ?? {}) as Record<string, unknown>;
 }
 
-/**
- * Key and weight of an item. An item that fails its schema still gets a place (it fails when a
- * task reaches it), and its key from `key()` when `key()` can read it, so that the dead letter
- * names it as the user knows it.
- */
-export function describeItem(job: Job, raw: unknown, index: number): PlannedItem {
-  const parsed = job.item.safeParse(raw);
-  let key = `#${index}`;
-  let weight = 1;
-  try {
-    if (job.key) {
-      const k = job.key((parsed.success ? parsed.data : raw) as never);
-      if (typeof k === "string" && k) key = k;
-      else if (parsed.success) key = String(k);
-    }
-    if (parsed.success && job.weight) {
-      const w = Number(job.weight(parsed.data));
-      weight = Number.isFinite(w) && w >= 0 ? w : 1;
-    }
-  } catch {
-    // key() or weight() threw on an odd item: keep the defaults; run() will judge the item.
-  }
-  return { key, weight, item: raw };
+/** The run's limits: this run's over the environment's over the defaults, each checked. */
+export function resolveLimits(run: Partial<PlanLimits> | undefined, env: NodeJS.ProcessEnv = process.env): PlanLimits {
+  const merged = { ...DEFAULT_PLAN_LIMITS, ...readPlanLimits(env), ...run };
+  const parsed = PlanLimits.safeParse(merged);
+  if (!parsed.success) throw new InvalidInputError(`run limits: ${formatZodError(parsed.error)}`);
+  return parsed.data;
 }
 
 export async function planRun(o: PlanOptions): Promise<RunRecord> {
+  // Every check first: nothing is written until all of them pass.
   const now = o.now ?? new Date();
-  const runId = o.runId ?? newRunId(o.job.name, now);
+  const createdAt = now.toISOString();
   const args = parseArgs(o.job, o.args);
-  const policy = o.policy ?? o.job.shard;
-  const signal = o.signal ?? new AbortController().signal;
+  const settings = PlanSettings.safeParse(o.settings);
+  if (!settings.success) throw new InvalidInputError(`run settings: ${formatZodError(settings.error)}`);
+  const limits = resolveLimits(o.limits, o.env);
+  const policyParsed = ShardPolicy.safeParse(o.policy ?? o.job.shard);
+  if (!policyParsed.success) throw new InvalidInputError(`shard policy: ${formatZodError(policyParsed.error)}`);
+  const policy = policyParsed.data;
+  if ("count" in policy && policy.count > limits.maxShards) throw new PlanLimitExceeded("maxShards", limits.maxShards, `asks for ${policy.count} shards`);
+  const orderParsed = PlanOrder.safeParse(o.order ?? o.job.order ?? "source");
+  if (!orderParsed.success) throw new InvalidInputError(`order: ${formatZodError(orderParsed.error)}`);
+  const order = orderParsed.data;
+  const base = runSettings(o.job, settings.data, 1);
+  const checked = RunSettings.safeParse(base);
+  if (!checked.success) throw new InvalidInputError(`run settings: ${formatZodError(checked.error)}`);
+  o.signal?.throwIfAborted();
+  const runId = await freshRunId(o, now);
 
-  let source: AsyncIterable<PlannedItem>;
+  const stop = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
+  const writer = new PlanWriter(o.store, { signal, ...(o.writeConcurrency ? { concurrency: o.writeConcurrency } : {}) });
+  const entry: RunIndexEntry = { runId, job: o.job.name, state: "planning", createdAt, items: 0, trigger: o.trigger };
+  const announced = o.announce ? new Announcement(o.store, entry, stop) : undefined;
   let spoolDir: string | undefined;
-  let totals: { items: number; weight: number } | undefined;
-  if (needsTotals(policy)) {
-    // A plan by shard count needs the totals first: spool the items to a temporary file.
-    spoolDir = await mkdtemp(join(tmpdir(), "shardrun-plan-"));
-    const spool = join(spoolDir, "items.jsonl");
-    totals = await spoolItems(o.job, args, spool, signal);
-    source = readSpool(spool);
-  } else {
-    source = describeAll(o.job, args, signal);
-  }
-
+  let spool: Spool | undefined;
+  let committed = false;
   try {
-    const cutter = createShardCutter(policy, totals);
-    const shards: ShardEntry[] = [];
-    const writes = pLimit(8);
-    // Interim v2 layout (packed items, plan round, small run.json); the full planner replaces it.
-    const pending: Promise<unknown>[] = [];
-    let lines: string[] = [];
-    let weight = 0;
-    let first = 0;
-    let index = 0;
-    const chunks: number[] = [];
-    let chunk: { first: number; bodies: { n: number; body: Buffer; count: number }[] } | null = null;
-    const flushChunk = () => {
-      if (!chunk || !chunk.bodies.length) return;
-      const header: ItemsHeader = { v: 1, shards: [] };
-      let at = 0;
-      for (const b of chunk.bodies) {
-        header.shards.push([b.n, at, b.body.length, b.count, crcHex(b.body)]);
-        at += b.body.length;
-      }
-      const bytes = Buffer.concat([Buffer.from(JSON.stringify(header) + "\n"), ...chunk.bodies.map((b) => b.body)]);
-      const key = keys.items(runId, chunk.first);
-      pending.push(writes(() => o.store.put(key, bytes, { ifGenerationMatch: 0, contentType: "application/x-ndjson" })));
-      chunks.push(chunk.first);
-      chunk = null;
-    };
-    const close = () => {
-      if (shards.length >= MAX_SHARDS) {
-        throw new InvalidInputError(`the plan needs more than ${MAX_SHARDS} shards: use fewer, larger ones (--shards or --items-per-shard)`);
-      }
-      const n = shards.length;
-      const body = Buffer.from(lines.join("\n") + "\n");
-      shards.push({ id: shardId(n), round: 0, count: lines.length, weight, indices: [[first, first + lines.length]] });
-      chunk ??= { first: n, bodies: [] };
-      chunk.bodies.push({ n, body, count: lines.length });
-      if (chunk.bodies.length >= 100) flushChunk();
-      first += lines.length;
-      lines = [];
-      weight = 0;
-      o.onProgress?.({ items: index, shards: shards.length });
-    };
-    for await (const p of source) {
-      lines.push(JSON.stringify({ i: index, key: p.key, item: p.item }));
-      weight += p.weight;
-      index++;
-      if (cutter.add(p.weight)) close();
-      // Keep the writes in flight bounded, like the memory.
-      if (pending.length > 16) await pending.shift();
-    }
-    if (lines.length) close();
-    flushChunk();
-    await Promise.all(pending);
-    await o.store.put(keys.planRound(runId, 0), shards.map((e) => JSON.stringify(e)).join("\n") + (shards.length ? "\n" : ""), { ifGenerationMatch: 0, contentType: "application/x-ndjson" });
+    if (announced) await announced.start();
+    spoolDir = await mkdtemp(join(o.spoolDir ?? tmpdir(), "shardrun-plan-")).catch((e: unknown) => {
+      throw spoolFailed(runId, o.spoolDir ?? tmpdir(), e);
+    });
+    spool = await spoolItems({
+      job: o.job,
+      args,
+      ...(o.source ? { source: o.source } : {}),
+      dir: spoolDir,
+      signal,
+      limits,
+      policy,
+      order,
+      onProgress: (items) => o.onProgress?.({ phase: "read", items, shards: 0 }),
+    }).catch((e: unknown) => {
+      throw isDiskError(e) ? spoolFailed(runId, spoolDir!, e) : e;
+    });
+    const costs = spool.costs;
+    const ordered = costs ? heaviestFirst(spool.count, (i) => costs.at(i)) : undefined;
+    // Sorted: the costs are of no more use, and the second pass is where memory peaks.
+    delete spool.costs;
+    const weights = spool.weights;
+    const cut = cutShards(policy, (i) => weights.at(i), spool.count, ordered, limits.maxShards);
+    const spans = packChunks(shardBytes(cut, spool.lines, ordered));
+    let shardsWritten = 0;
+    await writeItemChunks(runId, spool, cut, spans, 0, writer, ordered, (span) => {
+      shardsWritten += span.end - span.first;
+      o.onProgress?.({ phase: "write", items: spool!.count, shards: shardsWritten });
+    });
+    await writer.put(keys.planRound(runId, 0), roundEntries(cut, 0, 0, ordered), "application/x-ndjson");
+    await writer.drain();
 
-    const tasks = o.settings.tasks ?? defaultTaskCount(shards.length, o.job.tasks);
     const record: RunRecord = {
       v: 2,
       runId,
-      job: { name: o.job.name, module: o.module, version: o.version },
+      job: { name: o.job.name, module: o.module, version: o.version, ...(o.bundle ? { bundle: o.bundle } : {}) },
       args,
       trigger: o.trigger,
-      createdAt: now.toISOString(),
+      createdAt,
       state: "planned",
       plan: {
         policy,
-        order: "source",
-        totalItems: index,
-        totalWeight: shards.reduce((n, s) => n + s.weight, 0),
-        shardCount: shards.length,
-        rounds: [{ round: 0, firstShard: 0, shards: shards.length, items: index, superseded: 0 }],
-        itemChunks: chunks,
+        order,
+        totalItems: spool.count,
+        totalWeight: spool.totalWeight,
+        shardCount: cut.ends.length,
+        rounds: [{ round: 0, firstShard: 0, shards: cut.ends.length, items: spool.count, superseded: 0 }],
+        itemChunks: spans.map((s) => s.first),
       },
-      settings: {
-        ...withoutRunBudget(o.settings),
-        budgets: mergeRunBudget(o.job.budgets, o.settings.runBudget),
-        ...(o.settings.maxFailedItems ?? o.job.maxFailedItems !== undefined
-          ? { maxFailedItems: o.settings.maxFailedItems ?? parseTolerance(o.job.maxFailedItems!) }
-          : {}),
-        ...(o.settings.itemTimeoutMs ?? o.job.itemTimeoutMs) !== undefined ? { itemTimeoutMs: (o.settings.itemTimeoutMs ?? o.job.itemTimeoutMs)! } : {},
-        crashLimit: o.settings.crashLimit ?? o.job.crashLimit,
-        tasks,
-        parallelism: Math.min(o.settings.parallelism ?? tasks, tasks),
-        concurrency: o.settings.concurrency ?? o.job.concurrency,
-        retry: o.job.retry,
-        checkpoint: o.job.checkpoint,
-      },
+      settings: runSettings(o.job, settings.data, cut.ends.length),
     };
-    await putJson(o.store, keys.run(runId), record, { ifGenerationMatch: 0 });
+    // Last look for a cancel from another process before the commit point.
+    if (announced) await announced.beat();
+    signal.throwIfAborted();
+    await commit(o.store, record);
+    committed = true;
+    await indexCommitted(o.store, record, announced);
     return record;
+  } catch (e) {
+    if (committed) throw e;
+    // Aborted before this failure: the plan was cancelled, whatever the error it stopped with.
+    const cancel: unknown = signal.aborted ? (signal.reason ?? e) : undefined;
+    stop.abort();
+    announced?.stop();
+    await writer.settle();
+    const left = await removeKeys(o.store, [...writer.written, ...(announced?.key ? [announced.key] : [])]);
+    throw describeFailure(e, o.store, runId, left, cancel);
   } finally {
-    if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
+    announced?.stop();
+    await spool?.file.close().catch(() => undefined);
+    if (spoolDir) await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-async function* describeAll(job: Job, args: unknown, signal: AbortSignal): AsyncGenerator<PlannedItem> {
-  let i = 0;
-  let iterable: AsyncIterable<unknown> | Iterable<unknown>;
-  try {
-    iterable = job.source(args as never, { signal });
-  } catch (e) {
-    throw new InvalidInputError(`job "${job.name}" source failed: ${errorMessage(e)}`, { cause: e });
+/** The run's settings as run.json records them. */
+function runSettings(job: Job, s: z.output<typeof PlanSettings>, shards: number): RunSettings {
+  const tasks = s.tasks ?? defaultTaskCount(shards, job.tasks);
+  const tolerance = s.maxFailedItems ?? (job.maxFailedItems !== undefined ? parseTolerance(job.maxFailedItems) : undefined);
+  return {
+    leaseTtlMs: s.leaseTtlMs,
+    taskTimeoutSeconds: s.taskTimeoutSeconds,
+    maxRetries: s.maxRetries,
+    maxLaunches: s.maxLaunches,
+    ...(tolerance ? { maxFailedItems: tolerance } : {}),
+    ...((s.itemTimeoutMs ?? job.itemTimeoutMs) !== undefined ? { itemTimeoutMs: (s.itemTimeoutMs ?? job.itemTimeoutMs)! } : {}),
+    crashLimit: s.crashLimit ?? job.crashLimit,
+    budgets: mergeRunBudget(job.budgets, s.runBudget),
+    tasks,
+    parallelism: Math.min(s.parallelism ?? tasks, tasks),
+    concurrency: s.concurrency ?? job.concurrency,
+    retry: job.retry,
+    checkpoint: job.checkpoint,
+  };
+}
+
+/** A run id no run of the store has: the caller's (refused if taken), or a new one. */
+async function freshRunId(o: PlanOptions, now: Date): Promise<string> {
+  if (o.runId !== undefined) {
+    if (!isRunId(o.runId)) throw new UsageError(`run id "${o.runId}" is not valid: expected one like 20261122-020000-summarize-docs-ab12`);
+    if (await o.store.get(keys.run(o.runId))) throw new UsageError(`run ${o.runId} already exists in ${o.store.url}`);
+    return o.runId;
   }
+  for (let tries = 0; ; tries++) {
+    const id = newRunId(o.job.name, now);
+    if (!(await o.store.get(keys.run(id)))) return id;
+    // Four hex digits per second and job: a clash is rare, a second one rarer still.
+    if (tries === 5) throw new ShardrunError("INTERNAL", `no free run id for job ${o.job.name} at ${now.toISOString()} in ${o.store.url}`);
+  }
+}
+
+/** Writes run.json create-only. A write whose answer was lost is settled by reading it back. */
+async function commit(store: ObjectStore, record: RunRecord): Promise<void> {
   try {
-    for await (const raw of iterable) {
-      signal.throwIfAborted();
-      yield describeItem(job, raw, i++);
+    await putJson(store, keys.run(record.runId), record, { ifGenerationMatch: 0 });
+  } catch (e) {
+    const back = await store.get(keys.run(record.runId)).catch(() => null);
+    if (back && new TextDecoder().decode(back.bytes) === JSON.stringify(record)) return;
+    throw new PlanWriteFailed(store, keys.run(record.runId), e);
+  }
+}
+
+/** After the commit: the run's index entry says `planned` (unless a cancel won the race). */
+async function indexCommitted(store: ObjectStore, record: RunRecord, announced: Announcement | undefined): Promise<void> {
+  // Live until its driver finishes it: reconcile drives a planned run whose planner went away.
+  await markLive(store, record.runId).catch(() => undefined);
+  const entry: RunIndexEntry = { runId: record.runId, job: record.job.name, state: "planned", createdAt: record.createdAt, items: record.plan.totalItems, trigger: record.trigger };
+  try {
+    await writeIndexEntry(store, entry, announced ? { ifGenerationMatch: announced.generation } : {});
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed) || !announced) {
+      // The run is committed; its entry is filled in by the next recordRunState of its driver.
+      return;
     }
-  } catch (e) {
-    if (signal.aborted) throw e;
-    throw new InvalidInputError(`job "${job.name}" source failed after ${i} items: ${errorMessage(e)}`, { cause: e });
+    // cancelPlanning won, between our last look and the commit: the run is committed, cancelled.
+    const cancelled: RunRecord = { ...record, state: "cancelled", reason: "cancelled while it was planned" };
+    const run = await store.get(keys.run(record.runId));
+    if (run) await putJson(store, keys.run(record.runId), cancelled, { ifGenerationMatch: run.generation });
+    record.state = "cancelled";
+    record.reason = cancelled.reason;
+    await writeIndexEntry(store, { ...entry, state: "cancelled" }).catch(() => undefined);
   }
 }
 
-async function spoolItems(job: Job, args: unknown, path: string, signal: AbortSignal): Promise<{ items: number; weight: number }> {
-  const out = createWriteStream(path);
-  let items = 0;
-  let weight = 0;
-  for await (const p of describeAll(job, args, signal)) {
-    items++;
-    weight += p.weight;
-    if (!out.write(JSON.stringify(p) + "\n")) await new Promise<void>((r) => out.once("drain", () => r()));
+/**
+ * The `planning` index entry and its heartbeat. A rewrite that finds another generation means
+ * `cancelPlanning` changed the entry: the plan stops.
+ */
+class Announcement {
+  readonly #store: ObjectStore;
+  readonly #entry: RunIndexEntry;
+  readonly #stop: AbortController;
+  #timer: NodeJS.Timeout | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  key: string | undefined;
+  generation: Generation | undefined;
+
+  constructor(store: ObjectStore, entry: RunIndexEntry, stop: AbortController) {
+    this.#store = store;
+    this.#entry = entry;
+    this.#stop = stop;
   }
-  await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
-  return { items, weight };
+
+  async start(): Promise<void> {
+    const key = indexKey(this.#entry.runId, this.#entry.createdAt);
+    this.generation = await writeIndexEntry(this.#store, this.#entry, { ifGenerationMatch: 0, heartbeatAt: new Date().toISOString() });
+    this.key = key;
+    this.#timer = setInterval(() => void this.beat().catch(() => undefined), PLANNING_HEARTBEAT_MS);
+    this.#timer.unref();
+  }
+
+  /** Renews the entry; throws PlanCancelled (and aborts the plan) when it was cancelled. */
+  beat(): Promise<void> {
+    this.#chain = this.#chain.then(async () => {
+      if (this.#stop.signal.aborted || this.generation === undefined) return;
+      try {
+        this.generation = await writeIndexEntry(this.#store, this.#entry, { ifGenerationMatch: this.generation, heartbeatAt: new Date().toISOString() });
+      } catch (e) {
+        if (!(e instanceof PreconditionFailed)) return; // a missed heartbeat is not a cancel
+        this.#stop.abort(new PlanCancelled(this.#entry.runId, { cause: e }));
+      }
+    });
+    return this.#chain.then(() => this.#stop.signal.throwIfAborted());
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
 }
 
-async function* readSpool(path: string): AsyncGenerator<PlannedItem> {
-  const rl = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-  for await (const line of rl) if (line) yield JSON.parse(line) as PlannedItem;
+/** Byte length of each shard's lines, in shard order. */
+function shardBytes(cut: Cut, lines: LineIndex, order?: Uint32Array): Float64Array {
+  const out = new Float64Array(cut.ends.length);
+  let p = 0;
+  for (let s = 0; s < cut.ends.length; s++) {
+    const end = cut.ends[s]!;
+    let bytes = 0;
+    for (let q = p; q < end; q++) bytes += lines.lengthOf(order ? order[q]! : q);
+    out[s] = bytes;
+    p = end;
+  }
+  return out;
 }
 
-function withoutRunBudget<T extends { runBudget?: Budget }>(settings: T): Omit<T, "runBudget"> {
-  const { runBudget: _drop, ...rest } = settings;
-  return rest;
+/**
+ * The ShardEntry lines of a round: shard numbers from `firstShard`, indices from `order` (or
+ * contiguous). Built straight into one buffer of a size counted first: a heaviest-first plan of
+ * a million items has a million index ranges here, and as one JS string it would sit in the
+ * heap twice (string and encoded copy).
+ */
+export function roundEntries(cut: Cut, round: number, firstShard: number, order?: Uint32Array | readonly number[]): Uint8Array {
+  // Upper bound of a line: the fixed fields (weights print in at most 24 characters), then at
+  // most 2 × 16 digits and 4 characters per range.
+  let bound = 0;
+  let p = 0;
+  for (let s = 0; s < cut.ends.length; s++) {
+    const end = cut.ends[s]!;
+    bound += 128 + 36 * (order ? countRanges(order, p, end) : 1);
+    p = end;
+  }
+  const out = Buffer.allocUnsafe(bound);
+  let at = 0;
+  p = 0;
+  for (let s = 0; s < cut.ends.length; s++) {
+    const end = cut.ends[s]!;
+    const entry: ShardEntry = { id: shardId(firstShard + s), round, count: end - p, weight: cut.weights[s]!, indices: order ? rangesInOrder(order, p, end) : [[p, end]] };
+    const line = JSON.stringify(entry) + "\n";
+    // ASCII only (ids and numbers), so characters are bytes; a short write would be a bad bound.
+    if (out.write(line, at, "latin1") !== line.length) throw new RangeError(`plan round ${round}: entry of shard ${entry.id} does not fit its bound`);
+    at += line.length;
+    p = end;
+  }
+  return out.subarray(0, at);
+}
+
+function countRanges(order: Uint32Array | readonly number[], from: number, to: number): number {
+  let n = 0;
+  for (let p = from; p < to; p++) if (p === from || order[p] !== order[p - 1]! + 1) n++;
+  return n;
+}
+
+/** Item indices in the shard's order, consecutive ones merged into a range. */
+function rangesInOrder(order: Uint32Array | readonly number[], from: number, to: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let p = from; p < to; p++) {
+    const i = order[p]!;
+    const last = out[out.length - 1];
+    if (last && last[1] === i) last[1] = i + 1;
+    else out.push([i, i + 1]);
+  }
+  return out;
+}
+
+function isDiskError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT" || code === "EROFS" || code === "EACCES" || code === "EIO";
+}
+
+function spoolFailed(runId: string, dir: string, e: unknown): PlanFailed {
+  const code = (e as { code?: unknown } | null)?.code;
+  const what = code === "ENOSPC" || code === "EDQUOT" ? "is full: free space there or point TMPDIR at a larger disk" : `cannot be used (${errorMessage(e)})`;
+  return new PlanFailed(`planning run ${runId}: the spool folder ${dir} ${what}; nothing was written to the store`, [], { cause: e });
+}
+
+/** One line for a failed plan: where it failed, and whether anything was left behind. */
+function describeFailure(e: unknown, store: ObjectStore, runId: string, left: readonly string[], cancel: unknown): unknown {
+  const leftNote = left.length ? `; ${left.length} of the objects it wrote could not be removed (under runs/${runId}/; no reader lists them)` : "";
+  const cleanup = leftNote || "; the plan's objects were removed";
+  if (cancel !== undefined) {
+    if (cancel instanceof PlanCancelled && !leftNote) return cancel;
+    return new PlanCancelled(runId, { cause: cancel }, leftNote);
+  }
+  if (e instanceof PlanWriteFailed) {
+    const cause = e.cause as { code?: unknown } | undefined;
+    const full = cause?.code === "ENOSPC" || cause?.code === "EDQUOT" || cause?.code === "STORE_FULL";
+    const message = full
+      ? `planning run ${runId}: the store ${store.url} is full (writing ${e.key}: ${errorMessage(cause)}): free space there and plan again${cleanup}`
+      : `planning run ${runId}: ${e.message}${cleanup}`;
+    return new PlanFailed(message, left, { cause: e });
+  }
+  if (e instanceof PlanFailed) return leftNote ? new PlanFailed(e.message + leftNote, left, { cause: e }) : e;
+  // The user's mistakes (a limit, a duplicate key, a bad item file) keep their class and exit code.
+  if (e instanceof ShardrunError) return e;
+  return new PlanFailed(`planning run ${runId} in ${store.url}: ${errorMessage(e)}${leftNote}`, left, { cause: e });
 }
 
 /** The job's budgets with run-level limits given for this run laid over them. */

@@ -20,7 +20,9 @@ import { advanceRun, startDriving } from "./drive.js";
 import { recordLaunchEnd } from "./launch.js";
 import { readLaunches, readRun } from "./read.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
-import { listPrefixes, type ObjectStore } from "../store/port.js";
+import type { ObjectStore } from "../store/port.js";
+import { markLive, recordRunState } from "./run-index-hooks.js";
+import { liveRuns } from "./runs-index.js";
 
 export interface ReconcileOptions {
   store: ObjectStore;
@@ -113,10 +115,13 @@ function safeJson(bytes: Uint8Array): unknown {
   }
 }
 
-/** Every run's record, read with bounded concurrency; unreadable ones are skipped (and logged). */
+/**
+ * The records of the runs the index says are live (planned, being driven, or cancelled a moment
+ * ago): O(live runs), never a read of every run in the store. Unreadable ones are skipped (and
+ * logged).
+ */
 async function readRuns(store: ObjectStore, logger: Logger): Promise<Versioned<RunRecord>[]> {
-  const prefix = keys.runsPrefix();
-  const ids = (await listPrefixes(store, prefix)).map((p) => p.slice(prefix.length, -1)).filter(isRunId);
+  const ids = (await liveRuns(store)).filter(isRunId);
   const limit = pLimit(16);
   const runs = await Promise.all(
     ids.map((id) =>
@@ -145,6 +150,11 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
   const inFlight = runs.filter((r) => IN_FLIGHT.has(r.value.state)).sort((a, b) => (a.value.runId < b.value.runId ? -1 : 1));
   const sweepMs = o.cancelSweepMs ?? 600_000;
   const cancelled = runs.filter((r) => r.value.state === "cancelled" && r.value.finishedAt && now - Date.parse(r.value.finishedAt) < sweepMs);
+  // Finished, or cancelled longer ago than the sweep looks back: no longer live.
+  for (const r of runs) {
+    if (IN_FLIGHT.has(r.value.state) || cancelled.includes(r)) continue;
+    await markLive(o.store, r.value.runId, false);
+  }
 
   const limit = pLimit(concurrency);
   const results = await Promise.all(
@@ -216,6 +226,9 @@ export async function cancelRun(o: CancelOptions): Promise<CancelResult> {
       const next: RunRecord = { ...rest, state: "cancelled", finishedAt: now().toISOString(), reason: "cancelled on request" };
       try {
         await putJson(o.store, keys.run(o.runId), next, { ifGenerationMatch: run.generation });
+        await recordRunState(o.store, next);
+        // Live for the cancel sweep's window (an execution that raced the cancel); reconcile clears it.
+        await markLive(o.store, o.runId, true);
         result = { kind: "cancelled" };
       } catch (e) {
         if (!(e instanceof PreconditionFailed)) throw e;

@@ -1,10 +1,16 @@
 /**
- * Where the driver tells the runs index about state changes. Temporary: the runs index lands on
- * another branch; until then these do nothing.
+ * What the driver tells the runs index (runs-index.ts): a run's state on every change, and
+ * whether it is live (being driven), so that `runs` and reconcile read the index, not every run.
  */
 import type { RunRecord } from "../core/model.js";
 import type { ObjectStore } from "../store/port.js";
+import { clearLive, markLive as addLive, recordRunState as writeState } from "./runs-index.js";
 
-export async function recordRunState(_store: ObjectStore, _run: RunRecord): Promise<void> {}
+export async function recordRunState(store: ObjectStore, run: RunRecord): Promise<void> {
+  // The index is a listing aid: run.json stays the truth, so a failed index write is not fatal.
+  await writeState(store, run).catch(() => undefined);
+}
 
-export async function markLive(_store: ObjectStore, _runId: string, _live: boolean): Promise<void> {}
+export async function markLive(store: ObjectStore, runId: string, live: boolean): Promise<void> {
+  await (live ? addLive(store, runId) : clearLive(store, runId)).catch(() => undefined);
+}

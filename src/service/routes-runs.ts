@@ -21,6 +21,7 @@ import { advanceRun, startDriving } from "../orchestrator/drive.js";
 import { planRun } from "../orchestrator/plan.js";
 import { readRun, readRunStatus, type RunSummary } from "../orchestrator/read.js";
 import { readFailedItems, setRunState } from "../orchestrator/drive.js";
+import { chooseFailed } from "../orchestrator/failed-choice.js";
 import { repairRun } from "../orchestrator/output.js";
 import { cancelRun, withRunLease } from "../orchestrator/reconcile.js";
 import { planFailedItems } from "../orchestrator/rerun.js";
@@ -254,7 +255,7 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
         const cur = await readRun(deps.store, runId);
         if (repaired.shards.length && cur.value.state !== "running") await setRunState(deps.store, cur, "running");
       }
-      const shards = settings.failedItems ? await planFailedItems(deps.store, runId, await readFailedItems(deps.store, run.value)) : undefined;
+      const shards = settings.failedItems ? ((await planFailedItems(deps.store, runId, chooseFailed(await readFailedItems(deps.store, run.value), settings.reasons).retry))?.shards ?? []) : undefined;
       const log = c.var.logger.child({ run: runId });
       log.info("rerun", { failedItems: settings.failedItems, newShards: shards?.length, caller: c.var.principal.subject });
       await firstStep(deps, runId, log, {
