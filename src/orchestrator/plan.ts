@@ -9,11 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import pLimit from "p-limit";
-import { z } from "zod";
 import { InvalidInputError, errorMessage } from "../core/errors.js";
 import { MAX_SHARDS, newRunId, shardId } from "../core/ids.js";
 import type { Budget, Budgets } from "../core/budget.js";
-import { parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
+import { objectSchemaKeys, parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import type { RunRecord, RunSettings, ShardEntry } from "../core/model.js";
 import { createShardCutter, defaultTaskCount, needsTotals } from "../core/plan.js";
@@ -56,8 +55,8 @@ export function parseArgs(job: Job, raw: Record<string, unknown>): Record<string
     return {};
   }
   // A misspelled --arg would otherwise be dropped without a word by a non-strict object schema.
-  if (job.args instanceof z.ZodObject) {
-    const known = Object.keys(job.args.shape);
+  const known = objectSchemaKeys(job.args);
+  if (known) {
     const unknown = Object.keys(raw).filter((k) => !known.includes(k));
     if (unknown.length) {
       throw new InvalidInputError(`job "${job.name}" has no argument ${unknown.map((k) => `"${k}"`).join(", ")}; its arguments: ${known.join(", ") || "none"}`);
