@@ -5,17 +5,17 @@ import { ExitCode, UsageError } from "../core/errors.js";
 import type { Budget } from "../core/budget.js";
 import { FailureTolerance, parseTolerance, type ShardPolicy } from "../core/job.js";
 import type { RunStatus } from "../core/status.js";
-import { existsSync } from "node:fs";
 import { cloudSettings, requireProjectRegion } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
-import { jobVersion, loadJob, modulePath, resolveJob } from "../config/jobs.js";
+import { prepareJob, resolveJob } from "../config/jobs.js";
 import { LocalLauncher } from "../launcher/local.js";
 import type { Launcher } from "../launcher/port.js";
 import { driveRun } from "../orchestrator/drive.js";
 import { mergedOutput } from "../orchestrator/output.js";
 import { planRun } from "../orchestrator/plan.js";
 import { listRuns, readLaunches, readRun, readRunStatus } from "../orchestrator/read.js";
-import { assertNotLive, checkVersion, planFailedItems, setRunBudget } from "../orchestrator/rerun.js";
+import { settleRerunCode } from "../orchestrator/job-version.js";
+import { assertNotLive, planFailedItems, setRunBudget } from "../orchestrator/rerun.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
 import { intFlag, keyValues, oneRunId, parse, type Options, type Parsed } from "./args.js";
@@ -121,17 +121,18 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const tolerance = toleranceFlag(values);
   const runBudget = budgetFlags(values);
 
-  const resolved = resolveJob(positionals[0]!, io.cwd);
-  const job = await loadJob(resolved.absPath, resolved.requestedName);
+  // Built now from the source as it is: no `make build` between an edit and a run.
+  const prepared = await prepareJob(resolveJob(positionals[0]!, io.cwd));
   const s = await store(values, io);
   const launcher = await launcherFor(values, s, io, "run");
   const policy: ShardPolicy | undefined = shards !== undefined ? { count: shards } : perShard !== undefined ? { itemsPerShard: perShard } : undefined;
 
   const run = await planRun({
     store: s,
-    job,
-    module: resolved.module,
-    version: jobVersion(resolved.absPath),
+    job: prepared.job,
+    module: prepared.module,
+    version: prepared.version,
+    bundle: { key: prepared.key, bytes: prepared.bundle.bytes },
     args,
     ...(policy ? { policy } : {}),
     settings: {
@@ -266,17 +267,16 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
   const runId = oneRunId("rerun", positionals);
   const s = await store(values, io);
   const launcher = await launcherFor(values, s, io, "rerun");
-  const run = await readRun(s, runId);
-  await assertNotLive(s, runId);
-  const module = modulePath(run.value.job.module);
-  if (!existsSync(module)) throw new UsageError(`rerun: the job module of run ${runId} is gone (${module}); build it or rerun from the same checkout`);
-  const upgraded = await checkVersion(s, runId, jobVersion(module), values.upgrade === true);
   const runBudget = budgetFlags(values);
-  if (runBudget) await setRunBudget(s, runId, runBudget);
-  if (upgraded && !values.json) io.stderr.write(`rerun ${runId}: upgrading job version ${upgraded.from} -> ${upgraded.to}\n`);
   const tasks = intFlag(values, "tasks", 1, 10_000);
   const parallelism = intFlag(values, "parallelism", 1, 10_000);
   const maxLaunches = intFlag(values, "max-launches", 1, 1000) ?? 5;
+  await readRun(s, runId);
+  await assertNotLive(s, runId);
+  // The recorded bundle, unless --upgrade rebuilds the job from its source now.
+  const upgraded = await settleRerunCode(s, runId, values.upgrade === true);
+  if (runBudget) await setRunBudget(s, runId, runBudget);
+  if (upgraded && !values.json) io.stderr.write(`rerun ${runId}: upgrading job version ${upgraded.from} -> ${upgraded.to}\n`);
   let shards: string[] | undefined;
   if (values["failed-items"]) {
     shards = await planFailedItems(s, runId);

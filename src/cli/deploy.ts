@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { ExitCode, UsageError } from "../core/errors.js";
 import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
-import { loadJob, resolveJob } from "../config/jobs.js";
+import { prepareJob, resolveJob } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
 import { parse } from "./args.js";
 import type { Io } from "./commands.js";
@@ -48,8 +48,7 @@ export async function deployCommand(argv: string[], io: Io): Promise<number> {
 
   const results: { job: string; action: string; changes: string[]; resource: unknown; compared: boolean }[] = [];
   for (const name of names) {
-    const resolved = resolveJob(name, io.cwd);
-    const job = await loadJob(resolved.absPath, resolved.requestedName);
+    const { job } = await prepareJob(resolveJob(name, io.cwd));
     const spec = {
       project: settings.project ?? "PROJECT_ID",
       region: settings.region ?? "REGION",

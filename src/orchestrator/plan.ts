@@ -19,13 +19,19 @@ import { createShardCutter, defaultTaskCount, needsTotals } from "../core/plan.j
 import { formatZodError } from "../core/zod-format.js";
 import { putJson } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
+import { putBundle, type RecordedBundle } from "./job-version.js";
 
 export interface PlanOptions {
   store: ObjectStore;
   job: Job;
-  /** Compiled module and code version, as recorded for the tasks. */
+  /** The job's entry and code version, as recorded in run.json. */
   module: string;
   version: string;
+  /**
+   * The job's bundle, which the tasks run: written create-only just before run.json (only a plan
+   * that passed every check writes it). Absent: tasks load `module` as it is.
+   */
+  bundle?: RecordedBundle;
   /** Raw run arguments; parsed with the job's `args` schema. */
   args: Record<string, unknown>;
   policy?: ShardPolicy;
@@ -150,7 +156,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     const record: RunRecord = {
       v: 1,
       runId,
-      job: { name: o.job.name, module: o.module, version: o.version },
+      job: { name: o.job.name, module: o.module, version: o.version, ...(o.bundle ? { bundle: o.bundle.key } : {}) },
       args,
       trigger: o.trigger,
       createdAt: now.toISOString(),
@@ -169,6 +175,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
         checkpoint: o.job.checkpoint,
       },
     };
+    if (o.bundle) await putBundle(o.store, o.bundle);
     await putJson(o.store, keys.run(runId), record, { ifGenerationMatch: 0 });
     return record;
   } finally {

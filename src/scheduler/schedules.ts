@@ -13,8 +13,6 @@
  * the retry that finds it.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
-import { isAbsolute, join, relative } from "node:path";
 import { z } from "zod";
 import { InvalidInputError, PreconditionFailed, ShardrunError, errorMessage, isShardrunError } from "../core/errors.js";
 import { newRunId } from "../core/ids.js";
@@ -22,10 +20,11 @@ import type { Job, Schedule } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import { silentLogger, type Logger } from "../core/log.js";
 import { RunRecord } from "../core/model.js";
-import { jobVersion, loadJob, resolveJob } from "../config/jobs.js";
+import { jobFolderNames, prepareJobs, type UnavailableJob } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
 import type { Launcher } from "../launcher/port.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
+import type { RecordedBundle } from "../orchestrator/job-version.js";
 import { planRun } from "../orchestrator/plan.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import { listAll, type ObjectStore } from "../store/port.js";
@@ -39,9 +38,11 @@ export interface ListedSchedule extends Schedule {
 /** A schedule with the loaded job it belongs to, ready to fire. */
 export interface LoadedSchedule extends ListedSchedule {
   handle: Job;
-  /** Compiled module as recorded in run.json (relative to the package root when inside it). */
+  /** The job's entry as recorded in run.json (relative to the package root when inside it). */
   module: string;
   version: string;
+  /** The job's bundle, recorded with every run the schedule starts. */
+  bundle?: RecordedBundle;
 }
 
 /** A loaded job module, as `collectSchedules` takes it. */
@@ -49,6 +50,13 @@ export interface JobModule {
   job: Job;
   module: string;
   version: string;
+  bundle?: RecordedBundle;
+}
+
+/** The schedules of the jobs that load, and the jobs that do not: their schedules are unavailable until they are fixed. */
+export interface ScheduleCatalog {
+  schedules: LoadedSchedule[];
+  unavailable: UnavailableJob[];
 }
 
 export interface LoadSchedulesOptions {
@@ -65,33 +73,23 @@ export interface LoadSchedulesOptions {
 
 /** Names of the job folders: `jobs/<name>/index.ts` in a checkout, `dist/jobs/<name>/index.js` in an image. */
 export function jobNames(root: string = packageRoot()): string[] {
-  const names = new Set<string>();
-  for (const [dir, file] of [[join(root, "jobs"), "index.ts"], [join(root, "dist", "jobs"), "index.js"]] as const) {
-    if (!existsSync(dir)) continue;
-    for (const d of readdirSync(dir, { withFileTypes: true })) if (d.isDirectory() && existsSync(join(dir, d.name, file))) names.add(d.name);
-  }
-  return [...names].sort();
+  return jobFolderNames(root);
 }
 
-/** Loads the jobs and returns every schedule they declare, sorted by name. */
-export async function loadSchedules(options: LoadSchedulesOptions = {}): Promise<LoadedSchedule[]> {
+/**
+ * Builds the jobs and returns every schedule they declare, sorted by name, with the jobs that do
+ * not build or load: one broken job leaves the others' schedules working.
+ */
+export async function loadScheduleCatalog(options: LoadSchedulesOptions = {}): Promise<ScheduleCatalog> {
   const root = options.root ?? packageRoot();
-  const specs = options.jobs ?? jobNames(root);
-  const modules: JobModule[] = [];
-  for (const spec of specs) {
-    const resolved = resolveJob(spec, options.cwd ?? process.cwd(), root);
-    const job = await loadJob(resolved.absPath, resolved.requestedName);
-    modules.push({ job, module: recordedModule(root, resolved.module), version: jobVersion(resolved.absPath) });
-  }
-  return collectSchedules(modules);
+  const { prepared, unavailable } = await prepareJobs(options.jobs ?? jobNames(root), { cwd: options.cwd ?? process.cwd(), root });
+  const modules = prepared.map((p) => ({ job: p.job, module: p.module, version: p.version, bundle: { key: p.key, bytes: p.bundle.bytes } }));
+  return { schedules: collectSchedules(modules), unavailable };
 }
 
-/** `resolveJob` answers relative to `root`; run.json records modules relative to the package (tasks resolve them there). */
-function recordedModule(root: string, module: string): string {
-  if (isAbsolute(module)) return module;
-  const abs = join(root, module);
-  const rel = relative(packageRoot(), abs);
-  return rel.startsWith("..") || isAbsolute(rel) ? abs : rel;
+/** Every schedule of the jobs that load, sorted by name (see loadScheduleCatalog for the others). */
+export async function loadSchedules(options: LoadSchedulesOptions = {}): Promise<LoadedSchedule[]> {
+  return (await loadScheduleCatalog(options)).schedules;
 }
 
 /**
@@ -109,7 +107,7 @@ export function collectSchedules(modules: readonly JobModule[]): LoadedSchedule[
           `schedule name "${s.name}" is declared by job "${other.job}" and job "${m.job.name}": schedule names must be unique across jobs (they name the Cloud Scheduler job and the fire endpoint)`,
         );
       }
-      const entry: LoadedSchedule = { ...s, job: m.job.name, handle: m.job, module: m.module, version: m.version };
+      const entry: LoadedSchedule = { ...s, job: m.job.name, handle: m.job, module: m.module, version: m.version, ...(m.bundle ? { bundle: m.bundle } : {}) };
       // Two schedules of one job firing at the same second would otherwise plan the same run id.
       const suffixKey = `${m.job.name}/${runSuffix(s.name)}`;
       const twin = bySuffix.get(suffixKey);
@@ -123,7 +121,12 @@ export function collectSchedules(modules: readonly JobModule[]): LoadedSchedule[
 
 /** Every schedule of every job under `<root>/jobs/`, without the loaded job. */
 export async function listSchedules(root: string = packageRoot(), options: Omit<LoadSchedulesOptions, "root"> = {}): Promise<ListedSchedule[]> {
-  return (await loadSchedules({ ...options, root })).map(({ handle: _h, module: _m, version: _v, ...s }) => s);
+  return (await loadSchedules({ ...options, root })).map(listed);
+}
+
+/** A schedule without what firing it needs. */
+export function listed({ handle: _h, module: _m, version: _v, bundle: _b, ...s }: LoadedSchedule): ListedSchedule {
+  return s;
 }
 
 /** The run id suffix of a schedule: four hex digits of a hash of its name, the same on every retry. */
@@ -216,11 +219,13 @@ export async function fireSchedule(o: FireScheduleOptions): Promise<FireResult> 
   const ms = o.scheduledTime.getTime();
   if (!Number.isFinite(ms)) throw new InvalidInputError(`schedule "${o.scheduleName}": the scheduled time is not a valid date`);
   const time = new Date(Math.floor(ms / 1000) * 1000);
-  const schedules = o.schedules ?? (await loadSchedules(o));
+  const { schedules, unavailable } = o.schedules ? { schedules: o.schedules, unavailable: [] } : await loadScheduleCatalog(o);
   const schedule = schedules.find((s) => s.name === o.scheduleName);
   if (!schedule) {
     const known = schedules.map((s) => s.name).join(", ") || "none";
-    throw new ShardrunError("NOT_FOUND", `no schedule named "${o.scheduleName}" (schedules: ${known})`);
+    // The schedule may be one of a job that does not build now: say so rather than only "no such schedule".
+    const broken = unavailable.map((u) => `; job ${u.job} does not load, its schedules are unavailable: ${u.reason}`).join("");
+    throw new ShardrunError("NOT_FOUND", `no schedule named "${o.scheduleName}" (schedules: ${known})${broken}`);
   }
   const now = o.now ?? (() => new Date());
   const logger = (o.logger ?? silentLogger).child({ schedule: schedule.name });
@@ -330,6 +335,7 @@ async function planAndStart(
       job: schedule.handle,
       module: schedule.module,
       version: schedule.version,
+      ...(schedule.bundle ? { bundle: schedule.bundle } : {}),
       args: schedule.args,
       settings: {
         leaseTtlMs: s.leaseTtlMs ?? 30_000,
