@@ -74,7 +74,7 @@ export async function bundleJob(entry: string, options: BundleJobOptions = {}): 
     if (!file) throw new Error("esbuild wrote no output");
     output = file.contents;
   } catch (e) {
-    throw new InvalidInputError(`job ${displayPath(root, entry)} does not build: ${firstError(e, root, inside ? root : dirname(entry))}`, { cause: e });
+    throw new InvalidInputError(buildFailure(e, root, entry, inside ? root : dirname(entry)), { cause: e });
   }
   return bundleOf(output);
 }
@@ -178,13 +178,20 @@ function displayPath(root: string, path: string): string {
   return isInside(root, path) ? relative(root, path) : path;
 }
 
-/** esbuild's first error, on one line: `file:line:column: text`, and how many more there are. */
-function firstError(e: unknown, root: string, workingDir: string): string {
+/**
+ * esbuild's first error on one line, where it is (`file:line:column`) and how many more there are:
+ * `job jobs/x/index.ts:4:12 does not build: Expected ")" but found "item"`.
+ */
+function buildFailure(e: unknown, root: string, entry: string, workingDir: string): string {
   const errors = (e as { errors?: Message[] } | null)?.errors;
   const first = errors?.[0];
-  if (!first) return e instanceof Error ? e.message.split("\n")[0]! : String(e);
-  const loc = first.location;
-  const where = loc ? `${displayPath(root, join(workingDir, loc.file))}:${loc.line}:${loc.column + 1}: ` : "";
+  const shown = displayPath(root, entry);
+  if (!first) return `job ${shown} does not build: ${e instanceof Error ? e.message.split("\n")[0]! : String(e)}`;
+  const text = first.text.replace(/\s*\n\s*/g, " ");
   const more = errors.length > 1 ? ` (and ${errors.length - 1} more error${errors.length > 2 ? "s" : ""})` : "";
-  return `${where}${first.text.replace(/\s*\n\s*/g, " ")}${more}`;
+  const loc = first.location;
+  if (!loc) return `job ${shown} does not build: ${text}${more}`;
+  const file = displayPath(root, join(workingDir, loc.file));
+  const at = `${loc.line}:${loc.column + 1}`;
+  return file === shown ? `job ${shown}:${at} does not build: ${text}${more}` : `job ${shown} does not build: ${file}:${at}: ${text}${more}`;
 }

@@ -133,14 +133,16 @@ export interface UnavailableJob {
  * Prepares several jobs (every job folder by default). One that fails is listed in `unavailable`
  * with its reason; the others are prepared as if it were not there.
  */
-export async function prepareJobs(specs: readonly string[] = jobFolderNames(), o: { cwd?: string; root?: string } = {}): Promise<{ prepared: PreparedJob[]; unavailable: UnavailableJob[] }> {
+export async function prepareJobs(specs?: readonly string[], o: { cwd?: string; root?: string } = {}): Promise<{ prepared: PreparedJob[]; unavailable: UnavailableJob[] }> {
+  // `root` is where job folders are looked up; the bundles always build against this package.
   const root = o.root ?? packageRoot();
+  specs ??= jobFolderNames(root);
   const results = await Promise.all(
     specs.map(async (spec): Promise<PreparedJob | UnavailableJob> => {
       let resolved: ResolvedJob | undefined;
       try {
         resolved = resolveJob(spec, o.cwd ?? process.cwd(), root);
-        return await prepareJob(resolved, root);
+        return await prepareJob(resolved);
       } catch (e) {
         if (!isShardrunError(e, "INVALID_INPUT") && !isShardrunError(e, "USAGE")) throw e;
         return { job: spec, module: resolved?.module ?? spec, reason: errorMessage(e) };

@@ -1,0 +1,211 @@
+/**
+ * Jobs run from bundles (issue 12, "Jobs without a stale build"): an edited job runs its new code
+ * with no build in between; a comment or formatting edit keeps its version; a rerun runs the
+ * bundle its run recorded unless --upgrade; a job that does not build is reported on its own and
+ * leaves the other jobs and their schedules working.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { keys } from "../../src/core/keys.js";
+import { RunRecord } from "../../src/core/model.js";
+import { bundleJob } from "../../src/config/bundle.js";
+import { diffJobs, desiredJobs } from "../../src/scheduler/cloud-scheduler.js";
+import { startLocalCron } from "../../src/scheduler/cron.js";
+import { fireSchedule, loadScheduleCatalog } from "../../src/scheduler/schedules.js";
+import { driveRun } from "../../src/orchestrator/drive.js";
+import { FsObjectStore } from "../../src/store/fs.js";
+import { getJson } from "../../src/store/json.js";
+import type { Logger } from "../../src/core/log.js";
+import { WORKER_COMMAND, compiledLocalLauncher } from "../contract/launcher-contract.js";
+import { ROOT, cli, parseLines, tempDir } from "./helpers.js";
+
+const GREETER = join(ROOT, "test", "fixtures", "jobs", "greeter.ts");
+/** A folder of job folders where `broken` does not compile and `fine` does. */
+const UNCOMPILABLE = join(ROOT, "test", "fixtures", "uncompilable");
+
+interface Status {
+  runId: string;
+  state: string;
+  items: { total: number; succeeded: number; failed: number; pending: number };
+}
+
+/** The greeter fixture copied to a folder outside the package, importing shardrun as "shardrun". */
+function copyGreeter(dir: string): string {
+  const folder = join(dir, "greeter");
+  mkdirSync(folder, { recursive: true });
+  const file = join(folder, "index.ts");
+  writeFileSync(file, readFileSync(GREETER, "utf8").replace('"../../../src/index.js"', '"shardrun"'));
+  return file;
+}
+
+function edit(file: string, from: string | RegExp, to: string): void {
+  const before = readFileSync(file, "utf8");
+  const after = before.replace(from, to);
+  expect(after).not.toBe(before);
+  writeFileSync(file, after);
+}
+
+async function runRecord(dir: string, runId: string): Promise<RunRecord> {
+  return (await getJson(new FsObjectStore(join(dir, ".shardrun")), keys.run(runId), RunRecord))!.value;
+}
+
+async function greetings(dir: string, runId: string): Promise<Record<string, string>> {
+  const r = await cli(["output", runId], dir);
+  return Object.fromEntries(parseLines<{ key: string; output: { greeting: string } }>(r.stdout).map((l) => [l.key, l.output.greeting]));
+}
+
+async function deadLetter(dir: string, runId: string): Promise<{ key: string; error: string; attempts: number; reason: string }[]> {
+  const obj = await new FsObjectStore(join(dir, ".shardrun")).get(`runs/${runId}/dead-letter.jsonl`);
+  return obj ? parseLines(Buffer.from(obj.bytes).toString("utf8")) : [];
+}
+
+/** Every JSON log line the run's local tasks wrote. */
+function taskLogLines(dir: string): Record<string, unknown>[] {
+  const executions = join(dir, ".shardrun", ".executions");
+  const lines: Record<string, unknown>[] = [];
+  for (const e of readdirSync(executions, { withFileTypes: true })) {
+    if (!e.isDirectory()) continue;
+    for (const f of readdirSync(join(executions, e.name))) {
+      for (const line of readFileSync(join(executions, e.name, f), "utf8").split("\n")) {
+        try {
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // not a log line
+        }
+      }
+    }
+  }
+  return lines;
+}
+
+describe("jobs run from bundles", () => {
+  it("an edited job runs its new code with no build; a comment or formatting edit keeps its version", async () => {
+    const dir = tempDir();
+    const job = copyGreeter(dir);
+
+    const first = await cli(["run", job, "--local", "--json"], dir);
+    expect(first.stderr).not.toContain("internal error");
+    expect(first.code).toBe(3); // linus fails for good
+    const v1 = JSON.parse(first.stdout) as Status;
+    expect(await greetings(dir, v1.runId)).toEqual({ ada: "hello ada", grace: "hello grace" });
+    const rec1 = await runRecord(dir, v1.runId);
+    expect(rec1.job.bundle).toMatch(/^bundles\/[0-9a-f]{64}\.mjs$/);
+    expect(rec1.job.version).toBe(`0.1.0+${rec1.job.bundle!.slice("bundles/".length, "bundles/".length + 12)}`);
+    expect(existsSync(join(dir, ".shardrun", `${rec1.job.bundle!}@`))).toBe(true);
+
+    // Errors thrown by the bundle's own copies of shardrun's classes are still recognised by the worker.
+    expect(await deadLetter(dir, v1.runId)).toEqual([expect.objectContaining({ key: "linus", reason: "non_retriable", attempts: 1, error: "linus is not greeted" })]);
+    const retried = taskLogLines(dir).filter((l) => typeof l.message === "string" && l.message.includes("retrying"));
+    expect(retried).toEqual([expect.objectContaining({ delayMs: 1, error: "grace is busy" })]);
+
+    // Comments and formatting only: the same bundle, the same version.
+    edit(job, "export default defineJob({", "// Greets people by name.\nexport default defineJob({\n\n");
+    edit(job, /key: \(item\) => item\.name,/, "key: (item) =>\n    item.name , /* the name is unique */");
+    const second = await cli(["run", job, "--local", "--json"], dir);
+    expect(second.code).toBe(3);
+    const rec2 = await runRecord(dir, (JSON.parse(second.stdout) as Status).runId);
+    expect(rec2.job.version).toBe(rec1.job.version);
+    expect(rec2.job.bundle).toBe(rec1.job.bundle);
+
+    // Code: a new version, and the new code runs at once.
+    edit(job, "`hello ${item.name}`", "`goodbye ${item.name}`");
+    const third = await cli(["run", job, "--local", "--json"], dir);
+    expect(third.code).toBe(3);
+    const v3 = JSON.parse(third.stdout) as Status;
+    expect(await greetings(dir, v3.runId)).toEqual({ ada: "goodbye ada", grace: "goodbye grace" });
+    expect((await runRecord(dir, v3.runId)).job.version).not.toBe(rec1.job.version);
+  });
+
+  it("the same source builds the same bytes wherever it sits", async () => {
+    const a = await bundleJob(copyGreeter(tempDir()));
+    const b = await bundleJob(copyGreeter(tempDir()));
+    expect(a.sha256).toBe(b.sha256);
+    expect(Buffer.from(a.bytes).toString("utf8")).not.toMatch(/\/tmp\/|shardrun-e2e-/);
+  });
+
+  it("a rerun runs the bundle its run recorded; --upgrade builds the job as it is now and records it", async () => {
+    const dir = tempDir();
+    const job = copyGreeter(dir);
+    const r = await cli(["run", job, "--local", "--json"], dir);
+    expect(r.code).toBe(3);
+    const st = JSON.parse(r.stdout) as Status;
+    const recorded = await runRecord(dir, st.runId);
+
+    // Linus is welcome now, but the run's code is the recorded bundle: he fails again, with the old message.
+    edit(job, 'if (item.name === "linus") throw new NonRetriableError("linus is not greeted");', "");
+    const again = await cli(["rerun", st.runId, "--local", "--failed-items", "--json"], dir);
+    expect(again.code).toBe(3);
+    expect((JSON.parse(again.stdout) as Status).items).toEqual({ total: 3, succeeded: 2, failed: 1, pending: 0 });
+    expect(await deadLetter(dir, st.runId)).toEqual([expect.objectContaining({ key: "linus", error: "linus is not greeted" })]);
+    expect((await runRecord(dir, st.runId)).job).toEqual(recorded.job);
+
+    const upgraded = await cli(["rerun", st.runId, "--local", "--failed-items", "--upgrade"], dir);
+    expect(upgraded.code).toBe(0);
+    const after = await runRecord(dir, st.runId);
+    expect(upgraded.stderr).toContain(`upgrading job version ${recorded.job.version} -> ${after.job.version}`);
+    expect(after.job.bundle).not.toBe(recorded.job.bundle);
+    expect(await greetings(dir, st.runId)).toEqual({ ada: "hello ada", grace: "hello grace", linus: "hello linus" });
+  });
+
+  it("a job that does not build is refused on one line naming the file and the error, and nothing is written", async () => {
+    const dir = tempDir();
+    const r = await cli(["run", join(UNCOMPILABLE, "jobs", "broken"), "--local"], dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain('test/fixtures/uncompilable/jobs/broken/index.ts:10:31 does not build: Expected "}" but found ")"');
+    expect(existsSync(join(dir, ".shardrun"))).toBe(false);
+
+    const missing = join(dir, "missing");
+    mkdirSync(missing);
+    writeFileSync(join(missing, "index.ts"), 'export { default } from "./gone.js";\n');
+    const m = await cli(["run", missing, "--local"], dir);
+    expect(m.code).toBe(2);
+    expect(m.stderr).toContain(`${join(missing, "index.ts")}:1:25 does not build: Could not resolve "./gone.js"`);
+
+    // Its neighbour runs.
+    const fine = await cli(["run", join(UNCOMPILABLE, "jobs", "fine"), "--local", "--json"], dir);
+    expect(fine.code).toBe(0);
+    expect((JSON.parse(fine.stdout) as Status).items.succeeded).toBe(4);
+  });
+
+  it("a job that does not build loses its own schedules only: the others list, fire and sync", async () => {
+    const catalog = await loadScheduleCatalog({ root: UNCOMPILABLE });
+    expect(catalog.schedules.map((s) => s.name)).toEqual(["fine-hourly"]);
+    expect(catalog.unavailable).toEqual([{ job: "broken", module: "test/fixtures/uncompilable/jobs/broken/index.ts", reason: expect.stringContaining("index.ts:10:31 does not build") }]);
+
+    const dir = tempDir();
+    const store = new FsObjectStore(join(dir, "store"));
+    const compiled = await compiledLocalLauncher();
+    try {
+      const launcher = new compiled.LocalLauncher({ stateDir: join(dir, "executions"), command: WORKER_COMMAND, killGraceSeconds: 2 });
+      const time = new Date("2026-11-22T03:00:00Z");
+      const fired = await fireSchedule({ store, launcher, root: UNCOMPILABLE, scheduleName: "fine-hourly", scheduledTime: time });
+      expect(fired.created).toBe(true);
+      expect((await driveRun({ store, launcher, runId: fired.runId, pollMs: 100 })).state).toBe("succeeded");
+      const run = (await getJson(store, keys.run(fired.runId), RunRecord))!.value;
+      expect(run.job.bundle).toBe(catalog.schedules[0]!.bundle!.key);
+
+      await expect(fireSchedule({ store, launcher, root: UNCOMPILABLE, scheduleName: "broken-hourly", scheduledTime: time })).rejects.toThrow(
+        /no schedule named "broken-hourly" \(schedules: fine-hourly\); job broken does not load, its schedules are unavailable: .*index\.ts:10:31/,
+      );
+
+      const errors: Record<string, unknown>[] = [];
+      const logger = { debug() {}, info() {}, warn() {}, error: (message: string, fields?: Record<string, unknown>) => errors.push({ message, ...fields }), child: () => logger } as unknown as Logger;
+      const cron = startLocalCron({ store, launcher, logger, root: UNCOMPILABLE });
+      expect((await cron.ready).map((s) => s.name)).toEqual(["fine-hourly"]);
+      cron.stop();
+      expect(errors).toEqual([expect.objectContaining({ job: "broken", error: expect.stringContaining("does not build") })]);
+    } finally {
+      await compiled.dispose();
+    }
+
+    // Sync: the broken job's Cloud Scheduler jobs are kept as they are, not deleted as if its schedules were gone.
+    const spec = { project: "p", region: "r", serviceUrl: "https://svc.example", serviceAccountEmail: "sa@p.iam.gserviceaccount.com", reconcile: false, schedules: catalog.schedules };
+    const found = [...desiredJobs({ ...spec, schedules: [...catalog.schedules, { name: "broken-hourly", job: "broken", cron: "0 * * * *", timeZone: "Etc/UTC", paused: false }] }).values()].map((d) => d.job);
+    const diff = diffJobs("projects/p/locations/r", desiredJobs(spec), found, catalog.unavailable.map((u) => u.job));
+    expect(diff.delete).toEqual([]);
+    expect(diff.kept).toEqual(["shardrun-broken-hourly"]);
+    expect(diffJobs("projects/p/locations/r", desiredJobs(spec), found).delete.map((d) => d.id)).toEqual(["shardrun-broken-hourly"]);
+  });
+});
