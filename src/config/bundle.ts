@@ -97,16 +97,21 @@ const COMMON = {
 } as const satisfies BuildOptions;
 
 /**
- * The worker as one file (`dist/worker.mjs`), for task cold start: one module to read and
- * compile instead of a few hundred. Packages that load files of their own at run time (the Google
+ * The worker bundled (`<outdir>/worker.mjs`), for task cold start: one module to read and compile
+ * instead of a few hundred. What the worker imports only when asked for (the Cloud Storage
+ * adapter) stays in a chunk of its own beside it, loaded on demand, so a task on a local store
+ * never loads the Google client. Packages that load files of their own at run time (the Google
  * clients' protos, pino's transports) or carry native code stay in node_modules.
  */
-export async function bundleWorker(outfile: string, root: string = packageRoot()): Promise<void> {
+export async function bundleWorker(outdir: string, root: string = packageRoot()): Promise<void> {
   const { build } = await import("esbuild");
   await build({
     ...COMMON,
-    entryPoints: [join(root, "src", "worker", "main.ts")],
-    outfile,
+    entryPoints: { worker: join(root, "src", "worker", "main.ts") },
+    outdir,
+    outExtension: { ".js": ".mjs" },
+    splitting: true,
+    chunkNames: "worker-chunks/[name]-[hash]",
     write: true,
     absWorkingDir: root,
     external: WORKER_EXTERNAL,
