@@ -7,14 +7,10 @@ import { FailureTolerance, parseTolerance, type ShardPolicy } from "../core/job.
 import type { RunStatus } from "../core/status.js";
 import { cloudSettings, requireProjectRegion } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
-import { prepareJob, resolveJob } from "../config/jobs.js";
 import { LocalLauncher } from "../launcher/local.js";
 import type { Launcher } from "../launcher/port.js";
-import { driveRun } from "../orchestrator/drive.js";
 import { mergedOutput } from "../orchestrator/output.js";
-import { planRun } from "../orchestrator/plan.js";
 import { listRuns, readLaunches, readRun, readRunStatus } from "../orchestrator/read.js";
-import { settleRerunCode } from "../orchestrator/job-version.js";
 import { assertNotLive, planFailedItems, setRunBudget } from "../orchestrator/rerun.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
@@ -121,7 +117,9 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const tolerance = toleranceFlag(values);
   const runBudget = budgetFlags(values);
 
-  // Built now from the source as it is: no `make build` between an edit and a run.
+  // Built now from the source as it is: no `make build` between an edit and a run. Planning and
+  // building are loaded here, not by every command.
+  const [{ prepareJob, resolveJob }, { planRun }] = await Promise.all([import("../config/jobs.js"), import("../orchestrator/plan.js")]);
   const prepared = await prepareJob(resolveJob(positionals[0]!, io.cwd));
   const s = await store(values, io);
   const launcher = await launcherFor(values, s, io, "run");
@@ -167,6 +165,7 @@ async function drive(
     stop.abort();
   };
   process.once("SIGINT", onInt);
+  const { driveRun } = await import("../orchestrator/drive.js");
   try {
     return await driveRun({
       store: s,
@@ -274,6 +273,7 @@ export async function rerunCommand(argv: string[], io: Io): Promise<number> {
   await readRun(s, runId);
   await assertNotLive(s, runId);
   // The recorded bundle, unless --upgrade rebuilds the job from its source now.
+  const { settleRerunCode } = await import("../orchestrator/job-version.js");
   const upgraded = await settleRerunCode(s, runId, values.upgrade === true);
   if (runBudget) await setRunBudget(s, runId, runBudget);
   if (upgraded && !values.json) io.stderr.write(`rerun ${runId}: upgrading job version ${upgraded.from} -> ${upgraded.to}\n`);

@@ -4,14 +4,16 @@
  */
 import { ExitCode, errorMessage, isShardrunError } from "../core/errors.js";
 import { HELP, MAIN_HELP } from "./help.js";
-import { outputCommand, rerunCommand, runCommand, runsCommand, statusCommand, type Io } from "./commands.js";
+import type { Io } from "./commands.js";
 
+// Each command's modules load when it runs: `--version` or `help` load none of them.
+const commands = () => import("./commands.js");
 const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
-  run: runCommand,
-  status: statusCommand,
-  runs: runsCommand,
-  output: outputCommand,
-  rerun: rerunCommand,
+  run: async (argv, io) => (await commands()).runCommand(argv, io),
+  status: async (argv, io) => (await commands()).statusCommand(argv, io),
+  runs: async (argv, io) => (await commands()).runsCommand(argv, io),
+  output: async (argv, io) => (await commands()).outputCommand(argv, io),
+  rerun: async (argv, io) => (await commands()).rerunCommand(argv, io),
   deploy: async (argv, io) => (await import("./deploy.js")).deployCommand(argv, io),
   serve: async (argv, io) => (await import("./serve.js")).serveCommand(argv, io),
   schedules: async (argv, io) => (await import("./schedules.js")).schedulesCommand(argv, io),
