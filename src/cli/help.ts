@@ -28,9 +28,10 @@ const STORE = `  --store DIR|URL        where runs live: a folder (default ./.sh
 export const HELP: Record<string, string> = {
   run: `Usage: shardrun run <job> --local [options]
 
-Plans a run of <job> (a folder name under jobs/, or a path to a job module), writes its shards
-to the store, launches tasks and watches them with progress bars until every shard is done.
-When a launch ends with shards unfinished, it launches again for what is left.
+Plans a run of <job> (a folder name under jobs/, or a path to a job module, .ts or .js), writes
+its shards to the store, launches tasks and watches them with progress bars until every shard is
+done. When a launch ends with shards unfinished, it launches again for what is left. The job is
+built as it is now (no \`make build\`) into one bundle, which the run records and its tasks run.
 
 Options:
   --local                run tasks as local processes that behave like Cloud Run Jobs tasks
@@ -92,7 +93,8 @@ Options:
   --local                run tasks as local processes
 ${STORE}
   --failed-items         rerun exactly the failed items
-  --upgrade              allow the job's code to have changed since the run was planned
+  --upgrade              build the job as it is now and run that (default: the code the run
+                         recorded when it was planned)
   --budget-tokens N      raise (or set) the run budget in tokens, e.g. to finish a budget_exhausted run
   --budget-usd X         the same in dollars
   --budget-minutes M     the same in wall time

@@ -56,7 +56,7 @@ export type StartRunBody = z.infer<typeof StartRunBody>;
 
 export const RerunBody = z.strictObject({
   failedItems: z.boolean().default(false).describe("Rerun exactly the failed items, re-planned into new shards."),
-  upgrade: z.boolean().default(false).describe("Allow the job's code to have changed since the run was planned."),
+  upgrade: z.boolean().default(false).describe("Build the job from its source as it is now and run that; by default a rerun runs the code the run recorded."),
   tasks: count(1, 10_000).optional(),
   parallelism: count(1, 10_000).optional(),
   maxLaunches: count(1, 1000).optional(),
@@ -235,7 +235,7 @@ export const OPERATIONS: Operation[] = [
     summary: "Launch what is not done, or only the failed items.",
     params: runParam,
     body: RerunBody,
-    responses: { 202: { description: "Relaunched.", schema: RunStatusSchema }, ...errors, ...notFound, 409: { description: "A launch is live, or the job's code changed (give upgrade).", schema: ErrorSchema } },
+    responses: { 202: { description: "Relaunched.", schema: RunStatusSchema }, ...errors, ...notFound, 409: { description: "A launch is live, or the job cannot be built here for an upgrade (or, for a run recorded before bundles, its code changed: give upgrade).", schema: ErrorSchema } },
   },
   {
     method: "POST",
