@@ -4,12 +4,15 @@
  * bundle its run recorded unless --upgrade; a job that does not build is reported on its own and
  * leaves the other jobs and their schedules working.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { keys } from "../../src/core/keys.js";
 import { RunRecord } from "../../src/core/model.js";
 import { bundleJob } from "../../src/config/bundle.js";
+import { cacheBundle, fetchBundle } from "../../src/config/bundle-cache.js";
+import { loadJob, moduleVersion } from "../../src/config/jobs.js";
+import { planRun } from "../../src/orchestrator/plan.js";
 import { diffJobs, desiredJobs } from "../../src/scheduler/cloud-scheduler.js";
 import { startLocalCron } from "../../src/scheduler/cron.js";
 import { fireSchedule, loadScheduleCatalog } from "../../src/scheduler/schedules.js";
@@ -207,5 +210,69 @@ describe("jobs run from bundles", () => {
     expect(diff.delete).toEqual([]);
     expect(diff.kept).toEqual(["shardrun-broken-hourly"]);
     expect(diffJobs("projects/p/locations/r", desiredJobs(spec), found).delete.map((d) => d.id)).toEqual(["shardrun-broken-hourly"]);
+  });
+});
+
+describe("runs recorded before bundles", () => {
+  it("still run their compiled module; --upgrade builds the job from its source and records the bundle", async () => {
+    const dir = tempDir();
+    const store = new FsObjectStore(join(dir, ".shardrun"));
+    // What run.json held before bundles: the compiled module and its hash, no bundle.
+    const module = "dist/test/fixtures/jobs/greeter.js";
+    const run = await planRun({
+      store,
+      job: await loadJob(join(ROOT, module)),
+      module,
+      version: moduleVersion(join(ROOT, module)),
+      args: {},
+      settings: { leaseTtlMs: 30_000, taskTimeoutSeconds: 600, maxRetries: 1, maxLaunches: 2 },
+      trigger: "test",
+    });
+    expect(run.job.bundle).toBeUndefined();
+    const r = await cli(["rerun", run.runId, "--local", "--json"], dir);
+    expect(r.code, r.stderr).toBe(3);
+    expect(await greetings(dir, run.runId)).toEqual({ ada: "hello ada", grace: "hello grace" });
+    // The compiled module's classes are yet another copy for the bundled worker: still recognised.
+    expect(await deadLetter(dir, run.runId)).toEqual([expect.objectContaining({ key: "linus", reason: "non_retriable", attempts: 1 })]);
+
+    const upgraded = await cli(["rerun", run.runId, "--local", "--upgrade", "--failed-items"], dir);
+    expect(upgraded.code).toBe(3); // the source fails linus too
+    const after = await runRecord(dir, run.runId);
+    expect(after.job.module).toBe("test/fixtures/jobs/greeter.ts");
+    expect(after.job.bundle).toBe(keys.bundle((await bundleJob(GREETER)).sha256));
+    expect(upgraded.stderr).toContain(`upgrading job version ${run.job.version} -> ${after.job.version}`);
+  });
+});
+
+describe("the bundle cache", () => {
+  it("fetches a bundle once, checks it against its hash, and never runs a changed copy", async () => {
+    const dir = tempDir();
+    const cache = join(dir, "cache");
+    const store = new FsObjectStore(join(dir, "store"));
+    const bundle = await bundleJob(GREETER);
+    const prepared = { bundle, key: keys.bundle(bundle.sha256) };
+    await store.put(prepared.key, prepared.bundle.bytes, { ifGenerationMatch: 0 });
+    const path = await fetchBundle(store, prepared.key, cache);
+    expect(path).toBe(join(cache, `${prepared.bundle.sha256}.mjs`));
+    expect(readFileSync(path)).toEqual(Buffer.from(prepared.bundle.bytes));
+
+    // A copy changed on disk is replaced from the store, not imported.
+    writeFileSync(path, "export default 'planted';");
+    await fetchBundle(store, prepared.key, cache);
+    expect(readFileSync(path)).toEqual(Buffer.from(prepared.bundle.bytes));
+
+    // A damaged object in the store is refused.
+    const other = join(dir, "other-cache");
+    const damaged = new FsObjectStore(join(dir, "damaged"));
+    await damaged.put(prepared.key, Buffer.concat([Buffer.from(prepared.bundle.bytes), Buffer.from(";")]), { ifGenerationMatch: 0 });
+    await expect(fetchBundle(damaged, prepared.key, other)).rejects.toThrow(/does not match its hash/);
+    await expect(fetchBundle(new FsObjectStore(join(dir, "empty")), prepared.key, other)).rejects.toThrow(/is not in/);
+    await expect(cacheBundle(prepared.bundle.sha256, Buffer.from("x"), other)).rejects.toThrow(/do not match/);
+
+    // A cache folder others can write into is refused.
+    const open = join(dir, "open");
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    await expect(fetchBundle(store, prepared.key, open)).rejects.toThrow(/only this user can write/);
   });
 });
