@@ -76,6 +76,16 @@ export async function cacheBundle(hash: string, bytes: Uint8Array, dir: string =
   return path;
 }
 
+/** The bytes of the cached bundle `hash`, when this machine has a good copy; else null. */
+export async function readCachedBundle(hash: string, dir: string = bundleCacheDir()): Promise<Uint8Array | null> {
+  try {
+    const bytes = await readFile(join(dir, `${hash}.mjs`));
+    return sha256(bytes) === hash ? bytes : null;
+  } catch {
+    return null;
+  }
+}
+
 /** True when `path` holds exactly the bundle `hash`. */
 async function cachedCopy(path: string, hash: string): Promise<boolean> {
   try {

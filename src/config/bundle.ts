@@ -13,18 +13,24 @@
  * never pay for it.
  */
 import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
-import { dirname, extname, isAbsolute, join, relative, sep } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { BuildOptions, Loader, Message, Plugin } from "esbuild";
 import { InvalidInputError } from "../core/errors.js";
-import { ROOT_PARAM } from "./bundle-cache.js";
+import { ROOT_PARAM, bundleCacheDir, cacheBundle, readCachedBundle } from "./bundle-cache.js";
+import { buildKey, recordBuild, unchangedBuild } from "./build-cache.js";
 import { packageRoot, packageVersion } from "./paths.js";
 
 export interface JobBundle {
   /** The bundle as stored and imported. */
   bytes: Uint8Array;
+  /** Where this machine's bundle folder keeps it. */
+  path: string;
+  /** True when no file of the last build had changed, so that build's bundle was taken and esbuild did not run. */
+  reused: boolean;
   /** sha256 of `bytes`, 64 hex digits: the bundle's name in the store and in the local cache. */
   sha256: string;
   /** The job's code version: the package version and the first 12 hex digits of `sha256`. */
@@ -45,42 +51,70 @@ const BANNER = [
 export interface BundleJobOptions {
   /** The shardrun package whose modules and packages the job may import. @default the package root */
   root?: string;
+  /** This machine's bundle folder, where bundles and build records are kept. @default bundleCacheDir() */
+  cacheDir?: string;
 }
 
+/** Bumped whenever the build options change, so that no build recorded with other options is reused. */
+const BUILD_FORMAT = "1";
+
 /**
- * Bundles a job entry (.ts or .js, anywhere) into one ESM file. Throws `InvalidInputError` naming
- * the file and esbuild's first error when it does not build (a syntax error, a missing import).
+ * Bundles a job entry (.ts or .js, anywhere) into one ESM file, kept in this machine's bundle
+ * folder. When no file the last build of this entry read has changed, that bundle is reused and
+ * esbuild does not run (build-cache.ts). Throws `InvalidInputError` naming the file and esbuild's
+ * first error when it does not build (a syntax error, a missing import).
  */
 export async function bundleJob(entry: string, options: BundleJobOptions = {}): Promise<JobBundle> {
   const root = options.root ?? packageRoot();
+  const dir = options.cacheDir ?? bundleCacheDir();
   const inside = isInside(root, entry);
+  const workingDir = inside ? root : dirname(entry);
+  const key = buildKey({ format: BUILD_FORMAT, entry, root, esbuild: esbuildVersion(), shardrun: packageVersion() });
+  const known = await unchangedBuild(dir, key);
+  const reused = known ? await readCachedBundle(known, dir) : null;
+  if (reused) return { ...bundleOf(reused), path: join(dir, `${known}.mjs`), reused: true };
+
   const { build } = await import("esbuild");
+  const startedAt = Date.now();
   let output: Uint8Array;
+  let inputs: string[];
   try {
     const result = await build({
       ...COMMON,
       entryPoints: [entry],
       // Paths esbuild writes into the bundle (CommonJS module names) are relative to this: the
       // package for its own jobs, so that two checkouts build the same bytes.
-      absWorkingDir: inside ? root : dirname(entry),
+      absWorkingDir: workingDir,
       // A job outside the package imports shardrun as "shardrun", and zod and the like from the
       // package's node_modules when it has none of its own.
       nodePaths: [join(root, "node_modules")],
       alias: { shardrun: shardrunEntry(root) },
       banner: { js: BANNER },
       plugins: [fileUrlImports(), moduleUrls(root, inside ? undefined : dirname(entry))],
+      metafile: true,
     });
     const file = result.outputFiles?.[0];
     if (!file) throw new Error("esbuild wrote no output");
     output = file.contents;
+    inputs = Object.keys(result.metafile.inputs).map((f) => resolve(workingDir, f));
   } catch (e) {
-    throw new InvalidInputError(buildFailure(e, root, entry, inside ? root : dirname(entry)), { cause: e });
+    throw new InvalidInputError(buildFailure(e, root, entry, workingDir), { cause: e });
   }
-  return bundleOf(output);
+  const bundle = bundleOf(output);
+  const path = await cacheBundle(bundle.sha256, bundle.bytes, dir);
+  await recordBuild(dir, key, bundle.sha256, inputs, startedAt, inside ? root : undefined);
+  return { ...bundle, path, reused: false };
 }
 
-/** The bundle record of some bytes: their hash and the version it makes. */
-export function bundleOf(bytes: Uint8Array): JobBundle {
+let esbuildVersionCache: string | undefined;
+
+/** esbuild's version, read without loading esbuild. */
+function esbuildVersion(): string {
+  return (esbuildVersionCache ??= (JSON.parse(readFileSync(createRequire(import.meta.url).resolve("esbuild/package.json"), "utf8")) as { version: string }).version);
+}
+
+/** The hash of some bundle bytes and the version it makes. */
+export function bundleOf(bytes: Uint8Array): Omit<JobBundle, "path" | "reused"> {
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   return { bytes, sha256, version: `${packageVersion()}+${sha256.slice(0, 12)}` };
 }

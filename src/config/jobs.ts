@@ -14,7 +14,7 @@ import { keys } from "../core/keys.js";
 import type { RunRecord } from "../core/model.js";
 import type { ObjectStore } from "../store/port.js";
 import type { JobBundle } from "./bundle.js";
-import { cacheBundle, fetchBundle, importBundle } from "./bundle-cache.js";
+import { fetchBundle, importBundle } from "./bundle-cache.js";
 import { packageRoot, packageVersion } from "./paths.js";
 
 export interface ResolvedJob {
@@ -96,8 +96,7 @@ export interface PreparedJob {
 export async function prepareJob(resolved: ResolvedJob, root = packageRoot()): Promise<PreparedJob> {
   const { bundleJob } = await import("./bundle.js");
   const bundle = await bundleJob(resolved.absPath, { root });
-  const path = await cacheBundle(bundle.sha256, bundle.bytes);
-  const job = await importJob(path, resolved.module, root, resolved.requestedName);
+  const job = await importJob(bundle.path, resolved.module, root, resolved.requestedName);
   return { job, module: resolved.module, version: bundle.version, bundle, key: keys.bundle(bundle.sha256) };
 }
 

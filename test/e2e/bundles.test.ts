@@ -4,8 +4,8 @@
  * bundle its run recorded unless --upgrade; a job that does not build is reported on its own and
  * leaves the other jobs and their schedules working.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { keys } from "../../src/core/keys.js";
 import { RunRecord } from "../../src/core/model.js";
@@ -254,12 +254,12 @@ describe("the bundle cache", () => {
     await store.put(prepared.key, prepared.bundle.bytes, { ifGenerationMatch: 0 });
     const path = await fetchBundle(store, prepared.key, cache);
     expect(path).toBe(join(cache, `${prepared.bundle.sha256}.mjs`));
-    expect(readFileSync(path)).toEqual(Buffer.from(prepared.bundle.bytes));
+    expect(readFileSync(path).equals(prepared.bundle.bytes)).toBe(true);
 
     // A copy changed on disk is replaced from the store, not imported.
     writeFileSync(path, "export default 'planted';");
     await fetchBundle(store, prepared.key, cache);
-    expect(readFileSync(path)).toEqual(Buffer.from(prepared.bundle.bytes));
+    expect(readFileSync(path).equals(prepared.bundle.bytes)).toBe(true);
 
     // A damaged object in the store is refused.
     const other = join(dir, "other-cache");
@@ -274,5 +274,50 @@ describe("the bundle cache", () => {
     mkdirSync(open);
     chmodSync(open, 0o777);
     await expect(fetchBundle(store, prepared.key, open)).rejects.toThrow(/only this user can write/);
+  });
+});
+
+describe("building only what changed", () => {
+  it("reuses the last build while no file it read has changed, and builds again when one has", async () => {
+    const dir = tempDir();
+    const cacheDir = join(dir, "cache");
+    const job = copyGreeter(dir);
+    const helper = join(dirname(job), "helper.ts");
+    writeFileSync(helper, 'export const greet = (name: string) => `hello ${name}`;\n');
+    edit(job, "`hello ${item.name}`", "greet(item.name)");
+    edit(job, 'import { z } from "zod";', 'import { z } from "zod";\nimport { greet } from "./helper.js";');
+    // Files written in the second before a build are not vouched for (they may change under it): age them.
+    const age = () => {
+      const past = new Date(Date.now() - 60_000);
+      for (const f of [job, helper]) utimesSync(f, past, past);
+    };
+    age();
+    const first = await bundleJob(job, { cacheDir });
+    expect(first.reused).toBe(false);
+    const again = await bundleJob(job, { cacheDir });
+    expect(again).toMatchObject({ reused: true, sha256: first.sha256, version: first.version });
+
+    // A comment in an imported file: built again (its bytes changed), to the same bundle.
+    writeFileSync(helper, "// greets\n" + readFileSync(helper, "utf8"));
+    age();
+    const commented = await bundleJob(job, { cacheDir });
+    expect(commented).toMatchObject({ reused: false, sha256: first.sha256 });
+    expect((await bundleJob(job, { cacheDir })).reused).toBe(true);
+
+    // Code in an imported file: built again, to a new bundle that runs the new code.
+    writeFileSync(helper, 'export const greet = (name: string) => `hi ${name}`;\n');
+    const changed = await bundleJob(job, { cacheDir });
+    expect(changed.reused).toBe(false);
+    expect(changed.sha256).not.toBe(first.sha256);
+    expect(Buffer.from(changed.bytes).toString("utf8")).toContain("`hi ${name}`");
+    // Changed within the second before that build: not recorded, so built again next time.
+    expect((await bundleJob(job, { cacheDir })).reused).toBe(false);
+
+    // A package.json above the job is part of what the build read.
+    age();
+    await bundleJob(job, { cacheDir });
+    expect((await bundleJob(job, { cacheDir })).reused).toBe(true);
+    writeFileSync(join(dirname(job), "package.json"), JSON.stringify({ name: "greeter-job", type: "module" }));
+    expect((await bundleJob(job, { cacheDir })).reused).toBe(false);
   });
 });
