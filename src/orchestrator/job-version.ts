@@ -12,23 +12,9 @@ import type { RunRecord } from "../core/model.js";
 import { modulePath, moduleVersion, prepareJob, recordedModule, sourceOf, type PreparedJob } from "../config/jobs.js";
 import { putJson } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
+import { putBundle } from "./bundle-store.js";
 import { readRun } from "./read.js";
 import { checkVersion } from "./rerun.js";
-
-/** A bundle to record: its store key and bytes. */
-export interface RecordedBundle {
-  key: string;
-  bytes: Uint8Array;
-}
-
-/** Writes a bundle create-only; one already there is the same bytes (its name is their hash). */
-export async function putBundle(store: ObjectStore, bundle: RecordedBundle): Promise<void> {
-  try {
-    await store.put(bundle.key, bundle.bytes, { ifGenerationMatch: 0, contentType: "text/javascript" });
-  } catch (e) {
-    if (!(e instanceof PreconditionFailed)) throw e;
-  }
-}
 
 export interface JobUpgrade {
   from: string;

@@ -19,7 +19,7 @@ import { createShardCutter, defaultTaskCount, needsTotals } from "../core/plan.j
 import { formatZodError } from "../core/zod-format.js";
 import { putJson } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
-import { putBundle, type RecordedBundle } from "./job-version.js";
+import { putBundle, type RecordedBundle } from "./bundle-store.js";
 
 export interface PlanOptions {
   store: ObjectStore;

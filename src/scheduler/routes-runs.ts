@@ -55,7 +55,7 @@ async function requireJob(deps: ServiceDeps, spec: string): Promise<PreparedJob>
   try {
     resolved = resolveJob(spec, deps.root, deps.root);
   } catch (e) {
-    // A path that is not there (tests), or a job folder without its compiled module.
+    // A path that is not there (tests), or a job folder without an entry.
     if (!JOB_NAME_PATTERN.test(spec)) throw new HttpError(404, "not_found", errorMessage(e), { field: "job" });
     throw new HttpError(500, "job_unavailable", errorMessage(e));
   }

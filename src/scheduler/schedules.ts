@@ -24,7 +24,7 @@ import { jobFolderNames, prepareJobs, type UnavailableJob } from "../config/jobs
 import { packageRoot } from "../config/paths.js";
 import type { Launcher } from "../launcher/port.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
-import type { RecordedBundle } from "../orchestrator/job-version.js";
+import type { RecordedBundle } from "../orchestrator/bundle-store.js";
 import { planRun } from "../orchestrator/plan.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import { listAll, type ObjectStore } from "../store/port.js";
