@@ -16,6 +16,8 @@ export const keys = {
   budget: (runId: string) => `runs/${runId}/budget.json`,
   /** An eagerly recorded step result, by the item's run-wide index (stable across reruns). */
   step: (runId: string, itemIndex: number, stepId: string) => `runs/${runId}/steps/${itemIndex}/${stepId}.json`,
+  /** A job bundle, named by the sha256 of its bytes: created once, shared by every run of the same code. */
+  bundle: (sha256: string) => `bundles/${sha256}.mjs`,
   /** The record of one fire of a schedule at one scheduled time (`20261122T020000Z`), created once. */
   scheduleFire: (name: string, stamp: string) => `schedules/${name}/${stamp}.json`,
 } as const;

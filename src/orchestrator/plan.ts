@@ -9,24 +9,29 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import pLimit from "p-limit";
-import { z } from "zod";
 import { InvalidInputError, errorMessage } from "../core/errors.js";
 import { MAX_SHARDS, newRunId, shardId } from "../core/ids.js";
 import type { Budget, Budgets } from "../core/budget.js";
-import { parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
+import { objectSchemaKeys, parseTolerance, type Job, type ShardPolicy } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import type { RunRecord, RunSettings, ShardEntry } from "../core/model.js";
 import { createShardCutter, defaultTaskCount, needsTotals } from "../core/plan.js";
 import { formatZodError } from "../core/zod-format.js";
 import { putJson } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
+import { putBundle, type RecordedBundle } from "./bundle-store.js";
 
 export interface PlanOptions {
   store: ObjectStore;
   job: Job;
-  /** Compiled module and code version, as recorded for the tasks. */
+  /** The job's entry and code version, as recorded in run.json. */
   module: string;
   version: string;
+  /**
+   * The job's bundle, which the tasks run: written create-only just before run.json (only a plan
+   * that passed every check writes it). Absent: tasks load `module` as it is.
+   */
+  bundle?: RecordedBundle;
   /** Raw run arguments; parsed with the job's `args` schema. */
   args: Record<string, unknown>;
   policy?: ShardPolicy;
@@ -56,8 +61,8 @@ export function parseArgs(job: Job, raw: Record<string, unknown>): Record<string
     return {};
   }
   // A misspelled --arg would otherwise be dropped without a word by a non-strict object schema.
-  if (job.args instanceof z.ZodObject) {
-    const known = Object.keys(job.args.shape);
+  const known = objectSchemaKeys(job.args);
+  if (known) {
     const unknown = Object.keys(raw).filter((k) => !known.includes(k));
     if (unknown.length) {
       throw new InvalidInputError(`job "${job.name}" has no argument ${unknown.map((k) => `"${k}"`).join(", ")}; its arguments: ${known.join(", ") || "none"}`);
@@ -151,7 +156,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     const record: RunRecord = {
       v: 1,
       runId,
-      job: { name: o.job.name, module: o.module, version: o.version },
+      job: { name: o.job.name, module: o.module, version: o.version, ...(o.bundle ? { bundle: o.bundle.key } : {}) },
       args,
       trigger: o.trigger,
       createdAt: now.toISOString(),
@@ -170,6 +175,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
         checkpoint: o.job.checkpoint,
       },
     };
+    if (o.bundle) await putBundle(o.store, o.bundle);
     await putJson(o.store, keys.run(runId), record, { ifGenerationMatch: 0 });
     return record;
   } finally {

@@ -17,7 +17,7 @@ import {
   takeLease,
 } from "../core/checkpoint.js";
 import { addUsage, describeBudget, exceeded, exhausted, ZERO_USAGE, type Budgets, type Usage } from "../core/budget.js";
-import { BudgetExceeded, LeaseLost, NonRetriableError, PreconditionFailed, RetryAfterError, errorMessage, isShardrunError } from "../core/errors.js";
+import { BudgetExceeded, LeaseLost, NonRetriableError, PreconditionFailed, errorMessage, isBudgetExceeded, isShardrunError, retryAfterMs } from "../core/errors.js";
 import { partName } from "../core/ids.js";
 import { sleep } from "../core/time.js";
 import type { Job, JobContext } from "../core/job.js";
@@ -271,7 +271,7 @@ export class ShardRunner {
         this.#afterSettle();
         return;
       } catch (e) {
-        const budgetError = e instanceof BudgetExceeded ? e : overTime.signal.aborted ? (overTime.signal.reason as BudgetExceeded) : null;
+        const budgetError = isBudgetExceeded(e) ? e : overTime.signal.aborted ? (overTime.signal.reason as BudgetExceeded) : null;
         if (budgetError && !this.#lost) {
           this.#fail({ pos, i: line.i, key: line.key, error: budgetError.message, attempts: attempt, reason: "budget" });
           return;
@@ -279,7 +279,7 @@ export class ShardRunner {
         // Interrupted by the deadline, SIGTERM or a lost lease: not the item's fault, not recorded.
         if (itemSignal.aborted || this.#lost) return;
         const message = errorMessage(e);
-        if (e instanceof NonRetriableError || isShardrunError(e, "NON_RETRIABLE")) {
+        if (isShardrunError(e, "NON_RETRIABLE")) {
           this.#fail({ pos, i: line.i, key: line.key, error: message, attempts: attempt, reason: "non_retriable" });
           return;
         }
@@ -287,7 +287,7 @@ export class ShardRunner {
           this.#fail({ pos, i: line.i, key: line.key, error: message, attempts: attempt, reason: "error" });
           return;
         }
-        const delay = e instanceof RetryAfterError ? e.retryAfterMs : nextRetryDelay(policy, attempt, this.#o.random);
+        const delay = retryAfterMs(e) ?? nextRetryDelay(policy, attempt, this.#o.random);
         ctx.log.warn("item failed, retrying", { attempt, delayMs: delay, error: message });
         try {
           await sleep(delay, itemSignal);
