@@ -2,6 +2,7 @@
 // Runs the compiled CLI: tasks and commands start often, so no TypeScript loader sits in front.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import module from "node:module";
 import { fileURLToPath } from "node:url";
 
 // The project pins its own Node.js (node_modules/.bin/node, from package.json). `npx shardrun`
@@ -15,6 +16,10 @@ if (Number(process.versions.node.split(".")[0]) < 24 && existsSync(pinned) && !p
   });
   process.exit(r.status ?? (r.signal ? 128 + 15 : 1));
 }
+
+// Node's module compile cache (in the OS temp folder, unless NODE_COMPILE_CACHE says where):
+// every start after the first reads compiled code instead of parsing each module again.
+if (!process.env.NODE_DISABLE_COMPILE_CACHE) module.enableCompileCache?.();
 
 const entry = new URL("../dist/src/cli/main.js", import.meta.url);
 if (!existsSync(fileURLToPath(entry))) {

@@ -26,11 +26,15 @@ const INDEXING_CODE = ["./chunk", "./search", "./corpus", "../summarize-docs/tex
 let codeDigest: Promise<string> | undefined;
 
 function indexingCodeDigest(): Promise<string> {
-  // .js when compiled, .ts under a test runner: hash whichever this module is.
+  // .ts in a checkout (the run's bundle names its modules there), .js when compiled: hash whichever this module is.
   const ext = path.extname(fileURLToPath(import.meta.url));
-  return (codeDigest ??= Promise.all(INDEXING_CODE.map((m) => readFile(new URL(`${m}${ext}`, import.meta.url)))).then((files) => {
+  const files = Promise.all(INDEXING_CODE.map((m) => readFile(new URL(`${m}${ext}`, import.meta.url))));
+  // A bundle built elsewhere runs where these files are not (a Cloud Run task): hash the indexing
+  // code as it runs instead.
+  const running = () => [chunkMarkdown, createIndex, toIndexed, markdownFiles].map((f) => Buffer.from(String(f))).concat(Buffer.from(JSON.stringify(INDEX_OPTIONS)));
+  return (codeDigest ??= files.catch(running).then((parts) => {
     const h = createHash("sha256");
-    for (const f of files) h.update(f);
+    for (const f of parts) h.update(f);
     return h.digest("hex");
   }));
 }

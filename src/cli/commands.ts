@@ -1,16 +1,13 @@
 /** The run commands: thin layers over the orchestrator. Flags are parsed by commander (program.ts). */
-import { existsSync } from "node:fs";
-import { ExitCode, UsageError } from "../core/errors.js";
+import { ExitCode } from "../core/errors.js";
 import { SETTING_DEFAULTS, budgetOf, parseTolerance, shardPolicyOf } from "../core/settings.js";
 import type { RunStatus } from "../core/status.js";
-import { jobVersion, loadJob, modulePath, resolveJob } from "../config/jobs.js";
 import type { Launcher } from "../launcher/port.js";
 import { driveRun } from "../orchestrator/drive.js";
 import { mergedOutput, repairRun, verifyRun } from "../orchestrator/output.js";
-import { planRun } from "../orchestrator/plan.js";
 import { listRuns, readRun, readRunStatus } from "../orchestrator/read.js";
 import { planFailedItems } from "../orchestrator/rerun.js";
-import { assertNotLive, checkVersion, setRunBudget } from "../orchestrator/control.js";
+import { assertNotLive, setRunBudget } from "../orchestrator/control.js";
 import { readFailedItems, setRunState } from "../orchestrator/drive.js";
 import { chooseFailed, describeLeftOut } from "../orchestrator/failed-choice.js";
 import type { ObjectStore } from "../store/port.js";
@@ -28,8 +25,10 @@ export async function runCommand(jobSpec: string, flags: RunFlags, io: Io): Prom
   const killGrace = killGraceFromFlags(flags);
   const args = keyValues(flags.arg);
 
-  const resolved = resolveJob(jobSpec, io.cwd);
-  const job = await loadJob(resolved.absPath, resolved.requestedName);
+  // Built now from the source as it is: no `make build` between an edit and a run. Planning and
+  // building are loaded here, not by every command.
+  const [{ prepareJob, resolveJob }, { planRun }] = await Promise.all([import("../config/jobs.js"), import("../orchestrator/plan.js")]);
+  const prepared = await prepareJob(resolveJob(jobSpec, io.cwd));
   const s = await openCliStore(flags, io);
   const launcher = await launcherFor(flags, s, io, "run", killGrace);
   const policy = shardPolicyOf(settings);
@@ -37,9 +36,10 @@ export async function runCommand(jobSpec: string, flags: RunFlags, io: Io): Prom
 
   const run = await planRun({
     store: s,
-    job,
-    module: resolved.module,
-    version: jobVersion(resolved.absPath),
+    job: prepared.job,
+    module: prepared.module,
+    version: prepared.version,
+    bundle: { key: prepared.key, bytes: prepared.bundle.bytes },
     args,
     ...(policy ? { policy } : {}),
     settings: {
@@ -199,9 +199,9 @@ export async function rerunCommand(runId: string, flags: RerunFlags, io: Io): Pr
   const launcher = await launcherFor(flags, s, io, "rerun", killGrace);
   const run = await readRun(s, runId);
   await assertNotLive(s, runId, launcher);
-  const module = modulePath(run.value.job.module);
-  if (!existsSync(module)) throw new UsageError(`rerun: the job module of run ${runId} is gone (${module}); build it or rerun from the same checkout`);
-  const upgraded = await checkVersion(s, runId, jobVersion(module), settings.upgrade);
+  // The recorded bundle, unless --upgrade rebuilds the job from its source now.
+  const { settleRerunCode } = await import("../orchestrator/job-version.js");
+  const upgraded = await settleRerunCode(s, runId, settings.upgrade);
   const runBudget = budgetOf({ tokens: settings.budgetTokens, usd: settings.budgetUsd, minutes: settings.budgetMinutes });
   if (runBudget) await setRunBudget(s, runId, runBudget);
   if (upgraded && !flags.json) io.stderr.write(`rerun ${runId}: upgrading job version ${upgraded.from} -> ${upgraded.to}\n`);

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { ExitCode, UsageError } from "../core/errors.js";
 import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
-import { loadJob, resolveJob } from "../config/jobs.js";
+import { prepareJob, resolveJob } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
 import type { Io } from "./io.js";
 
@@ -47,8 +47,7 @@ export async function deployCommand(positionals: string[], flags: DeployFlags, i
 
   const results: { job: string; action: string; changes: string[]; resource: unknown; compared: boolean }[] = [];
   for (const name of names) {
-    const resolved = resolveJob(name, io.cwd);
-    const job = await loadJob(resolved.absPath, resolved.requestedName);
+    const { job } = await prepareJob(resolveJob(name, io.cwd));
     const spec = {
       project: settings.project ?? "PROJECT_ID",
       region: settings.region ?? "REGION",

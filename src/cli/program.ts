@@ -94,7 +94,7 @@ export function buildProgram(io: Io, exit: Exit, version: string): Command {
       .description("launch what is not done (or, with --failed-items, the failed items)")
       .argument("<runId>")
       .option("--failed-items", "rerun exactly the failed items, re-planned into new shards")
-      .option("--upgrade", "allow the job's code to have changed since the run was planned")
+      .option("--upgrade", "build the job as it is now and run that (default: the code the run recorded when it was planned)")
       .option("--reason <reasons>", "with --failed-items: only failures of these reasons, comma-separated: error, timeout, crashed, schema, budget, non_retriable (default: all but non_retriable)")
       .option("--repair", "first take damaged output parts out (and rebuild checkpoints that do not add up), so exactly their items run again"),
     { maxLaunchesDefault: true },

@@ -7,8 +7,8 @@ import { Cron } from "croner";
 import { ExitCode, UsageError } from "../core/errors.js";
 import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
-import { listSchedules } from "../schedules/load.js";
-import type { ListedSchedule } from "../schedules/schedule.js";
+import { loadScheduleCatalog } from "../schedules/load.js";
+import { listed, type ListedSchedule } from "../schedules/schedule.js";
 import type { Io } from "./io.js";
 
 /** The next time a schedule fires, for people reading the list. */
@@ -18,16 +18,20 @@ function nextFire(s: ListedSchedule, now = new Date()): string | null {
 }
 
 export async function listCommand(flags: { json?: boolean }, io: Io): Promise<number> {
-  const schedules = (await listSchedules()).map((s) => ({ ...s, next: nextFire(s) }));
+  const catalog = await loadScheduleCatalog();
+  const schedules = catalog.schedules.map((s) => ({ ...listed(s), next: nextFire(s) }));
+  // A job that does not build hides its own schedules only: it is listed with the reason.
+  const unavailable = catalog.unavailable.map((u) => ({ job: u.job, module: u.module, unavailable: true as const, reason: u.reason }));
   if (flags.json) {
-    io.stdout.write(JSON.stringify(schedules, null, 2) + "\n");
+    io.stdout.write(JSON.stringify([...schedules, ...unavailable], null, 2) + "\n");
     return ExitCode.ok;
   }
-  if (!schedules.length) io.stdout.write("no schedules: add `schedules: [{ name, cron, timeZone, args }]` to a job definition\n");
+  if (!schedules.length && !unavailable.length) io.stdout.write("no schedules: add `schedules: [{ name, cron, timeZone, args }]` to a job definition\n");
   for (const s of schedules) {
     const args = Object.keys(s.args).length ? `  args ${JSON.stringify(s.args)}` : "";
     io.stdout.write(`${s.name.padEnd(28)} ${s.job.padEnd(20)} ${`${s.cron} (${s.timeZone})`.padEnd(32)} ${s.paused ? "paused" : `next ${s.next}`}${args}\n`);
   }
+  for (const u of unavailable) io.stdout.write(`${"(unavailable)".padEnd(28)} ${u.job.padEnd(20)} the job does not load, so its schedules are unknown: ${u.reason}\n`);
   return ExitCode.ok;
 }
 
@@ -61,7 +65,11 @@ export async function syncCommand(flags: SyncFlags, io: Io): Promise<number> {
   ].filter(Boolean);
   if (!dryRun && missing.length) throw new UsageError(`schedules sync: needs ${missing.join(" and ")}; --dry-run shows what it would do`);
 
-  const schedules = await listSchedules();
+  const catalog = await loadScheduleCatalog();
+  const schedules = catalog.schedules.map(listed);
+  // Cloud Scheduler jobs of a job that does not build are left as they are, not deleted.
+  const keepJobsOf = catalog.unavailable.map((u) => u.job);
+  for (const u of catalog.unavailable) io.stderr.write(`schedules sync: job ${u.job} does not load; its Cloud Scheduler jobs are left as they are: ${u.reason}\n`);
   const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../schedules/cloud-scheduler.js");
   const spec = {
     project: settings.project ?? "PROJECT_ID",
@@ -80,7 +88,7 @@ export async function syncCommand(flags: SyncFlags, io: Io): Promise<number> {
     result = { dryRun, compared: false, parent: parentOf(spec.project, spec.region), create, update: [], pause, resume: [], delete: [], unchanged: [] };
   } else {
     const clientOptions = cloudSchedulerClientOptions();
-    result = { ...(await syncSchedules({ ...spec, dryRun, ...(clientOptions ? { clientOptions } : {}) })), compared: true };
+    result = { ...(await syncSchedules({ ...spec, dryRun, keepJobsOf, ...(clientOptions ? { clientOptions } : {}) })), compared: true };
   }
 
   if (flags.json) {
@@ -102,5 +110,6 @@ export async function syncCommand(flags: SyncFlags, io: Io): Promise<number> {
     }
   }
   if (result.unchanged.length) io.stdout.write(`${result.unchanged.length} unchanged: ${result.unchanged.join(", ")}\n`);
+  if ("kept" in result && result.kept?.length) io.stdout.write(`${result.kept.length} kept as they are (their job does not load): ${result.kept.join(", ")}\n`);
   return ExitCode.ok;
 }

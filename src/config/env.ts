@@ -25,6 +25,12 @@ export const ENV = {
   logFormat: "SHARDRUN_LOG_FORMAT",
   /** Seconds before the deadline at which a task stops taking items. */
   deadlineMarginSeconds: "SHARDRUN_DEADLINE_MARGIN_S",
+  /** Folder of job bundles on this machine (tasks fetch a run's bundle into it once). Default: the OS temp folder. */
+  bundleCache: "SHARDRUN_BUNDLE_CACHE",
+  /** Node's module compile cache folder; shardrun turns the cache on for its commands and local tasks (in the OS temp folder) unless set. */
+  nodeCompileCache: "NODE_COMPILE_CACHE",
+  /** Any value: no module compile cache. */
+  nodeDisableCompileCache: "NODE_DISABLE_COMPILE_CACHE",
   // Where runs go on Google Cloud (flags win over these; these win over manifests/shardrun.json).
   project: "SHARDRUN_PROJECT",
   /** The project as Google's tools and libraries name it. */

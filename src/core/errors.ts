@@ -1,6 +1,7 @@
 /**
  * One errors file for the whole project. Every error carries a string `code` so that callers
- * decide on data, not on class identity across module copies, and passes `cause` along.
+ * decide on data, not on class identity: a job runs from its own bundle, with its own copy of
+ * these classes, so `instanceof` cannot recognise what job code throws. Errors pass `cause` along.
  */
 
 export type ShardrunErrorCode =
@@ -16,8 +17,26 @@ export type ShardrunErrorCode =
   | "DAMAGED"
   | "INTERNAL";
 
+/**
+ * Marks shardrun's errors. `Symbol.for` gives every copy of this module (the worker's, each job
+ * bundle's) the same symbol, so a mark set by one copy is read by all.
+ */
+export const SHARDRUN_ERROR: unique symbol = Symbol.for("shardrun.error");
+
+const CODES: ReadonlySet<string> = new Set<ShardrunErrorCode>([
+  "PRECONDITION_FAILED",
+  "NOT_FOUND",
+  "USAGE",
+  "INVALID_INPUT",
+  "NON_RETRIABLE",
+  "RETRY_AFTER",
+  "LEASE_LOST",
+  "INTERNAL",
+]);
+
 export class ShardrunError extends Error {
   readonly code: ShardrunErrorCode;
+  readonly [SHARDRUN_ERROR] = true;
   constructor(code: ShardrunErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -76,8 +95,24 @@ export class LeaseLost extends ShardrunError {
   }
 }
 
+/** A shardrun error (from any copy of this module), with `code` when given. Decided on data, never on class identity. */
 export function isShardrunError(e: unknown, code?: ShardrunErrorCode): e is ShardrunError {
-  return e instanceof ShardrunError && (code === undefined || e.code === code);
+  if (typeof e !== "object" || e === null) return false;
+  const mark = (e as { [SHARDRUN_ERROR]?: unknown })[SHARDRUN_ERROR];
+  const c = (e as { code?: unknown }).code;
+  return mark === true && typeof c === "string" && CODES.has(c) && (code === undefined || c === code);
+}
+
+/** How long a `RetryAfterError` (from any copy of this module) asks to wait, or undefined for any other error. */
+export function retryAfterMs(e: unknown): number | undefined {
+  if (!isShardrunError(e, "RETRY_AFTER")) return undefined;
+  const ms = (e as { retryAfterMs?: unknown }).retryAfterMs;
+  return typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
+/** An item over its own budget (`BudgetExceeded`): failed with a budget reason, never retried. */
+export function isBudgetExceeded(e: unknown): e is BudgetExceeded {
+  return isShardrunError(e, "NON_RETRIABLE") && (e as { budget?: unknown }).budget === true;
 }
 
 /** Message of any thrown value, without a stack. */

@@ -170,7 +170,23 @@ export type ScheduleDefinition = z.input<typeof ScheduleSpec>;
 
 const fn = (what: string) =>
   z.custom<(...args: never[]) => unknown>((v) => typeof v === "function", { message: `Expected ${what} to be a function` });
-const zodSchema = z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: "Expected a zod schema (z.object(...))" });
+// On data, not `instanceof z.ZodType`: a job bundled with its own copy of zod is still a zod schema.
+const zodSchema = z.custom<z.ZodType>(isZodSchema, { message: "Expected a zod schema (z.object(...))" });
+
+function isZodSchema(v: unknown): boolean {
+  return typeof v === "object" && v !== null && typeof (v as { safeParse?: unknown }).safeParse === "function" && "_zod" in v;
+}
+
+/**
+ * The keys of an object schema (`z.object({...})`), from any copy of zod; undefined for other
+ * schemas. Read on data because the job's schemas come from its bundle's copy of zod.
+ */
+export function objectSchemaKeys(schema: unknown): string[] | undefined {
+  if (!isZodSchema(schema)) return undefined;
+  const def = (schema as { _zod: { def?: { type?: unknown } } })._zod.def;
+  const shape = (schema as { shape?: unknown }).shape;
+  return def?.type === "object" && typeof shape === "object" && shape !== null ? Object.keys(shape) : undefined;
+}
 
 export const JobDefinitionSchema = z.strictObject({
   name: z.string().regex(JOB_NAME_PATTERN, "Expected a lowercase name of letters, digits and dashes, starting with a letter (at most 48)"),

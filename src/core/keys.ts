@@ -39,6 +39,8 @@ export const keys = {
   /** Runs being driven (planned and not finished): what reconcile looks at. */
   liveRunsPrefix: () => "index/live/",
   liveRun: (runId: string) => `index/live/${runId}`,
+  /** A job bundle, named by the sha256 of its bytes: created once, shared by every run of the same code. */
+  bundle: (sha256: string) => `bundles/${sha256}.mjs`,
   /** The record of one fire of a schedule at one scheduled time (`20261122T020000Z`), created once. */
   scheduleFire: (name: string, stamp: string) => `schedules/${name}/${stamp}.json`,
 } as const;

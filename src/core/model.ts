@@ -78,11 +78,15 @@ export const RunRecord = z.object({
   runId: z.string(),
   job: z.object({
     name: z.string(),
-    /** Compiled module, relative to the package root, so that a task finds the same code. */
+    /**
+     * The job's entry (`jobs/<name>/index.ts`, relative to the package root when inside it), which
+     * `rerun --upgrade` rebuilds; in runs recorded before bundles, the compiled module tasks load.
+     */
     module: z.string(),
+    /** Package version + the first 12 hex digits of the bundle's sha256 (of the compiled module before bundles). */
     version: z.string(),
-    /** Store key of the job's bundle, when the run recorded one. */
-    bundle: z.string().optional(),
+    /** The bundle tasks run, `bundles/<sha256>.mjs` in the store; absent in runs recorded before bundles. */
+    bundle: z.string().regex(/^bundles\/[0-9a-f]{64}\.mjs$/, "Expected bundles/<sha256>.mjs").optional(),
   }),
   args: z.record(z.string(), z.unknown()),
   trigger: z.string(),

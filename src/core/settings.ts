@@ -103,7 +103,7 @@ export type StartSettings = z.infer<typeof StartSettings>;
 /** The settings of a rerun: what to run again, and the launch and budget settings it may change. */
 export const RerunSettings = z.strictObject({
   failedItems: z.boolean().default(false).describe("Rerun exactly the failed items, re-planned into new shards."),
-  upgrade: z.boolean().default(false).describe("Allow the job's code to have changed since the run was planned."),
+  upgrade: z.boolean().default(false).describe("Build the job from its source as it is now and run that; by default a rerun runs the code the run recorded."),
   reasons: z
     .array(z.enum(["error", "timeout", "crashed", "schema", "budget", "non_retriable"], { error: "expected reasons among error, timeout, crashed, schema, budget, non_retriable" }))
     .optional()

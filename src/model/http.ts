@@ -15,7 +15,7 @@
  */
 import { z } from "zod";
 import { nextRetryDelay, RetryPolicy } from "../core/backoff.js";
-import { InvalidInputError, NonRetriableError, RetryAfterError } from "../core/errors.js";
+import { InvalidInputError, NonRetriableError, RetryAfterError, isShardrunError } from "../core/errors.js";
 import { formatZodError } from "../core/zod-format.js";
 import type { CompleteOptions } from "./port.js";
 import { sleep } from "../core/time.js";
@@ -178,7 +178,7 @@ async function attemptOnce(request: PostJsonRequest, settings: HttpSettings, sig
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     if (timedOut) return { ok: false, retriable: true, message: `timed out after ${settings.timeoutMs} ms` };
-    if (error instanceof NonRetriableError) throw error; // from a token provider that cannot succeed
+    if (isShardrunError(error, "NON_RETRIABLE")) throw error; // from a token provider that cannot succeed
     return { ok: false, retriable: true, message: redact(`${phase}: ${networkMessage(error)}`, secretsOf(headers)), cause: error };
   } finally {
     clearTimeout(timer);

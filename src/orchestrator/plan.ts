@@ -14,7 +14,7 @@ import { z } from "zod";
 import { Budget, type Budgets } from "../core/budget.js";
 import { errorMessage, InvalidInputError, PreconditionFailed, ShardrunError, UsageError } from "../core/errors.js";
 import { isRunId, newRunId, shardId } from "../core/ids.js";
-import { parseTolerance, PlanOrder, ShardPolicy, type Job } from "../core/job.js";
+import { objectSchemaKeys, parseTolerance, PlanOrder, ShardPolicy, type Job } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import { RunRecord, RunSettings, type RunIndexEntry, type ShardEntry } from "../core/model.js";
 import { cutShards, DEFAULT_PLAN_LIMITS, defaultTaskCount, heaviestFirst, packChunks, PlanLimitExceeded, PlanLimits, type Cut } from "../core/plan.js";
@@ -22,6 +22,7 @@ import { formatZodError } from "../core/zod-format.js";
 import { readPlanLimits } from "../config/env.js";
 import { putJson } from "../store/json.js";
 import type { Generation, ObjectStore } from "../store/port.js";
+import { putBundle, type RecordedBundle } from "./bundle-store.js";
 import type { LineIndex } from "./plan-columns.js";
 import { spoolItems, type ItemSource, type Spool } from "./plan-spool.js";
 import { PlanWriter, PlanWriteFailed, removeKeys, writeItemChunks } from "./plan-write.js";
@@ -60,11 +61,14 @@ export type PlanSettings = z.input<typeof PlanSettings>;
 export interface PlanOptions {
   store: ObjectStore;
   job: Job;
-  /** Compiled module and code version, as recorded for the tasks. */
+  /** The job's entry and code version, as recorded in run.json. */
   module: string;
   version: string;
-  /** Store key of the job's bundle, when the run records one. */
-  bundle?: string;
+  /**
+   * The job's bundle, which the tasks run: written create-only just before run.json (only a plan
+   * that passed every check writes it). Absent: tasks load `module` as it is.
+   */
+  bundle?: RecordedBundle;
   /** Raw run arguments; parsed with the job's `args` schema. */
   args: Record<string, unknown>;
   /** @default the job's `shard` */
@@ -121,8 +125,8 @@ export function parseArgs(job: Job, raw: Record<string, unknown>): Record<string
     return {};
   }
   // A misspelled --arg would otherwise be dropped without a word by a non-strict object schema.
-  if (job.args instanceof z.ZodObject) {
-    const known = Object.keys(job.args.shape);
+  const known = objectSchemaKeys(job.args);
+  if (known) {
     const unknown = Object.keys(raw).filter((k) => !known.includes(k));
     if (unknown.length) {
       throw new InvalidInputError(`job "${job.name}" has no argument ${unknown.map((k) => `"${k}"`).join(", ")}; its arguments: ${known.join(", ") || "none"}`);
@@ -206,7 +210,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     const record: RunRecord = {
       v: 2,
       runId,
-      job: { name: o.job.name, module: o.module, version: o.version, ...(o.bundle ? { bundle: o.bundle } : {}) },
+      job: { name: o.job.name, module: o.module, version: o.version, ...(o.bundle ? { bundle: o.bundle.key } : {}) },
       args,
       trigger: o.trigger,
       createdAt,
@@ -225,6 +229,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     // Last look for a cancel from another process before the commit point.
     if (announced) await announced.beat();
     signal.throwIfAborted();
+    if (o.bundle) await putBundle(o.store, o.bundle);
     await commit(o.store, record);
     committed = true;
     await indexCommitted(o.store, record, announced);

@@ -54,6 +54,11 @@ export interface SyncSchedulesOptions extends SyncSpec {
   schedules: readonly SyncableSchedule[];
   /** Only list the jobs and return the diff; change nothing. @default false */
   dryRun?: boolean;
+  /**
+   * Jobs whose schedules are unknown now (their definitions do not build): their Cloud Scheduler
+   * jobs are kept as they are instead of deleted. @default []
+   */
+  keepJobsOf?: readonly string[];
   /** Passed to the client (tests point it at a fake). @default {} */
   clientOptions?: ClientOptions;
 }
@@ -83,6 +88,8 @@ export interface SyncResult {
   delete: SyncChange[];
   /** Ids of managed jobs that already match. */
   unchanged: string[];
+  /** Ids of managed jobs left alone because their job's schedules are unknown (see `keepJobsOf`). */
+  kept?: string[];
 }
 
 /** Cloud Scheduler retries a failed fire; a fire is idempotent per scheduled time, so retrying is safe. */
@@ -208,7 +215,7 @@ const idOf = (name: unknown) => String(name ?? "").split("/").pop() ?? "";
 export const isManaged = (job: SchedulerJobJson): boolean => idOf(job.name).startsWith(JOB_ID_PREFIX) && String(job.description ?? "").startsWith(MANAGED_MARK);
 
 /** The diff between the jobs the definitions call for and the jobs found (every job of the location). Pure. */
-export function diffJobs(parent: string, desired: ReturnType<typeof desiredJobs>, found: readonly SchedulerJobJson[]): Omit<SyncResult, "dryRun"> {
+export function diffJobs(parent: string, desired: ReturnType<typeof desiredJobs>, found: readonly SchedulerJobJson[], keepJobsOf: readonly string[] = []): Omit<SyncResult, "dryRun"> {
   const result: Omit<SyncResult, "dryRun"> = { parent, create: [], update: [], pause: [], resume: [], delete: [], unchanged: [] };
   const existing = new Map(found.map((j) => [idOf(j.name), j]));
   for (const [id, want] of desired) {
@@ -234,7 +241,10 @@ export function diffJobs(parent: string, desired: ReturnType<typeof desiredJobs>
     else if (!changes.length) result.unchanged.push(id);
   }
   for (const [id, have] of existing) {
-    if (!desired.has(id) && isManaged(have)) result.delete.push({ id, changes: [], job: have });
+    if (desired.has(id) || !isManaged(have)) continue;
+    const owner = /^shardrun: schedule \S+ of job ([a-z][a-z0-9-]*)/.exec(String(have.description ?? ""))?.[1];
+    if (owner && keepJobsOf.includes(owner)) (result.kept ??= []).push(id);
+    else result.delete.push({ id, changes: [], job: have });
   }
   return result;
 }
@@ -276,7 +286,7 @@ export async function syncSchedules(o: SyncSchedulesOptions): Promise<SyncResult
       for await (const job of client.listJobsAsync({ parent }, { autoPaginate: false })) jobs.push(jobJson(job));
       return jobs;
     });
-    const diff = { dryRun: o.dryRun === true, ...diffJobs(parent, desired, found) };
+    const diff = { dryRun: o.dryRun === true, ...diffJobs(parent, desired, found, o.keepJobsOf) };
     if (o.dryRun) return diff;
     for (const c of diff.create) await call(`could not create ${c.id}`, () => client.createJob({ parent, job: c.job }));
     for (const c of diff.update) await call(`could not update ${c.id}`, () => client.updateJob({ job: c.job, updateMask: { paths: UPDATE_MASK } }));

@@ -13,8 +13,8 @@ import { silentLogger, type Logger } from "../core/log.js";
 import type { Launcher } from "../launcher/port.js";
 import type { ObjectStore } from "../store/port.js";
 import { fireSchedule, type FireResult, type FireScheduleOptions, type ScheduledRunSettings } from "./fire.js";
-import { loadSchedules } from "./load.js";
-import type { ListedSchedule, LoadSchedulesOptions, LoadedSchedule } from "./schedule.js";
+import { loadScheduleCatalog } from "./load.js";
+import { listed, type ListedSchedule, type LoadSchedulesOptions, type LoadedSchedule } from "./schedule.js";
 
 /** Timers wake at least this often, so that a clock jump or a long wait stays accurate. */
 const MAX_WAIT_MS = 30_000;
@@ -88,11 +88,14 @@ export function startLocalCron(o: LocalCronOptions): LocalCron {
   };
 
   const ready = (async () => {
-    const all = o.schedules ?? (await loadSchedules(o));
+    const catalog = o.schedules ? { schedules: [...o.schedules], unavailable: [] } : await loadScheduleCatalog(o);
+    // A job that does not build loses its own schedules only; each is named with its reason.
+    for (const u of catalog.unavailable) logger.error("local cron: a job does not load; its schedules will not fire", { job: u.job, module: u.module, error: u.reason });
+    const all = catalog.schedules;
     const active = all.filter((s) => !s.paused);
     if (!stopped) for (const s of active) start(s, all);
     logger.info("local cron started", { schedules: active.map((s) => `${s.name} (${s.cron} ${s.timeZone})`) });
-    return active.map(({ handle: _h, module: _m, version: _v, ...s }) => s);
+    return active.map(listed);
   })();
   ready.catch((e: unknown) => logger.error("local cron: cannot load the schedules", { error: errorMessage(e) }));
 

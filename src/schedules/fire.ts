@@ -22,7 +22,7 @@ import { advanceRun, startDriving } from "../orchestrator/drive.js";
 import { planRun } from "../orchestrator/plan.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import { listAll, type ObjectStore } from "../store/port.js";
-import { loadSchedules } from "./load.js";
+import { loadScheduleCatalog } from "./load.js";
 import { scheduledRunId, type LoadSchedulesOptions, type LoadedSchedule } from "./schedule.js";
 
 
@@ -105,11 +105,13 @@ export async function fireSchedule(o: FireScheduleOptions): Promise<FireResult> 
   const ms = o.scheduledTime.getTime();
   if (!Number.isFinite(ms)) throw new InvalidInputError(`schedule "${o.scheduleName}": the scheduled time is not a valid date`);
   const time = new Date(Math.floor(ms / 1000) * 1000);
-  const schedules = o.schedules ?? (await loadSchedules(o));
+  const { schedules, unavailable } = o.schedules ? { schedules: o.schedules, unavailable: [] } : await loadScheduleCatalog(o);
   const schedule = schedules.find((s) => s.name === o.scheduleName);
   if (!schedule) {
     const known = schedules.map((s) => s.name).join(", ") || "none";
-    throw new ShardrunError("NOT_FOUND", `no schedule named "${o.scheduleName}" (schedules: ${known})`);
+    // The schedule may be one of a job that does not build now: say so rather than only "no such schedule".
+    const broken = unavailable.map((u) => `; job ${u.job} does not load, its schedules are unavailable: ${u.reason}`).join("");
+    throw new ShardrunError("NOT_FOUND", `no schedule named "${o.scheduleName}" (schedules: ${known})${broken}`);
   }
   const now = o.now ?? (() => new Date());
   const logger = (o.logger ?? silentLogger).child({ schedule: schedule.name });
@@ -219,6 +221,7 @@ async function planAndStart(
       job: schedule.handle,
       module: schedule.module,
       version: schedule.version,
+      ...(schedule.bundle ? { bundle: schedule.bundle } : {}),
       args: schedule.args,
       settings: {
         leaseTtlMs: s.leaseTtlMs ?? 30_000,

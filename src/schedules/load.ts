@@ -1,43 +1,32 @@
 /**
  * Loading the schedules declared in job definitions: every job folder under `jobs/` (or the
- * jobs named), each schedule with the job it starts.
+ * jobs named), each schedule with the job it starts. Jobs are built on demand; one that does not
+ * build or load hides its own schedules only.
  */
-import { existsSync, readdirSync } from "node:fs";
-import { isAbsolute, join, relative } from "node:path";
 import { InvalidInputError } from "../core/errors.js";
-import { jobVersion, loadJob, resolveJob } from "../config/jobs.js";
+import { jobFolderNames, prepareJobs } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
-import { runSuffix, type JobModule, type ListedSchedule, type LoadSchedulesOptions, type LoadedSchedule } from "./schedule.js";
+import { listed, runSuffix, type JobModule, type ListedSchedule, type LoadSchedulesOptions, type LoadedSchedule, type ScheduleCatalog } from "./schedule.js";
 
 /** Names of the job folders: `jobs/<name>/index.ts` in a checkout, `dist/jobs/<name>/index.js` in an image. */
 export function jobNames(root: string = packageRoot()): string[] {
-  const names = new Set<string>();
-  for (const [dir, file] of [[join(root, "jobs"), "index.ts"], [join(root, "dist", "jobs"), "index.js"]] as const) {
-    if (!existsSync(dir)) continue;
-    for (const d of readdirSync(dir, { withFileTypes: true })) if (d.isDirectory() && existsSync(join(dir, d.name, file))) names.add(d.name);
-  }
-  return [...names].sort();
+  return jobFolderNames(root);
 }
 
-/** Loads the jobs and returns every schedule they declare, sorted by name. */
-export async function loadSchedules(options: LoadSchedulesOptions = {}): Promise<LoadedSchedule[]> {
+/**
+ * Builds the jobs and returns every schedule they declare, sorted by name, with the jobs that do
+ * not build or load: one broken job leaves the others' schedules working.
+ */
+export async function loadScheduleCatalog(options: LoadSchedulesOptions = {}): Promise<ScheduleCatalog> {
   const root = options.root ?? packageRoot();
-  const specs = options.jobs ?? jobNames(root);
-  const modules: JobModule[] = [];
-  for (const spec of specs) {
-    const resolved = resolveJob(spec, options.cwd ?? process.cwd(), root);
-    const job = await loadJob(resolved.absPath, resolved.requestedName);
-    modules.push({ job, module: recordedModule(root, resolved.module), version: jobVersion(resolved.absPath) });
-  }
-  return collectSchedules(modules);
+  const { prepared, unavailable } = await prepareJobs(options.jobs ?? jobNames(root), { cwd: options.cwd ?? process.cwd(), root });
+  const modules = prepared.map((p) => ({ job: p.job, module: p.module, version: p.version, bundle: { key: p.key, bytes: p.bundle.bytes } }));
+  return { schedules: collectSchedules(modules), unavailable };
 }
 
-/** `resolveJob` answers relative to `root`; run.json records modules relative to the package (tasks resolve them there). */
-function recordedModule(root: string, module: string): string {
-  if (isAbsolute(module)) return module;
-  const abs = join(root, module);
-  const rel = relative(packageRoot(), abs);
-  return rel.startsWith("..") || isAbsolute(rel) ? abs : rel;
+/** Every schedule of the jobs that load, sorted by name (see loadScheduleCatalog for the others). */
+export async function loadSchedules(options: LoadSchedulesOptions = {}): Promise<LoadedSchedule[]> {
+  return (await loadScheduleCatalog(options)).schedules;
 }
 
 /**
@@ -55,7 +44,7 @@ export function collectSchedules(modules: readonly JobModule[]): LoadedSchedule[
           `schedule name "${s.name}" is declared by job "${other.job}" and job "${m.job.name}": schedule names must be unique across jobs (they name the Cloud Scheduler job and the fire endpoint)`,
         );
       }
-      const entry: LoadedSchedule = { ...s, job: m.job.name, handle: m.job, module: m.module, version: m.version };
+      const entry: LoadedSchedule = { ...s, job: m.job.name, handle: m.job, module: m.module, version: m.version, ...(m.bundle ? { bundle: m.bundle } : {}) };
       // Two schedules of one job firing at the same second would otherwise plan the same run id.
       const suffixKey = `${m.job.name}/${runSuffix(s.name)}`;
       const twin = bySuffix.get(suffixKey);
@@ -69,5 +58,5 @@ export function collectSchedules(modules: readonly JobModule[]): LoadedSchedule[
 
 /** Every schedule of every job under `<root>/jobs/`, without the loaded job. */
 export async function listSchedules(root: string = packageRoot(), options: Omit<LoadSchedulesOptions, "root"> = {}): Promise<ListedSchedule[]> {
-  return (await loadSchedules({ ...options, root })).map(({ handle: _h, module: _m, version: _v, ...s }) => s);
+  return (await loadSchedules({ ...options, root })).map(listed);
 }

@@ -6,6 +6,8 @@
 import { createHash } from "node:crypto";
 import { newRunId } from "../core/ids.js";
 import type { Job, Schedule } from "../core/job.js";
+import type { RecordedBundle } from "../orchestrator/bundle-store.js";
+import type { UnavailableJob } from "../config/jobs.js";
 
 /** A schedule as `schedules list` shows it: the definition plus the job that declares it. */
 export interface ListedSchedule extends Schedule {
@@ -16,9 +18,11 @@ export interface ListedSchedule extends Schedule {
 /** A schedule with the loaded job it belongs to, ready to fire. */
 export interface LoadedSchedule extends ListedSchedule {
   handle: Job;
-  /** Compiled module as recorded in run.json (relative to the package root when inside it). */
+  /** The job's entry as recorded in run.json (relative to the package root when inside it). */
   module: string;
   version: string;
+  /** The job's bundle, recorded with every run the schedule starts. */
+  bundle?: RecordedBundle;
 }
 
 /** A loaded job module, as `collectSchedules` takes it. */
@@ -26,6 +30,18 @@ export interface JobModule {
   job: Job;
   module: string;
   version: string;
+  bundle?: RecordedBundle;
+}
+
+/** The schedules of the jobs that load, and the jobs that do not: their schedules are unavailable until they are fixed. */
+export interface ScheduleCatalog {
+  schedules: LoadedSchedule[];
+  unavailable: UnavailableJob[];
+}
+
+/** A schedule without what firing it needs. */
+export function listed({ handle: _h, module: _m, version: _v, bundle: _b, ...s }: LoadedSchedule): ListedSchedule {
+  return s;
 }
 
 export interface LoadSchedulesOptions {

@@ -5,7 +5,7 @@
  * it from there).
  */
 import { existsSync } from "node:fs";
-import { isAbsolute, join, relative } from "node:path";
+import { join } from "node:path";
 import { createRoute, z } from "@hono/zod-openapi";
 import pLimit from "p-limit";
 import { errorMessage, isShardrunError } from "../core/errors.js";
@@ -15,8 +15,8 @@ import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
 import { RunRecord } from "../core/model.js";
 import { budgetOf, parseTolerance, shardPolicyOf } from "../core/settings.js";
-import { jobVersion, loadJob, modulePath, resolveJob, type ResolvedJob } from "../config/jobs.js";
-import { packageRoot } from "../config/paths.js";
+import { modulePath, moduleVersion, prepareJob, resolveJob, type PreparedJob, type ResolvedJob } from "../config/jobs.js";
+import { settleRerunCode } from "../orchestrator/job-version.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
 import { planRun } from "../orchestrator/plan.js";
 import { readRun, readRunStatus, type RunSummary } from "../orchestrator/read.js";
@@ -25,7 +25,7 @@ import { chooseFailed } from "../orchestrator/failed-choice.js";
 import { repairRun } from "../orchestrator/output.js";
 import { cancelRun, withRunLease } from "../orchestrator/reconcile.js";
 import { planFailedItems } from "../orchestrator/rerun.js";
-import { assertNotLive, checkVersion, setRunBudget } from "../orchestrator/control.js";
+import { assertNotLive, setRunBudget } from "../orchestrator/control.js";
 import { getJson, type Versioned } from "../store/json.js";
 import { listPrefixes } from "../store/port.js";
 import type { Guards, ServiceApp, ServiceDeps } from "./context.js";
@@ -42,8 +42,8 @@ export async function requireRun(deps: ServiceDeps, id: string): Promise<Version
   return run;
 }
 
-/** Loads the job a start request names: a name under jobs/, or (tests only) a module path. */
-async function requireJob(deps: ServiceDeps, spec: string): Promise<{ job: Job; resolved: ResolvedJob }> {
+/** Builds and loads the job a start request names: a name under jobs/, or (tests only) a module path. */
+async function requireJob(deps: ServiceDeps, spec: string): Promise<PreparedJob> {
   if (!JOB_NAME_PATTERN.test(spec)) {
     if (!deps.allowJobPaths) parseInput(JobName, spec, "path", "job");
   } else if (!existsSync(join(deps.root, "jobs", spec, "index.ts")) && !existsSync(join(deps.root, "dist", "jobs", spec, "index.js"))) {
@@ -53,22 +53,16 @@ async function requireJob(deps: ServiceDeps, spec: string): Promise<{ job: Job; 
   try {
     resolved = resolveJob(spec, deps.root, deps.root);
   } catch (e) {
-    // A path that is not there (tests), or a job folder without its compiled module.
+    // A path that is not there (tests), or a job folder without an entry.
     if (!JOB_NAME_PATTERN.test(spec)) throw new HttpError(404, "not_found", errorMessage(e), { field: "job" });
     throw new HttpError(500, "job_unavailable", errorMessage(e));
   }
   try {
-    return { job: await loadJob(resolved.absPath, resolved.requestedName), resolved };
+    return await prepareJob(resolved);
   } catch (e) {
+    // The job does not build or load here: the service's problem, named, not the caller's.
     throw new HttpError(500, "job_invalid", errorMessage(e));
   }
-}
-
-/** run.json records modules relative to the package root (tasks resolve them there), or absolute. */
-function recordedModule(root: string, module: string): string {
-  if (isAbsolute(module)) return module;
-  const rel = relative(packageRoot(), join(root, module));
-  return rel.startsWith("..") || isAbsolute(rel) ? join(root, module) : rel;
 }
 
 /** Checks the job's arguments here, to name the field: planRun's own check would only say "arg". */
@@ -125,15 +119,17 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
     }),
     async (c) => {
       const settings = c.req.valid("json");
-      const { job, resolved } = await requireJob(deps, c.req.valid("param").job);
+      const prepared = await requireJob(deps, c.req.valid("param").job);
+      const job = prepared.job;
       checkArgs(job, settings.args);
       const policy = shardPolicyOf(settings);
       const runBudget = budgetOf(settings.budgets);
       const run = await planRun({
         store: deps.store,
         job,
-        module: recordedModule(deps.root, resolved.module),
-        version: jobVersion(resolved.absPath),
+        module: prepared.module,
+        version: prepared.version,
+        bundle: { key: prepared.key, bytes: prepared.bundle.bytes },
         args: settings.args,
         ...(policy ? { policy } : {}),
         settings: {
@@ -239,14 +235,22 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
         const live = e.message.match(/\(([^)]*)\)/)?.[1] ?? "a launch";
         throw new HttpError(409, "run_live", `run ${runId} has a live launch (${live}): wait for it or cancel the run first`);
       });
-      const module = modulePath(run.value.job.module);
-      if (!existsSync(module)) throw new HttpError(409, "job_unavailable", `the job module of run ${runId} is not on this service (${run.value.job.module})`);
-      const current = jobVersion(module);
-      if (current !== run.value.job.version) {
-        if (!settings.upgrade) {
+      if (settings.upgrade) {
+        // Rebuilt from the source on this service, and recorded when it changed.
+        try {
+          await settleRerunCode(deps.store, runId, true);
+        } catch (e) {
+          if (isShardrunError(e, "USAGE") || isShardrunError(e, "INVALID_INPUT")) throw new HttpError(409, "job_unavailable", errorMessage(e), { field: "upgrade" });
+          throw e;
+        }
+      } else if (!run.value.job.bundle) {
+        // Recorded before bundles: its compiled module runs, and must not have changed.
+        const module = modulePath(run.value.job.module);
+        if (!existsSync(module)) throw new HttpError(409, "job_unavailable", `the job module of run ${runId} is not on this service (${run.value.job.module}): give "upgrade": true to build it from its source`);
+        const current = moduleVersion(module);
+        if (current !== run.value.job.version) {
           throw new HttpError(409, "version_changed", `run ${runId} was planned with job version ${run.value.job.version}, the job is now ${current}: give "upgrade": true to finish it with the new code`, { field: "upgrade" });
         }
-        await checkVersion(deps.store, runId, current, true);
       }
       const budget = budgetOf({ tokens: settings.budgetTokens, usd: settings.budgetUsd, minutes: settings.budgetMinutes });
       if (budget) await setRunBudget(deps.store, runId, budget);

@@ -9,7 +9,7 @@ import { keys } from "../core/keys.js";
 import { createLogger } from "../log/logger.js";
 import { LaunchRecord, RunRecord } from "../core/model.js";
 import { readTaskConfig } from "../config/env.js";
-import { loadJob, modulePath } from "../config/jobs.js";
+import { loadRunJob } from "../config/jobs.js";
 import { getJson } from "../store/json.js";
 import { openStore } from "../store/open.js";
 import { abortGraceMs } from "./item.js";
@@ -61,7 +61,7 @@ export async function workerMain(env: NodeJS.ProcessEnv = process.env): Promise<
     if (!run) throw new Error(`run ${config.runId} not found in ${store.url}`);
     const launch = await getJson(store, keys.launch(config.runId, config.launch), LaunchRecord);
     if (!launch) throw new Error(`launch ${config.launch} of run ${config.runId} not found in ${store.url}`);
-    const job = await loadJob(modulePath(run.value.job.module));
+    const job = await loadRunJob(store, run.value.job);
     const itemTimeout = run.value.settings.itemTimeoutMs;
     // A spinning item blocks its own time limit: a thread the loop cannot starve ends the process.
     if (itemTimeout !== undefined) watchdog = startWatchdog(itemTimeout + abortGraceMs(itemTimeout) + 2000, { run: config.runId, task: String(config.taskIndex) });

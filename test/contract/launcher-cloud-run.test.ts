@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { JobsClient } from "@google-cloud/run";
-import { jobVersion, loadJob, resolveJob } from "../../src/config/jobs.js";
+import { prepareJob, resolveJob } from "../../src/config/jobs.js";
 import { keys } from "../../src/core/keys.js";
 import { LaunchRecord, type RunRecord } from "../../src/core/model.js";
 import { CloudRunLauncher } from "../../src/launcher/cloud-run.js";
@@ -325,13 +325,14 @@ describe("a whole run: cloud-run launcher -> fake Cloud Run API -> worker proces
     let watching = true;
     try {
       const resolved = resolveJob(join(REPO, "test/fixtures/jobs/sleepy.ts"), REPO, REPO);
-      const job = await loadJob(resolved.absPath);
+      const { job, module, version, key, bundle } = await prepareJob(resolved);
       const log = join(dir, "items.log");
       const run = await planRun({
         store,
         job,
-        module: resolved.module,
-        version: jobVersion(resolved.absPath),
+        module,
+        version,
+        bundle: { key, bytes: bundle.bytes },
         args: { count: 60, sleepMs: 40, log },
         settings: { leaseTtlMs: 5000, taskTimeoutSeconds: 60, maxRetries: 2, maxLaunches: 3, tasks: 3, parallelism: 3 },
         trigger: "test",

@@ -4,7 +4,7 @@
  * through the real @google-cloud/run client, the fake starts the tasks as worker processes that
  * use the gcs store, one task is SIGKILLed mid-run, and the output holds every item once.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,7 +41,8 @@ describe.skipIf(!found.bin)("on Google Cloud (fakes): deploy, run with a gs:// s
       stateDir: join(dir, "executions"),
       command: WORKER_COMMAND,
       killGraceSeconds: 2,
-      env: { STORAGE_EMULATOR_HOST: gcs.url },
+      // Their own bundle cache, empty: the job's code can only come from the run's bundle in the bucket.
+      env: { STORAGE_EMULATOR_HOST: gcs.url, SHARDRUN_BUNDLE_CACHE: join(dir, "task-bundles") },
     });
     fake = await CloudRunFake.start({ backing });
     env = { SHARDRUN_CLOUD_RUN_ENDPOINT: `127.0.0.1:${fake.port}`, STORAGE_EMULATOR_HOST: gcs.url };
@@ -101,6 +102,8 @@ describe.skipIf(!found.bin)("on Google Cloud (fakes): deploy, run with a gs:// s
     // The task that was killed came back as attempt 2 of the same execution.
     const execution = await backing.getExecution(fake.executions()[0]!.split("/").pop()!);
     expect(execution!.tasks.map((t) => t.attempts).sort()).toEqual([1, 1, 2]);
+    // The tasks ran the bundle the run recorded, fetched from the bucket.
+    expect(readdirSync(join(dir, "task-bundles")).filter((f) => f.endsWith(".mjs"))).toEqual([expect.stringMatching(/^[0-9a-f]{64}\.mjs$/)]);
     const runs = JSON.parse((await cli(["runs", "--store", store, "--json"], dir, env)).stdout) as { runId: string }[];
     expect(runs.map((x) => x.runId)).toContain(status.runId);
   });

@@ -64,7 +64,7 @@ describe("failed items", () => {
     expect(r.stderr).toContain("--max-failed-items: expected a count like 5 or a percentage like 2%");
   });
 
-  it("rerun refuses a job whose code changed since the plan, unless --upgrade", async () => {
+  it("rerun runs the code the run recorded, even after the job changed; --upgrade runs the job as it is now", async () => {
     const dir = tempDir();
     const job = join(dir, "versioned.mjs");
     const source = (failing: boolean) => `
@@ -85,10 +85,10 @@ export default defineJob({
     const st = JSON.parse(r.stdout) as Status;
 
     writeFileSync(job, source(false));
-    const refused = await cli(["rerun", st.runId, "--local", "--failed-items"], dir);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain("--upgrade");
-    expect(JSON.parse((await cli(["status", st.runId, "--json"], dir)).stdout).items.failed).toBe(1); // nothing changed
+    const recorded = await cli(["rerun", st.runId, "--local", "--failed-items", "--json"], dir);
+    expect(recorded.code).toBe(3); // the recorded v1 still cannot do 2
+    expect((JSON.parse(recorded.stdout) as Status).items).toEqual({ total: 3, succeeded: 2, failed: 1, pending: 0 });
+    expect((await deadLetter(dir, st.runId)).map((d) => d.error)).toEqual(["v1 cannot do 2"]);
 
     const upgraded = await cli(["rerun", st.runId, "--local", "--failed-items", "--upgrade", "--json"], dir);
     expect(upgraded.code).toBe(0);

@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { ENV } from "../../src/config/env.js";
-import { jobVersion, loadJob, resolveJob } from "../../src/config/jobs.js";
+import { prepareJob, resolveJob } from "../../src/config/jobs.js";
 import { keys } from "../../src/core/keys.js";
 import { Checkpoint, type LaunchRecord, type RunRecord } from "../../src/core/model.js";
 import { planRun } from "../../src/orchestrator/plan.js";
@@ -25,12 +25,13 @@ export interface Harness {
 export async function planSingleShard(jobPath: string, args: Record<string, string>, storeDir: string): Promise<Harness> {
   const store = new FsObjectStore(storeDir);
   const resolved = resolveJob(jobPath, ROOT);
-  const job = await loadJob(resolved.absPath);
+  const { job, module, version, key, bundle } = await prepareJob(resolved);
   const run = await planRun({
     store,
     job,
-    module: resolved.module,
-    version: jobVersion(resolved.absPath),
+    module,
+    version,
+    bundle: { key, bytes: bundle.bytes },
     args,
     policy: { itemsPerShard: 1_000_000 },
     settings: { leaseTtlMs: 30_000, taskTimeoutSeconds: 3600, maxRetries: 3, maxLaunches: 1, tasks: 1 },

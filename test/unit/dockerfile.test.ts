@@ -4,7 +4,7 @@
  * developer might leave around (keys, .env). Compiled code and production dependencies only.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { copiedFromContext, isIgnored, parseCopies, parseDockerignore } from "../support/dockerignore.js";
@@ -72,6 +72,27 @@ describe("the task image", () => {
     expect(dockerfile).toMatch(/^FROM node:24-slim$/m);
     const image = JSON.parse(readFileSync(join(ROOT, "tsconfig.image.json"), "utf8")) as { include: string[] };
     expect(image.include.sort()).toEqual(["jobs", "src"]);
-    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "dist\/src\/worker\/main\.js"\]/);
+    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "dist\/worker\.mjs"\]/);
+    // The entrypoint is made in the build stage, before the prune, by the same function as `make build`.
+    expect(dockerfile).toMatch(/RUN npx tsc -p tsconfig\.image\.json \\\n\s+&& node -e '[^']*bundleWorker\("dist"\)[^']*' \\\n\s+&& npm prune --omit=dev/);
+  });
+
+  it("starts its tasks from a bundled worker that needs production dependencies only", () => {
+    // make build writes the same files as the image's build stage (bundleWorker("dist")).
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    const files = [join(ROOT, "dist", "worker.mjs"), ...readdirSync(join(ROOT, "dist", "worker-chunks")).map((f) => join(ROOT, "dist", "worker-chunks", f))];
+    const packages = new Set<string>();
+    for (const f of files) {
+      for (const m of readFileSync(f, "utf8").matchAll(/(?:\bfrom|\bimport\(?)\s*"([^"]+)"/g)) {
+        const spec = m[1]!;
+        if (spec.startsWith("node:") || spec.startsWith("./") || spec.startsWith("../")) continue;
+        packages.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
+      }
+    }
+    expect([...packages].filter((p) => !(p in pkg.dependencies))).toEqual([]);
+    // Loading the Cloud Storage client is left to the tasks whose store is in a bucket.
+    expect(readFileSync(join(ROOT, "dist", "worker.mjs"), "utf8")).not.toMatch(/from\s*"@google-cloud\/storage"/);
+    // esbuild is what `serve` builds jobs with in the image: it must survive the prune.
+    expect(pkg.dependencies).toHaveProperty("esbuild");
   });
 });

@@ -10,7 +10,7 @@ import { keys } from "../../../src/core/keys.js";
 import { Checkpoint } from "../../../src/core/model.js";
 import { FsObjectStore } from "../../../src/store/fs.js";
 import { getJson, putJson } from "../../../src/store/json.js";
-import { jobVersion, loadJob, resolveJob } from "../../../src/config/jobs.js";
+import { prepareJob, resolveJob } from "../../../src/config/jobs.js";
 import { planRun } from "../../../src/orchestrator/plan.js";
 import { ROOT, SLEEPY, cli, parseLines, tempDir } from "../helpers.js";
 
@@ -93,13 +93,13 @@ describe("damaged objects", () => {
   it("damaged packed items fail their shard at once with the reason, without burning launches", async () => {
     const dir = tempDir();
     const store = new FsObjectStore(join(dir, ".shardrun"));
-    const resolved = resolveJob(SLEEPY, ROOT);
-    const job = await loadJob(resolved.absPath);
+    const prepared = await prepareJob(resolveJob(SLEEPY, ROOT));
     const run = await planRun({
       store,
-      job,
-      module: resolved.module,
-      version: jobVersion(resolved.absPath),
+      job: prepared.job,
+      module: prepared.module,
+      version: prepared.version,
+      bundle: { key: prepared.key, bytes: prepared.bundle.bytes },
       args: { count: "10", sleepMs: "1" },
       policy: { itemsPerShard: 5 },
       settings: { leaseTtlMs: 30_000, taskTimeoutSeconds: 600, maxRetries: 2, maxLaunches: 3, tasks: 1 },
