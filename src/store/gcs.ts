@@ -101,6 +101,7 @@ export class GcsObjectStore implements ObjectStore {
   readonly #root: string;
   readonly #client: Storage;
   readonly #policy: RetryPolicy;
+  readonly #requestTimeoutMs: number;
   #bucketChecked: Promise<void> | undefined;
 
   /** Opens `gs://bucket` or `gs://bucket/prefix`. */
@@ -126,12 +127,14 @@ export class GcsObjectStore implements ObjectStore {
     this.#root = trimmed === "" ? "" : `${trimmed}/`;
     this.url = `gs://${bucket}${trimmed === "" ? "" : `/${trimmed}`}`;
     this.#policy = RetryPolicy.parse({ ...DEFAULT_RETRY, ...retry });
+    this.#requestTimeoutMs = requestTimeoutMs;
     // Emulators speak plain http; the library would assume https for a bare host:port.
     const emulator = env[ENV.storageEmulator]?.trim();
     const apiEndpoint = storage.apiEndpoint ?? (emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined);
     this.#client = new Storage({
       ...storage,
       ...(apiEndpoint ? { apiEndpoint } : {}),
+      // Passed on, but not relied upon: see `#withRetries` for the deadline that holds.
       timeout: requestTimeoutMs,
       retryOptions: { autoRetry: false },
     });
@@ -143,9 +146,9 @@ export class GcsObjectStore implements ObjectStore {
   async get(key: string): Promise<StoredObject | null> {
     assertKey(key);
     const file = this.#file(key);
-    return this.#withRetries("get", key, "idempotent", async () => {
+    return this.#withRetries("get", key, "idempotent", async (signal) => {
       try {
-        return await download(file);
+        return await download(file, signal);
       } catch (error) {
         if (statusOf(error) !== 404) throw error;
         await this.#checkBucket();
@@ -160,9 +163,10 @@ export class GcsObjectStore implements ObjectStore {
     const body = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const md5Hash = createHash("md5").update(body).digest("base64");
     const writeId = randomUUID();
-    const file = this.#file(key);
-    let mayHaveApplied = false;
-    return this.#withRetries("put", key, match === undefined ? "unconditional" : "idempotent", async () => {
+    return this.#withRetries("put", key, match === undefined ? "unconditional" : "idempotent", async (_signal, attempt) => {
+      // A File per attempt: an abandoned attempt that answers late must not overwrite the
+      // metadata this attempt reads back.
+      const file = this.#file(key);
       try {
         // One request (multipart, not resumable). Validation is the server's, from the declared
         // md5Hash: the library's own check would delete the object on a mismatch, unconditionally,
@@ -180,11 +184,11 @@ export class GcsObjectStore implements ObjectStore {
         });
       } catch (error) {
         if (statusOf(error) === 412) {
-          const ours = mayHaveApplied ? await this.#generationIfWrittenBy(file, key, writeId) : null;
+          // Only a retry can have been preceded by an attempt of ours that went through unseen.
+          const ours = attempt > 1 ? await this.#generationIfWrittenBy(file, key, writeId) : null;
           if (ours !== null) return ours;
           throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
         }
-        if (classify(error) === "transient") mayHaveApplied = true;
         throw error;
       }
       const written = file.metadata;
@@ -204,8 +208,7 @@ export class GcsObjectStore implements ObjectStore {
       if ((await this.#metadata(file, key)) !== null) throw new PreconditionFailed(key, CREATE_ONLY);
       return false;
     }
-    let mayHaveApplied = false;
-    return this.#withRetries("delete", key, match === undefined ? "unconditional" : "idempotent", async () => {
+    return this.#withRetries("delete", key, match === undefined ? "unconditional" : "idempotent", async (_signal, attempt) => {
       try {
         // `generation` pins the delete to the generation the caller saw. On Cloud Storage that
         // agrees with ifGenerationMatch; fake-gcs-server ignores ifGenerationMatch on delete, so
@@ -220,11 +223,10 @@ export class GcsObjectStore implements ObjectStore {
           // The generation is gone. After an attempt that may have gone through, no object at
           // all means that attempt deleted it; a newer object means the condition was stale, or
           // that our delete was followed by a re-create: either way the caller must re-read.
-          if (mayHaveApplied && (await this.#metadata(file, key)) === null) return true;
+          if (attempt > 1 && (await this.#metadata(file, key)) === null) return true;
           throw new PreconditionFailed(key, match, { cause: error });
         }
         if (status === 412) throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
-        if (classify(error) === "transient") mayHaveApplied = true;
         throw error;
       }
     });
@@ -319,10 +321,19 @@ export class GcsObjectStore implements ObjectStore {
     return this.#bucketChecked;
   }
 
-  async #withRetries<T>(op: string, key: string, mode: Mode, call: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `call` until it succeeds or may not be repeated. Each attempt has `requestTimeoutMs` to
+   * answer, enforced here: since @google-cloud/storage 8 the client's own `timeout` reaches
+   * node-fetch 3, which dropped that option, so a request without an answer would wait forever
+   * (googleapis/google-cloud-node#7998). The client offers no way to abort a JSON-API request,
+   * so a timed-out attempt is abandoned, not cancelled: it may still reach the server later,
+   * which is why only idempotent (conditioned) calls are repeated after one. `attempt` is
+   * 1-based; from 2 on, an earlier attempt of this call may have been applied unseen.
+   */
+  async #withRetries<T>(op: string, key: string, mode: Mode, call: (signal: AbortSignal, attempt: number) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await call();
+        return await withDeadline(this.#requestTimeoutMs, (signal) => call(signal, attempt));
       } catch (error) {
         const failure = classify(error);
         const retryable = failure === "not-sent" || (failure === "transient" && mode === "idempotent");
@@ -407,13 +418,34 @@ function parseMatch(match: Generation | 0 | undefined): string | undefined {
   throw new TypeError(`Expected \`ifGenerationMatch\` to be a decimal generation string or 0, got ${JSON.stringify(match)}`);
 }
 
+/**
+ * `call` with `ms` to settle. At the deadline `signal` aborts and the result is a timeout error
+ * (transient, like a lost answer); a late outcome of the abandoned call is dropped.
+ */
+function withDeadline<T>(ms: number, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = Object.assign(new Error(`no answer within ${ms} ms (requestTimeoutMs)`), { code: "ETIMEDOUT", type: "request-timeout" });
+      controller.abort(error);
+      reject(error);
+    }, ms);
+  });
+  const attempt = call(controller.signal);
+  attempt.catch(() => undefined);
+  return Promise.race([attempt, deadline]).finally(() => clearTimeout(timer));
+}
+
 /** One GET of the media; the generation comes from the same response as the bytes. */
-function download(file: File): Promise<StoredObject> {
+function download(file: File, signal: AbortSignal): Promise<StoredObject> {
   return new Promise((resolve, reject) => {
     let generation: unknown;
     const chunks: Buffer[] = [];
-    file
-      .createReadStream()
+    const stream = file.createReadStream();
+    // Frees the connection of a download abandoned at its deadline.
+    signal.addEventListener("abort", () => stream.destroy(signal.reason as Error), { once: true });
+    stream
       .on("response", (response: { headers?: Record<string, unknown>; toJSON?: () => { headers?: Record<string, unknown> } }) => {
         const headers = response.toJSON?.().headers ?? response.headers ?? {};
         generation = headers["x-goog-generation"];

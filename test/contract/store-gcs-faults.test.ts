@@ -174,6 +174,23 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
       }
     });
 
+    it("abandons a read or a list that does not answer within requestTimeoutMs, and tries again", async () => {
+      const store = open();
+      await store.put("late-read", "body", { ifGenerationMatch: 0 });
+      const slow = await FaultProxy.start({ target: gcs.url, delayMs: [3000, 3000] });
+      try {
+        const viaSlow = open({ requestTimeoutMs: 400, storage: { apiEndpoint: slow.url } });
+        slow.script("delay", isMediaGet);
+        expect(text((await viaSlow.get("late-read"))?.bytes)).toBe("body");
+        slow.script("delay", (r) => r.method === "GET" && r.path.endsWith("/o"));
+        expect((await viaSlow.list("late-")).keys).toEqual(["late-read"]);
+        // Each answered on its second request: the first was given up, not waited for.
+        expect(slow.events.map((e) => e.fault)).toEqual(["delay", "none", "delay", "none"]);
+      } finally {
+        await slow.close();
+      }
+    });
+
     it("reports a conditional delete whose answer was lost as done", async () => {
       const store = open();
       const generation = await store.put("del", "x", { ifGenerationMatch: 0 });
