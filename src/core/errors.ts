@@ -11,6 +11,7 @@ export type ShardrunErrorCode =
   | "NON_RETRIABLE"
   | "RETRY_AFTER"
   | "LEASE_LOST"
+  | "STORE_FULL"
   | "INTERNAL";
 
 export class ShardrunError extends Error {
@@ -70,6 +71,18 @@ export class RetryAfterError extends ShardrunError {
 export class LeaseLost extends ShardrunError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("LEASE_LOST", message, options);
+  }
+}
+
+/**
+ * The store refused a write for lack of space or quota (a full disk, a disk quota). Nothing was
+ * written; the same write succeeds once space is freed. `store` names the store (its URL).
+ */
+export class StoreFull extends ShardrunError {
+  readonly store: string;
+  constructor(store: string, message: string, options?: { cause?: unknown }) {
+    super("STORE_FULL", message, options);
+    this.store = store;
   }
 }
 

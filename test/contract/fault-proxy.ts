@@ -80,6 +80,8 @@ export interface ProxiedRequest {
   /** Path without the query. */
   path: string;
   query: URLSearchParams;
+  /** The Range header, if the request had one. */
+  range?: string;
 }
 export interface ProxyEvent extends ProxiedRequest {
   fault: Fault | "none";
@@ -102,6 +104,10 @@ export interface FaultProxyOptions {
   delayMs?: [number, number];
   /** Changes a request body before it is forwarded (to corrupt an upload in flight). @default undefined */
   rewrite?: (request: ProxiedRequest, body: Buffer) => Buffer;
+  /** Changes an answer's headers before they are sent back (to play a server that answers oddly). @default undefined */
+  rewriteResponse?: (request: ProxiedRequest, status: number, headers: http.IncomingHttpHeaders) => { status: number; headers: http.IncomingHttpHeaders; body?: Buffer };
+  /** Changes a request's headers before it is forwarded. @default undefined */
+  rewriteHeaders?: (request: ProxiedRequest, headers: http.IncomingHttpHeaders) => http.IncomingHttpHeaders;
 }
 
 /** A request that a scripted fault waits for. */
@@ -125,6 +131,8 @@ export class FaultProxy {
   #rates: Partial<Record<Fault, number>>;
   readonly #delayMs: [number, number];
   readonly #rewrite: FaultProxyOptions["rewrite"];
+  readonly #rewriteResponse: FaultProxyOptions["rewriteResponse"];
+  readonly #rewriteHeaders: FaultProxyOptions["rewriteHeaders"];
 
   private constructor(server: http.Server, options: FaultProxyOptions) {
     this.#server = server;
@@ -133,6 +141,8 @@ export class FaultProxy {
     this.#rates = options.rates ?? {};
     this.#delayMs = options.delayMs ?? [50, 400];
     this.#rewrite = options.rewrite;
+    this.#rewriteResponse = options.rewriteResponse;
+    this.#rewriteHeaders = options.rewriteHeaders;
     const { port } = server.address() as net.AddressInfo;
     this.url = `http://127.0.0.1:${port}`;
   }
@@ -177,7 +187,8 @@ export class FaultProxy {
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const parsed = new URL(req.url ?? "/", "http://proxy");
-    const request: ProxiedRequest = { method: req.method ?? "GET", path: parsed.pathname, query: parsed.searchParams };
+    const range = req.headers.range;
+    const request: ProxiedRequest = { method: req.method ?? "GET", path: parsed.pathname, query: parsed.searchParams, ...(range ? { range } : {}) };
     const event: ProxyEvent = { ...request, fault: this.#choose(request) };
     this.events.push(event);
     const chunks: Buffer[] = [];
@@ -200,22 +211,24 @@ export class FaultProxy {
           break;
         }
       }
-      const upstream = await this.#forward(req, body);
+      const upstream = await this.#forward(req, body, this.#rewriteHeaders?.(request, { ...req.headers }) ?? req.headers);
       event.upstreamStatus = upstream.status;
       if (event.fault === "reset-after") {
         req.socket.destroy();
         return;
       }
-      res.writeHead(upstream.status, upstream.headers).end(upstream.body);
+      const answer = this.#rewriteResponse?.(request, upstream.status, upstream.headers) ?? upstream;
+      const answerBody = answer.body ?? upstream.body;
+      res.writeHead(answer.status, { ...answer.headers, "content-length": String(answerBody.length) }).end(answerBody);
     } catch (error) {
       if (!res.headersSent) res.writeHead(502).end(String(error));
     }
   }
 
   /** Sends the request on and reads the whole answer, so a reset after it really comes after. */
-  #forward(req: http.IncomingMessage, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  #forward(req: http.IncomingMessage, body: Buffer, requestHeaders: http.IncomingHttpHeaders): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
     return new Promise((resolve, reject) => {
-      const headers = { ...req.headers, host: this.#target.host, "content-length": String(body.length) };
+      const headers = { ...requestHeaders, host: this.#target.host, "content-length": String(body.length) };
       delete headers["transfer-encoding"];
       const upstream = http.request(
         { agent: this.#agent, host: this.#target.hostname, port: this.#target.port, method: req.method, path: req.url, headers },

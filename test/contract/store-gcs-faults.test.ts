@@ -128,7 +128,7 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
         const second = await store.put(key, "2", { ifGenerationMatch: first });
         await expect(store.put(key, "stale", { ifGenerationMatch: first })).rejects.toEqual(preconditionFailed);
         await expect(store.delete(key, { ifGenerationMatch: first })).rejects.toEqual(preconditionFailed);
-        expect(await store.get(key)).toEqual({ bytes: expect.anything(), generation: second });
+        expect(await store.get(key)).toEqual({ bytes: expect.anything(), generation: second, metadata: {} });
         expect(await store.delete(key, { ifGenerationMatch: second })).toBe(true);
         expect(await store.get(key)).toBeNull();
       }
@@ -140,6 +140,10 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
       for (const key of keys) await store.put(key, key, { ifGenerationMatch: 0 });
       expect(await collect(listAll(store, "", { maxResults: 7 }))).toEqual([...keys].sort());
       for (const key of keys) expect(text((await store.get(key))?.bytes)).toBe(key);
+      for (const key of keys.slice(0, 10)) {
+        const range = await store.get(key, { range: { start: 2, end: 4 } });
+        expect(text(range?.bytes)).toBe(key.slice(2, 4));
+      }
     });
   });
 
@@ -147,8 +151,8 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
     it("returns the generation of a create-only write whose answer was lost", async () => {
       const store = open();
       proxy.script("reset-after", isUpload);
-      const generation = await store.put("lost", "mine", { ifGenerationMatch: 0 });
-      expect(await store.get("lost")).toEqual({ bytes: expect.anything(), generation });
+      const generation = await store.put("lost", "mine", { ifGenerationMatch: 0, metadata: { owner: "me" } });
+      expect(await store.get("lost")).toEqual({ bytes: expect.anything(), generation, metadata: { owner: "me" } });
       // The retry saw 412 and read the object back rather than reporting a lost race.
       expect(proxy.events.filter(isUpload).slice(-2).map((e) => e.upstreamStatus)).toEqual([200, 412]);
       await expect(store.put("lost", "again", { ifGenerationMatch: 0 })).rejects.toEqual(preconditionFailed);
@@ -159,12 +163,12 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
       const first = await store.put("replace", "1", { ifGenerationMatch: 0 });
       proxy.script("reset-after", isUpload);
       const second = await store.put("replace", "2", { ifGenerationMatch: first });
-      expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: second });
+      expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: second, metadata: {} });
       const slow = await FaultProxy.start({ target: gcs.url, delayMs: [1500, 1500] });
       try {
         slow.script("delay", isUpload);
         const third = await open({ requestTimeoutMs: 500, storage: { apiEndpoint: slow.url } }).put("replace", "3", { ifGenerationMatch: second });
-        expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: third });
+        expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: third, metadata: {} });
         expect(text((await store.get("replace"))?.bytes)).toBe("3");
         // The abandoned first attempt still reaches the server, late: its precondition stops it.
         await expect.poll(() => slow.events[0]?.upstreamStatus, { timeout: 5000 }).toBe(412);

@@ -1,0 +1,173 @@
+/**
+ * The fs store's files, one level below the adapter: generation files (a header byte, then the
+ * bytes), metadata sidecars, and the errors of the disk under them. See fs.ts for why the layout
+ * is safe without locks.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { ShardrunError, StoreFull, UsageError } from "../core/errors.js";
+import { METADATA_KEY_PATTERN, type ByteRange, type ObjectMetadata } from "./port.js";
+
+export const DATA = 0x44; // "D"
+export const TOMBSTONE = 0x54; // "T"
+
+/** One generation as read: its header, the bytes asked for, and its file's identity. */
+export interface GenerationRead {
+  header: typeof DATA | typeof TOMBSTONE;
+  /** The whole object, or the bytes of the range (clipped to the object's end). */
+  bytes: Uint8Array;
+  /** Size of the object (the file less its header). */
+  size: number;
+  /** The generation file's inode: names its sidecar. */
+  ino: number;
+  /** Modification time of the generation file, ms since the epoch. */
+  mtimeMs: number;
+  metadata: ObjectMetadata;
+}
+
+export function generationFile(dir: string, generation: number): string {
+  return path.join(dir, String(generation));
+}
+
+/**
+ * The metadata sidecar of generation `generation` whose file is inode `ino`. The inode makes the
+ * name unique to one writer: a writer that races for a generation writes its sidecar before it
+ * links, and only the winner's file has the inode the name carries, so a reader never pairs a
+ * generation with another writer's metadata. The numeric scan for the latest generation never
+ * sees these names (they are not plain numbers).
+ */
+export function sidecarFile(dir: string, generation: number, ino: number): string {
+  return path.join(dir, `${generation}.${ino}.meta`);
+}
+
+export function hasCode(error: unknown, ...codes: string[]): boolean {
+  return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? "");
+}
+
+/** The result, or null where the path does not exist. */
+export function unlessMissing<T>(operation: Promise<T>): Promise<T | null> {
+  return operation.catch((error: unknown) => {
+    if (hasCode(error, "ENOENT", "ENOTDIR")) return null;
+    throw error;
+  });
+}
+
+export async function exists(file: string): Promise<boolean> {
+  return (await unlessMissing(fs.access(file).then(() => true))) ?? false;
+}
+
+export function checkHeader(byte: number | undefined, file: string): typeof DATA | typeof TOMBSTONE {
+  if (byte === DATA || byte === TOMBSTONE) return byte;
+  throw new ShardrunError("INTERNAL", `${file} is not a generation file of this store (header ${byte})`);
+}
+
+/** DATA or TOMBSTONE; null if the file is missing or was truncated (superseded). */
+export async function readHeader(file: string): Promise<number | null> {
+  const handle = await unlessMissing(fs.open(file, "r"));
+  if (!handle) return null;
+  try {
+    const { bytesRead, buffer } = await handle.read(Buffer.alloc(1), 0, 1, 0);
+    return bytesRead === 0 ? null : checkHeader(buffer[0], file);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads one generation: the whole object or a range of it, and with `withBytes` false only its
+ * header, size and metadata. Null if the file is missing or was truncated (superseded) before or
+ * while it was read: files never grow back, so an unchanged size afterwards proves a read whole.
+ */
+export async function readGeneration(dir: string, generation: number, options: { range?: ByteRange; withBytes: boolean }): Promise<GenerationRead | null> {
+  const file = generationFile(dir, generation);
+  const handle = await unlessMissing(fs.open(file, "r"));
+  if (!handle) return null;
+  try {
+    let content: Buffer;
+    let stat = await handle.stat();
+    if (stat.size === 0) return null;
+    const size = stat.size - 1;
+    if (!options.withBytes) {
+      content = (await handle.read(Buffer.alloc(1), 0, 1, 0)).buffer;
+    } else if (!options.range) {
+      content = await handle.readFile();
+      if (content.length !== stat.size) return null;
+    } else {
+      const start = Math.min(options.range.start, size);
+      const end = Math.min(options.range.end ?? size, size);
+      content = Buffer.alloc(1 + Math.max(0, end - start));
+      await handle.read(content, 0, 1, 0);
+      if (content.length > 1) await handle.read(content, 1, content.length - 1, 1 + start);
+    }
+    stat = await handle.stat();
+    if (stat.size !== size + 1) return null;
+    const header = checkHeader(content[0], file);
+    // A plain Uint8Array view, not a Buffer: callers compare and decode it like any other.
+    const bytes = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
+    const read = { header, bytes, size, ino: stat.ino, mtimeMs: stat.mtimeMs, metadata: {} };
+    if (header === TOMBSTONE) return read;
+    const metadata = await readSidecar(sidecarFile(dir, generation, stat.ino));
+    if (metadata !== null) return { ...read, metadata };
+    // No sidecar: none was written, or the generation was superseded and its sidecar removed
+    // after its truncation (writers truncate first), which the size shows now.
+    return (await handle.stat()).size === 0 ? null : read;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readSidecar(file: string): Promise<ObjectMetadata | null> {
+  const text = await unlessMissing(fs.readFile(file, "utf8"));
+  if (text === null) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const valid =
+    typeof parsed === "object" &&
+    parsed !== null &&
+    !Array.isArray(parsed) &&
+    Object.entries(parsed).every(([key, value]) => METADATA_KEY_PATTERN.test(key) && typeof value === "string");
+  if (!valid) throw new ShardrunError("INTERNAL", `${file} is not a metadata sidecar of this store: the store folder was changed outside shardrun`);
+  return parsed as ObjectMetadata;
+}
+
+/**
+ * Why a store folder cannot be used, or undefined when it can (it is a folder, or does not exist
+ * yet and will be made on the first write).
+ */
+export async function notAFolder(root: string): Promise<string | undefined> {
+  try {
+    const stat = await fs.stat(root);
+    return stat.isDirectory() ? undefined : `store ${root}: not a folder (it is a ${stat.isFile() ? "file" : "special file"})`;
+  } catch (error) {
+    if (hasCode(error, "ENOENT")) return undefined;
+    if (!hasCode(error, "ENOTDIR")) throw error;
+  }
+  // A parent is not a folder: name the one that is in the way.
+  for (let parent = path.dirname(root); parent !== path.dirname(parent); parent = path.dirname(parent)) {
+    const stat = await fs.stat(parent).catch(() => undefined);
+    if (stat && !stat.isDirectory()) return `store ${root}: not a folder (${parent} is a file)`;
+  }
+  return `store ${root}: not a folder`;
+}
+
+/** A UsageError when `root` is not a folder; nothing when it is, or does not exist yet. */
+export async function assertStoreFolder(root: string): Promise<void> {
+  const why = await notAFolder(root);
+  if (why) throw new UsageError(why);
+}
+
+/** The error a caller should see for a failed write: a full disk becomes StoreFull. */
+export function writeError(error: unknown, root: string, url: string): unknown {
+  if (!hasCode(error, "ENOSPC", "EDQUOT")) return error;
+  const quota = hasCode(error, "EDQUOT");
+  return new StoreFull(
+    url,
+    `store ${root} is full (${quota ? "disk quota exceeded, EDQUOT" : "no space left on the device, ENOSPC"}): ` +
+      `free space on ${quota ? "your quota" : "that disk"} (each run is a folder under ${path.join(root, "runs")}) and run the command again; this write changed nothing`,
+    { cause: error },
+  );
+}
