@@ -46,7 +46,7 @@ import {
   type StoredObject,
   type StoreLimits,
 } from "./port.js";
-import { classify, DEFAULT_STORE_RETRY, RetryPolicy, retrying, statusOf, type RetryLoop, type RetryMode } from "./retry.js";
+import { DEFAULT_STORE_RETRY, RetryPolicy, retrying, retryNote, statusOf, type RetryLoop, type RetryMode } from "./retry.js";
 
 /** Custom metadata key that names the put call that wrote an object (reserved: see port.ts). */
 const WRITE_ID = `${RESERVED_METADATA_PREFIX}write`;
@@ -184,7 +184,7 @@ export class GcsObjectStore implements ObjectStore {
     const body = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const md5Hash = createHash("md5").update(body).digest("base64");
     const writeId = randomUUID();
-    return this.#withRetries("put", key, match === undefined ? "unconditional" : "idempotent", async (_signal, attempt) => {
+    return this.#withRetries("put", key, match === undefined ? "unconditional" : "idempotent", async (_signal, ambiguous) => {
       // A File per attempt: an abandoned attempt that answers late must not overwrite the
       // metadata this attempt reads back.
       const file = this.#file(key);
@@ -205,8 +205,8 @@ export class GcsObjectStore implements ObjectStore {
         });
       } catch (error) {
         if (statusOf(error) === 412) {
-          // Only a retry can have been preceded by an attempt of ours that went through unseen.
-          const ours = attempt > 1 ? await this.#generationIfWrittenBy(file, key, writeId) : null;
+          // Only after an ambiguous failure can an attempt of ours have gone through unseen.
+          const ours = ambiguous ? await this.#generationIfWrittenBy(file, key, writeId) : null;
           if (ours !== null) return ours;
           throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
         }
@@ -229,7 +229,7 @@ export class GcsObjectStore implements ObjectStore {
       if ((await this.#metadata(file, key)) !== null) throw new PreconditionFailed(key, CREATE_ONLY);
       return false;
     }
-    return this.#withRetries("delete", key, match === undefined ? "unconditional" : "idempotent", async (_signal, attempt) => {
+    return this.#withRetries("delete", key, match === undefined ? "unconditional" : "idempotent", async (_signal, ambiguous) => {
       try {
         // `generation` pins the delete to the generation the caller saw. On Cloud Storage that
         // agrees with ifGenerationMatch; fake-gcs-server ignores ifGenerationMatch on delete, so
@@ -244,7 +244,7 @@ export class GcsObjectStore implements ObjectStore {
           // The generation is gone. After an attempt that may have gone through, no object at
           // all means that attempt deleted it; a newer object means the condition was stale, or
           // that our delete was followed by a re-create: either way the caller must re-read.
-          if (attempt > 1 && (await this.#metadata(file, key)) === null) return true;
+          if (ambiguous && (await this.#metadata(file, key)) === null) return true;
           throw new PreconditionFailed(key, match, { cause: error });
         }
         if (status === 412) throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
@@ -373,10 +373,10 @@ export class GcsObjectStore implements ObjectStore {
    * since @google-cloud/storage 8 the client's own `timeout` reaches node-fetch 3, which dropped
    * that option, so a request without an answer would otherwise wait forever
    * (googleapis/google-cloud-node#7998). The client gives no way to abort a JSON-API request, so
-   * a timed-out attempt is abandoned (a download is destroyed). From `attempt` 2 on, an earlier
-   * attempt may have been applied unseen.
+   * a timed-out attempt is abandoned (a download is destroyed). `ambiguous`: an earlier attempt
+   * may have been applied unseen.
    */
-  #withRetries<T>(op: string, key: string, mode: RetryMode, call: (signal: AbortSignal, attempt: number) => Promise<T>): Promise<T> {
+  #withRetries<T>(op: string, key: string, mode: RetryMode, call: (signal: AbortSignal, ambiguous: boolean) => Promise<T>): Promise<T> {
     return retrying(this.#retry, mode, call, (error, attempts) => this.#explain(error, op, key, attempts, mode));
   }
 
@@ -400,10 +400,7 @@ export class GcsObjectStore implements ObjectStore {
         { cause: error },
       );
     }
-    const why =
-      mode === "unconditional" && classify(error) === "transient"
-        ? " (not retried: an unconditional write may have been applied; pass ifGenerationMatch to make it safe to retry)"
-        : ` after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
+    const why = retryNote(error, mode, attempts);
     return new ShardrunError("INTERNAL", `${op} ${where} failed${why}: ${detail}`, { cause: error });
   }
 }

@@ -33,22 +33,26 @@ export interface RetryLoop {
 
 /**
  * Runs `call` until it succeeds or may not be repeated; `giveUp` turns the last error into what
- * the caller sees. `attempt` is 1-based: from 2 on, an earlier attempt of this call may have
- * been applied without its answer arriving.
+ * the caller sees. `ambiguous` is true once an earlier attempt failed in a way that may have
+ * been applied (a lost answer, a timeout, a 5xx): a 412 or 404 then may be that attempt's own
+ * doing. A refusal (429) or a request that never left is not ambiguous.
  */
 export async function retrying<T>(
   loop: RetryLoop,
   mode: RetryMode,
-  call: (signal: AbortSignal, attempt: number) => Promise<T>,
+  call: (signal: AbortSignal, ambiguous: boolean) => Promise<T>,
   giveUp: (error: unknown, attempts: number) => unknown,
 ): Promise<T> {
+  let ambiguous = false;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await withDeadline(loop.clock, loop.requestTimeoutMs, (signal) => call(signal, attempt));
+      const earlier = ambiguous;
+      return await withDeadline(loop.clock, loop.requestTimeoutMs, (signal) => call(signal, earlier));
     } catch (error) {
       const failure = classify(error);
       const retryable = failure === "not-sent" || (failure === "transient" && mode === "idempotent");
       if (!retryable || attempt >= loop.policy.attempts) throw giveUp(error, attempt);
+      if (failure === "transient" && statusOf(error) !== 429) ambiguous = true;
       await loop.clock.sleep(nextRetryDelay(loop.policy, attempt, loop.random));
     }
   }
@@ -73,6 +77,19 @@ export function withDeadline<T>(clock: Clock, ms: number, call: (signal: AbortSi
   const attempt = call(controller.signal);
   attempt.catch(() => undefined);
   return Promise.race([attempt, deadline]).finally(() => timer.abort());
+}
+
+/**
+ * Why a call failed after `attempts`, for the message: an unconditional write that met a
+ * transient failure was not retried, and the reason differs for a refusal and a lost answer.
+ */
+export function retryNote(error: unknown, mode: RetryMode, attempts: number): string {
+  if (mode === "unconditional" && classify(error) === "transient") {
+    return statusOf(error) === 429
+      ? " (refused with 429 and not retried: only conditioned writes are; pass ifGenerationMatch to have it retried)"
+      : " (not retried: an unconditional write may have been applied; pass ifGenerationMatch to make it safe to retry)";
+  }
+  return ` after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
 }
 
 /** How a failed request may be treated, from its HTTP status or its network error. */
