@@ -127,7 +127,7 @@ export class FaultProxy {
   readonly #target: URL;
   readonly #random: () => number;
   readonly #agent = new http.Agent({ keepAlive: true });
-  readonly #scripted: Array<{ fault: Fault; match: Matcher }> = [];
+  readonly #scripted: Array<{ fault: Fault; match: Matcher; status?: number }> = [];
   #rates: Partial<Record<Fault, number>>;
   readonly #delayMs: [number, number];
   readonly #rewrite: FaultProxyOptions["rewrite"];
@@ -155,9 +155,12 @@ export class FaultProxy {
     return proxy;
   }
 
-  /** The next request that `match` accepts gets `fault`, before any random one (first in, first out). */
-  script(fault: Fault, match: Matcher = () => true): void {
-    this.#scripted.push({ fault, match });
+  /**
+   * The next request that `match` accepts gets `fault`, before any random one (first in, first
+   * out); an "unavailable" fault answers `status` if given, else one drawn from the retryable ones.
+   */
+  script(fault: Fault, match: Matcher = () => true, status?: number): void {
+    this.#scripted.push({ fault, match, ...(status === undefined ? {} : { status }) });
   }
 
   setRates(rates: Partial<Record<Fault, number>>): void {
@@ -174,22 +177,23 @@ export class FaultProxy {
     this.#agent.destroy();
   }
 
-  #choose(request: ProxiedRequest): Fault | "none" {
+  #choose(request: ProxiedRequest): { fault: Fault | "none"; status?: number } {
     const index = this.#scripted.findIndex((s) => s.match(request));
-    if (index !== -1) return this.#scripted.splice(index, 1)[0]!.fault;
+    if (index !== -1) return this.#scripted.splice(index, 1)[0]!;
     let roll = this.#random();
     for (const fault of ["unavailable", "reset-before", "reset-after", "delay"] as const) {
       roll -= this.#rates[fault] ?? 0;
-      if (roll < 0) return fault;
+      if (roll < 0) return { fault };
     }
-    return "none";
+    return { fault: "none" };
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const parsed = new URL(req.url ?? "/", "http://proxy");
     const range = req.headers.range;
     const request: ProxiedRequest = { method: req.method ?? "GET", path: parsed.pathname, query: parsed.searchParams, ...(range ? { range } : {}) };
-    const event: ProxyEvent = { ...request, fault: this.#choose(request) };
+    const chosen = this.#choose(request);
+    const event: ProxyEvent = { ...request, fault: chosen.fault };
     this.events.push(event);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -200,7 +204,7 @@ export class FaultProxy {
           req.socket.destroy();
           return;
         case "unavailable": {
-          const status = STATUSES[Math.floor(this.#random() * STATUSES.length)]!;
+          const status = chosen.status ?? STATUSES[Math.floor(this.#random() * STATUSES.length)]!;
           const message = JSON.stringify({ error: { code: status, message: "injected by fault-proxy", errors: [{ reason: "backendError" }] } });
           res.writeHead(status, { "content-type": "application/json" }).end(message);
           return;

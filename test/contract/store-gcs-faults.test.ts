@@ -203,6 +203,27 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
       expect(await store.get("del")).toBeNull();
     });
 
+    it("does not take a 412 or 404 after a 429 for its own earlier write: a 429 is a refusal", async () => {
+      // Our retry waits 500 ms, long enough for the other writer (straight to the emulator,
+      // not through the proxy, so that the refusal is surely ours) to go first.
+      const store = open({ retry: { attempts: 3, minDelayMs: 500, maxDelayMs: 500 } });
+      const other = open({ storage: { apiEndpoint: gcs.url } });
+      const generation = await store.put("refused", "x", { ifGenerationMatch: 0 });
+      // Our delete is refused once; meanwhile another writer deletes the object.
+      proxy.script("unavailable", isDelete, 429);
+      const ours = store.delete("refused", { ifGenerationMatch: generation });
+      await expect.poll(() => proxy.events.at(-1)?.fault).toBe("unavailable");
+      await other.delete("refused", { ifGenerationMatch: generation });
+      await expect(ours).rejects.toEqual(preconditionFailed);
+      // The same for a put: refused once, then another writer's create wins.
+      proxy.script("unavailable", isUpload, 429);
+      const put = store.put("refused", "mine", { ifGenerationMatch: 0 });
+      await expect.poll(() => proxy.events.at(-1)?.fault).toBe("unavailable");
+      const theirs = await other.put("refused", "theirs", { ifGenerationMatch: 0 });
+      await expect(put).rejects.toEqual(preconditionFailed);
+      expect(await store.get("refused")).toEqual({ bytes: expect.anything(), generation: theirs, metadata: {} });
+    });
+
     it("does not retry an unconditional put or delete", async () => {
       const store = open();
       const uploads = proxy.count("none", isUpload) + proxy.count("unavailable", isUpload);
