@@ -83,37 +83,35 @@ export async function readGeneration(dir: string, generation: number, options: {
   const handle = await unlessMissing(fs.open(file, "r"));
   if (!handle) return null;
   try {
-    let content: Buffer;
-    let stat = await handle.stat();
-    if (stat.size === 0) return null;
-    const size = stat.size - 1;
-    if (!options.withBytes) {
-      content = (await handle.read(Buffer.alloc(1), 0, 1, 0)).buffer;
-    } else if (!options.range) {
-      content = await handle.readFile();
-      if (content.length !== stat.size) return null;
+    const { size: fileSize, ino, mtimeMs } = await handle.stat();
+    if (fileSize === 0) return null;
+    const size = fileSize - 1;
+    // The header byte and the bytes asked for, in one read: [0, 1) and [1 + start, 1 + end).
+    const start = options.withBytes ? Math.min(options.range?.start ?? 0, size) : 0;
+    const end = options.withBytes ? Math.min(options.range?.end ?? size, size) : 0;
+    const content = Buffer.allocUnsafe(1 + Math.max(0, end - start));
+    if (start === 0) {
+      if ((await handle.read(content, 0, content.length, 0)).bytesRead !== content.length) return null;
     } else {
-      const start = Math.min(options.range.start, size);
-      const end = Math.min(options.range.end ?? size, size);
-      content = Buffer.alloc(1 + Math.max(0, end - start));
-      await handle.read(content, 0, 1, 0);
-      if (content.length > 1) await handle.read(content, 1, content.length - 1, 1 + start);
+      if ((await handle.read(content, 0, 1, 0)).bytesRead !== 1) return null;
+      if ((await handle.read(content, 1, content.length - 1, 1 + start)).bytesRead !== content.length - 1) return null;
     }
-    stat = await handle.stat();
-    if (stat.size !== size + 1) return null;
     const header = checkHeader(content[0], file);
     // A plain Uint8Array view, not a Buffer: callers compare and decode it like any other.
     const bytes = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
-    const read = { header, bytes, size, ino: stat.ino, mtimeMs: stat.mtimeMs, metadata: {} };
-    if (header === TOMBSTONE) return read;
-    const metadata = await readSidecar(sidecarFile(dir, generation, stat.ino));
-    if (metadata !== null) return { ...read, metadata };
-    // No sidecar: none was written, or the generation was superseded and its sidecar removed
-    // after its truncation (writers truncate first), which the size shows now.
-    return (await handle.stat()).size === 0 ? null : read;
+    const metadata = header === TOMBSTONE ? {} : await readSidecar(sidecarFile(dir, generation, ino));
+    // Writers truncate a superseded generation first, then remove its sidecar: a size unchanged
+    // now proves both the bytes and the sidecar (or its absence) were this generation's.
+    if ((await handle.stat()).size !== fileSize) return null;
+    return { header, bytes, size, ino, mtimeMs, metadata: metadata ?? {} };
   } finally {
     await handle.close();
   }
+}
+
+/** Removes a file if it is there, in one call (fs.rm would look first, twice). */
+export async function removeFile(file: string): Promise<void> {
+  await unlessMissing(fs.unlink(file));
 }
 
 async function readSidecar(file: string): Promise<ObjectMetadata | null> {

@@ -31,6 +31,7 @@ import {
   hasCode,
   readGeneration,
   readHeader,
+  removeFile,
   sidecarFile,
   TOMBSTONE,
   unlessMissing,
@@ -227,7 +228,7 @@ export class FsObjectStore implements ObjectStore {
           await this.#afterLink(dir, next);
           return next;
         }
-        if (unlinked !== undefined) await fs.rm(unlinked, { force: true });
+        if (unlinked !== undefined) await removeFile(unlinked);
         unlinked = undefined;
         if (precondition.kind === "generation") throw new PreconditionFailed(key, String(precondition.generation));
         // Another writer took `next` first; look again (create-only may now find a live object).
@@ -236,8 +237,8 @@ export class FsObjectStore implements ObjectStore {
       throw writeError(error, this.#root, this.url);
     } finally {
       // A sidecar of a generation that is another writer's (or none) is never read: remove it.
-      if (unlinked !== undefined) await fs.rm(unlinked, { force: true });
-      if (temp !== undefined) await fs.rm(temp.file, { force: true });
+      if (unlinked !== undefined) await removeFile(unlinked);
+      if (temp !== undefined) await removeFile(temp.file);
     }
   }
 
@@ -344,7 +345,7 @@ export class FsObjectStore implements ObjectStore {
         return { file, ino: needIno ? (await handle.stat()).ino : 0 };
       } catch (error) {
         // A half-written temp file (a full disk) must not stay until the hourly sweep.
-        await fs.rm(file, { force: true });
+        await removeFile(file);
         throw error;
       } finally {
         await handle.close();
@@ -363,7 +364,7 @@ export class FsObjectStore implements ObjectStore {
         await handle.writeFile(sidecar);
         if (this.#options.durable) await handle.sync();
       } catch (error) {
-        await fs.rm(file, { force: true });
+        await removeFile(file);
         throw error;
       } finally {
         await handle.close();
@@ -414,7 +415,7 @@ export class FsObjectStore implements ObjectStore {
       const old = generationFile(dir, generation - 2);
       const stat = await fs.stat(old).catch(() => undefined);
       await fs.truncate(old, 0).catch(() => undefined);
-      if (stat) await fs.rm(sidecarFile(dir, generation - 2, stat.ino), { force: true }).catch(() => undefined);
+      if (stat) await removeFile(sidecarFile(dir, generation - 2, stat.ino)).catch(() => undefined);
     }
   }
 
