@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { z } from "zod";
 import { ShardrunError, StoreFull, UsageError } from "../core/errors.js";
 import { METADATA_KEY_PATTERN, type ByteRange, type ObjectMetadata } from "./port.js";
 
@@ -39,6 +40,18 @@ export function generationFile(dir: string, generation: number): string {
 export function sidecarFile(dir: string, generation: number, ino: number): string {
   return path.join(dir, `${generation}.${ino}.meta`);
 }
+
+/**
+ * A sidecar's content: the metadata, and the size and modification time of the file it was
+ * written for. Those tell a sidecar left by a writer killed before its link (whose inode a later
+ * file may reuse) from the sidecar of the file that now holds the name.
+ */
+export const Sidecar = z.strictObject({
+  size: z.number().int().min(1),
+  mtimeMs: z.number(),
+  metadata: z.record(z.string().regex(METADATA_KEY_PATTERN), z.string()),
+});
+export type Sidecar = z.infer<typeof Sidecar>;
 
 export function hasCode(error: unknown, ...codes: string[]): boolean {
   return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? "");
@@ -99,7 +112,8 @@ export async function readGeneration(dir: string, generation: number, options: {
     const header = checkHeader(content[0], file);
     // A plain Uint8Array view, not a Buffer: callers compare and decode it like any other.
     const bytes = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
-    const metadata = header === TOMBSTONE ? {} : await readSidecar(sidecarFile(dir, generation, ino));
+    const sidecar = header === TOMBSTONE ? null : await readSidecar(sidecarFile(dir, generation, ino));
+    const metadata = sidecar && sidecar.size === fileSize && sidecar.mtimeMs === mtimeMs ? sidecar.metadata : null;
     // Writers truncate a superseded generation first, then remove its sidecar: a size unchanged
     // now proves both the bytes and the sidecar (or its absence) were this generation's.
     if ((await handle.stat()).size !== fileSize) return null;
@@ -114,7 +128,7 @@ export async function removeFile(file: string): Promise<void> {
   await unlessMissing(fs.unlink(file));
 }
 
-async function readSidecar(file: string): Promise<ObjectMetadata | null> {
+async function readSidecar(file: string): Promise<Sidecar | null> {
   const text = await unlessMissing(fs.readFile(file, "utf8"));
   if (text === null) return null;
   let parsed: unknown;
@@ -123,13 +137,9 @@ async function readSidecar(file: string): Promise<ObjectMetadata | null> {
   } catch {
     parsed = undefined;
   }
-  const valid =
-    typeof parsed === "object" &&
-    parsed !== null &&
-    !Array.isArray(parsed) &&
-    Object.entries(parsed).every(([key, value]) => METADATA_KEY_PATTERN.test(key) && typeof value === "string");
-  if (!valid) throw new ShardrunError("INTERNAL", `${file} is not a metadata sidecar of this store: the store folder was changed outside shardrun`);
-  return parsed as ObjectMetadata;
+  const sidecar = Sidecar.safeParse(parsed);
+  if (!sidecar.success) throw new ShardrunError("INTERNAL", `${file} is not a metadata sidecar of this store: the store folder was changed outside shardrun`);
+  return sidecar.data;
 }
 
 /**

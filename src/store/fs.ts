@@ -34,6 +34,7 @@ import {
   removeFile,
   sidecarFile,
   TOMBSTONE,
+  type Sidecar,
   unlessMissing,
   writeError,
 } from "./fs-files.js";
@@ -45,6 +46,7 @@ import type {
   ListedObject,
   ListOptions,
   ListPage,
+  ObjectMetadata,
   ObjectStore,
   PutOptions,
   StoredObject,
@@ -101,8 +103,8 @@ export interface FsObjectStoreOptions {
 type Precondition = { kind: "none" } | { kind: "absent" } | { kind: "generation"; generation: number };
 type Listed = { name: string; isPrefix: boolean };
 type Probe<T> = (key: string) => Promise<T | null>;
-/** A temp file ready to be linked, and its inode (which names its sidecar). */
-type Temp = { file: string; ino: number };
+/** A temp file ready to be linked; with a sidecar, its inode (which names it), size and mtime. */
+type Temp = { file: string; ino: number; size: number; mtimeMs: number };
 
 /**
  * ObjectStore over a local folder, safe for many processes at once.
@@ -155,7 +157,7 @@ export class FsObjectStore implements ObjectStore {
     const precondition = parsePrecondition(key, options.ifGenerationMatch);
     const metadata = options.metadata === undefined ? {} : options.metadata;
     assertMetadata(metadata);
-    const sidecar = Object.keys(metadata).length > 0 ? Buffer.from(JSON.stringify(metadata), "utf8") : undefined;
+    const sidecar = Object.keys(metadata).length > 0 ? metadata : undefined;
     const body = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes;
     const generation = await this.#mutate(key, [DATA_HEADER, body], precondition, "put", sidecar);
     return String(generation);
@@ -204,7 +206,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /** The shared write path of put and delete; null when a delete found nothing to delete. */
-  async #mutate(key: string, body: Uint8Array[], precondition: Precondition, op: "put" | "delete", sidecar?: Buffer): Promise<number | null> {
+  async #mutate(key: string, body: Uint8Array[], precondition: Precondition, op: "put" | "delete", sidecar?: ObjectMetadata): Promise<number | null> {
     await this.#checkRoot();
     const dir = this.#objectDir(key);
     let temp: Temp | undefined;
@@ -218,7 +220,7 @@ export class FsObjectStore implements ObjectStore {
         await this.#options.debugPoint?.("temp-written");
         if (sidecar) {
           unlinked = sidecarFile(dir, next, temp.ino);
-          await this.#writeSidecar(dir, unlinked, sidecar);
+          await this.#writeSidecar(dir, unlinked, { size: temp.size, mtimeMs: temp.mtimeMs, metadata: sidecar });
           await this.#options.debugPoint?.("sidecar-written");
         }
         if (await this.#link(temp.file, dir, next)) {
@@ -324,7 +326,7 @@ export class FsObjectStore implements ObjectStore {
     else this.#hints.delete(key);
   }
 
-  async #writeTemp(body: Uint8Array[], needIno: boolean): Promise<Temp> {
+  async #writeTemp(body: Uint8Array[], needIdentity: boolean): Promise<Temp> {
     for (let tries = 0; ; tries++) {
       await this.#ensureTempDir();
       const file = path.join(this.#root, TEMP_DIR, `${process.pid}-${randomBytes(8).toString("hex")}`);
@@ -341,8 +343,9 @@ export class FsObjectStore implements ObjectStore {
         await this.#options.beforeWrite?.("write", file);
         await handle.writeFile(Buffer.concat(body));
         if (this.#options.durable) await handle.sync();
-        // Only a write with a sidecar needs the inode; the others skip the call.
-        return { file, ino: needIno ? (await handle.stat()).ino : 0 };
+        // Only a write with a sidecar needs the file's identity; the others skip the call.
+        const { ino, size, mtimeMs } = needIdentity ? await handle.stat() : { ino: 0, size: 0, mtimeMs: 0 };
+        return { file, ino, size, mtimeMs };
       } catch (error) {
         // A half-written temp file (a full disk) must not stay until the hourly sweep.
         await removeFile(file);
@@ -354,7 +357,8 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /** Writes a sidecar for the temp file whose inode its name carries, before that file is linked. */
-  async #writeSidecar(dir: string, file: string, sidecar: Buffer): Promise<void> {
+  async #writeSidecar(dir: string, file: string, content: Sidecar): Promise<void> {
+    const sidecar = Buffer.from(JSON.stringify(content), "utf8");
     // Plain "w": a file of this name can only be left by a writer that died, whose inode ours
     // reuses; no reader looks at it until our link makes the name's inode a generation's.
     await this.#inFolder(dir, async () => {

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { statSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -61,10 +61,21 @@ describe("FsObjectStore on disk", () => {
     expect(await readFile(join(dir, generation), "latin1")).toBe('D{"a":1}');
     const { ino } = await stat(join(dir, generation));
     expect((await readdir(dir)).sort()).toEqual([generation, `${generation}.${ino}.meta`]);
-    expect(JSON.parse(await readFile(join(dir, `${generation}.${ino}.meta`), "utf8"))).toEqual({ state: "done" });
+    const { size, mtimeMs } = await stat(join(dir, generation));
+    expect(JSON.parse(await readFile(join(dir, `${generation}.${ino}.meta`), "utf8"))).toEqual({ size, mtimeMs, metadata: { state: "done" } });
     // Without metadata, no sidecar: a plain write costs what it always did.
     const plain = await store.put("m/plain", "x");
     expect(await readdir(join(root, "m", "plain@"))).toEqual([plain]);
+  });
+
+  it("ignores a sidecar left for another file that had the same inode (a writer killed before its link)", async () => {
+    const store = new FsObjectStore(root);
+    const generation = await store.put("m/k", "plain");
+    const file = join(root, "m", "k@", generation);
+    const { ino, size } = await stat(file);
+    await writeFile(join(root, "m", "k@", `${generation}.${ino}.meta`), JSON.stringify({ size, mtimeMs: 1, metadata: { stale: "yes" } }));
+    expect((await store.get("m/k"))?.metadata).toEqual({});
+    expect((await store.list("m/", { withMetadata: true })).objects?.[0]?.metadata).toEqual({});
   });
 
   it("removes old sidecars with the generations it truncates", async () => {
@@ -77,7 +88,7 @@ describe("FsObjectStore on disk", () => {
     expect(sidecars).toEqual([11, 12]);
     expect(await store.get("m/k")).toMatchObject({ generation: "12", metadata: { i: "11" } });
     // A sidecar a reader cannot pair with its generation (its inode) is never read.
-    await writeFile(join(dir, `12.1.meta`), '{"forged":"yes"}');
+    await writeFile(join(dir, `12.1.meta`), '{"size":3,"mtimeMs":1,"metadata":{"forged":"yes"}}');
     expect((await store.get("m/k"))?.metadata).toEqual({ i: "11" });
   });
 
@@ -154,6 +165,8 @@ async function snapshotCompiledAdapter(): Promise<string> {
   const folder = await mkdtemp(join(tmpdir(), "shardrun-adapter-"));
   // Without this the copied .js files would load as CommonJS.
   await writeFile(join(folder, "package.json"), '{ "type": "module" }\n');
+  // The adapter's own imports (zod) resolve from the repository's packages.
+  await symlink(join(repo, "node_modules"), join(folder, "node_modules"), "dir");
   for (let attempt = 1; ; attempt++) {
     // Others' unfinished files may fail the type check; tsc still emits, so only the output counts.
     if (stale()) spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, stdio: "ignore" });
@@ -168,7 +181,10 @@ async function snapshotCompiledAdapter(): Promise<string> {
       if (check.status !== 0) throw new Error(check.stderr.toString());
       return url;
     } catch (error) {
-      if (attempt === 3) throw new Error(`could not build ${compiled("store/fs")}: run \`npx tsc -p tsconfig.build.json\``, { cause: error });
+      if (attempt === 3) {
+        await rm(folder, { recursive: true, force: true });
+        throw new Error(`could not build ${compiled("store/fs")}: run \`npx tsc -p tsconfig.build.json\``, { cause: error });
+      }
     }
   }
 }
