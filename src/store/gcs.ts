@@ -101,7 +101,6 @@ export interface GcsObjectStoreOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-
 /**
  * ObjectStore over a Cloud Storage bucket, with generation preconditions as compare-and-swap.
  * @example
