@@ -85,13 +85,15 @@ describe("SimBucket refusals", () => {
   });
 
   it("lets a conditioned write through its 429s by retrying, as the gcs adapter does", async () => {
-    const bucket = new SimBucket({ clock: scaledClock(200), latency: NO_LATENCY });
-    const store = new SimObjectStore({ bucket, retry: { minDelayMs: 100, maxDelayMs: 400 } });
-    const start = bucket.clock.now();
+    const { clock, bucket, store } = frozen({}, { retry: { attempts: 20, minDelayMs: 100, maxDelayMs: 400 } });
+    const start = clock.now();
     const first = await store.put("k", "1");
-    const second = await store.put("k", "2", { ifGenerationMatch: first });
-    // On the simulated clock: the write could only be taken once the gap had passed.
-    expect(bucket.clock.now() - start).toBeGreaterThanOrEqual(1000);
+    let settled = false;
+    const pending = store.put("k", "2", { ifGenerationMatch: first }).finally(() => (settled = true));
+    // The retry's backoff runs on the clock: move it on until the write is through.
+    while (!settled) await clock.advance(50);
+    const second = await pending;
+    expect(clock.now() - start).toBeGreaterThanOrEqual(1000);
     expect(await store.get("k")).toMatchObject({ generation: second });
     expect(bucket.stats().throttled.objectGap).toBeGreaterThan(0);
     expect(bucket.stats().peakObjectWritesPerSecond).toBe(1);
