@@ -49,6 +49,7 @@ interface CaseSpec {
 function gcsLike(store: ObjectStore): ObjectStore {
   return {
     url: store.url,
+    limits: store.limits,
     get: (key, ...rest) => (store.get as (k: string, ...r: unknown[]) => ReturnType<ObjectStore["get"]>)(key, ...rest),
     list: (prefix, options) => store.list(prefix, options),
     delete: (key, options) => store.delete(key, options),
@@ -68,6 +69,7 @@ function counting(store: ObjectStore): { store: ObjectStore; writes: () => { obj
     writes: () => ({ objects, bytes, runJson }),
     store: {
       url: store.url,
+      limits: store.limits,
       get: (key, ...rest) => (store.get as (k: string, ...r: unknown[]) => ReturnType<ObjectStore["get"]>)(key, ...rest),
       list: (prefix, options) => store.list(prefix, options),
       delete: (key, options) => store.delete(key, options),

@@ -95,6 +95,18 @@ export class LeaseLost extends ShardrunError {
   }
 }
 
+/**
+ * The store refused a write for lack of space or quota (a full disk, a disk quota). Nothing was
+ * written; the same write succeeds once space is freed. `store` names the store (its URL).
+ */
+export class StoreFull extends ShardrunError {
+  readonly store: string;
+  constructor(store: string, message: string, options?: { cause?: unknown }) {
+    super("STORE_FULL", message, options);
+    this.store = store;
+  }
+}
+
 /** A shardrun error (from any copy of this module), with `code` when given. Decided on data, never on class identity. */
 export function isShardrunError(e: unknown, code?: ShardrunErrorCode): e is ShardrunError {
   if (typeof e !== "object" || e === null) return false;

@@ -122,7 +122,7 @@ export async function listShards(store: ObjectStore, run: RunRecord): Promise<Sh
         do {
           const page = await store.list(prefix, { withMetadata: true, ...(pageToken ? { pageToken } : {}) });
           requests++;
-          objects.push(...(page.objects ?? page.keys.map((key) => ({ key, generation: "0", size: 0, metadata: {}, updated: "" }))));
+          objects.push(...(page.objects ?? page.keys.map((key) => ({ key, generation: "0", size: 0, metadata: {}, updated: 0 }))));
           pageToken = page.nextPageToken;
         } while (pageToken);
       }),

@@ -12,17 +12,49 @@
  * never a held lock or a half-written generation. Names are never removed (only old files are
  * truncated to save disk), so a writer that lost the race cannot later slip into a gap, and the
  * names always form 1..N: the latest generation is found with a few stat calls from a hint.
+ *
+ * Custom metadata lives in a sidecar beside its generation, `<generation>.<inode>.meta`, written
+ * before the link: so the link stays the one commit point, a generation is never seen without
+ * its metadata, and a writer killed in between leaves only an unread file (see fs-files.ts).
+ * Generation files keep their format; a write without metadata writes no sidecar.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { PreconditionFailed, ShardrunError } from "../core/errors.js";
-import { assertKey, CREATE_ONLY } from "./port.js";
-import type { DeleteOptions, Generation, GetOptions, ListOptions, ListPage, ObjectStore, PutOptions, StoreLimits, StoredObject } from "./port.js";
+import {
+  assertStoreFolder,
+  DATA,
+  exists,
+  generationFile,
+  hasCode,
+  readGeneration,
+  readHeader,
+  removeFile,
+  sidecarFile,
+  TOMBSTONE,
+  type Sidecar,
+  unlessMissing,
+  writeError,
+} from "./fs-files.js";
+import { assertKey, assertMetadata, assertRange, CREATE_ONLY, rangeBeyondEnd } from "./port.js";
+import type {
+  DeleteOptions,
+  Generation,
+  GetOptions,
+  ListedObject,
+  ListOptions,
+  ListPage,
+  ObjectMetadata,
+  ObjectStore,
+  PutOptions,
+  StoredObject,
+  StoreLimits,
+} from "./port.js";
 
-const DATA = 0x44; // "D"
-const TOMBSTONE = 0x54; // "T"
+export { assertStoreFolder } from "./fs-files.js";
+
 const DATA_HEADER = Uint8Array.of(DATA);
 const TOMBSTONE_HEADER = Uint8Array.of(TOMBSTONE);
 /** Holds temp files; "@" keeps it apart from every key. */
@@ -33,12 +65,18 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 const LIST_BATCH = 64;
 /** Hints are only a speed-up; forgetting them all now and then bounds the memory. */
 const MAX_HINTS = 100_000;
+/** Cloud Storage's page size; the same here so that callers page the same way everywhere. */
+const MAX_PAGE = 1000;
 const SEGMENT = /^[A-Za-z0-9._\-=+]+$/;
 const PARTIAL_SEGMENT = /^[A-Za-z0-9._\-=+]*$/;
 const GENERATION = /^[1-9][0-9]*$/;
+/** A local folder takes writes as fast as the disk does, and any name again at once. */
+const FS_LIMITS: StoreLimits = Object.freeze({ objectWriteGapMs: 0, writesPerSecond: Infinity, readsPerSecond: Infinity });
 
 /** Points inside a write where tests can stop a process to prove a crash there is harmless. */
-export type FsDebugPoint = "temp-written" | "linked";
+export type FsDebugPoint = "temp-written" | "sidecar-written" | "linked";
+/** File-system calls of a write, where tests inject failures such as a full disk. */
+export type FsWriteCall = "mkdir" | "write" | "link";
 
 export interface FsObjectStoreOptions {
   /**
@@ -53,10 +91,20 @@ export interface FsObjectStoreOptions {
    * @default undefined
    */
   debugPoint?: (point: FsDebugPoint) => void | Promise<void>;
+  /**
+   * @internal Called before each file-system call of a write (a folder made, a file written, a
+   * generation linked); throwing from it fails that call, e.g. with an ENOSPC error to prove
+   * that a full disk is reported as StoreFull and leaves nothing behind.
+   * @default undefined
+   */
+  beforeWrite?: (call: FsWriteCall, file: string) => void | Promise<void>;
 }
 
 type Precondition = { kind: "none" } | { kind: "absent" } | { kind: "generation"; generation: number };
 type Listed = { name: string; isPrefix: boolean };
+type Probe<T> = (key: string) => Promise<T | null>;
+/** A temp file ready to be linked; with a sidecar, its inode (which names it), size and mtime. */
+type Temp = { file: string; ino: number; size: number; mtimeMs: number };
 
 /**
  * ObjectStore over a local folder, safe for many processes at once.
@@ -66,11 +114,13 @@ type Listed = { name: string; isPrefix: boolean };
  */
 export class FsObjectStore implements ObjectStore {
   readonly url: string;
+  readonly limits = FS_LIMITS;
   readonly #root: string;
   readonly #options: FsObjectStoreOptions;
   /** Per key, a generation known to exist: the search for the latest starts there. */
   readonly #hints = new Map<string, number>();
   #tempReady: Promise<void> | undefined;
+  #rootChecked: Promise<void> | undefined;
 
   constructor(rootDir: string, options: FsObjectStoreOptions = {}) {
     if (typeof rootDir !== "string" || rootDir === "") {
@@ -81,34 +131,35 @@ export class FsObjectStore implements ObjectStore {
     this.url = pathToFileURL(this.#root).href;
   }
 
-  readonly limits: StoreLimits = { objectWriteGapMs: 0, writesPerSecond: Number.POSITIVE_INFINITY, readsPerSecond: Number.POSITIVE_INFINITY };
-
   async get(key: string, options: GetOptions = {}): Promise<StoredObject | null> {
     assertKey(key);
+    const { range } = options;
+    if (range) assertRange(range);
+    await this.#checkRoot();
     const dir = this.#objectDir(key);
     let failed = 0;
     for (;;) {
       const generation = await this.#latest(key, dir);
       if (generation === 0) return null;
-      const file = generationFile(dir, generation);
-      const content = await readWhole(file);
-      if (content === null) {
-        failed = this.#superseded(file, generation, failed);
+      const read = await readGeneration(dir, generation, { withBytes: true, ...(range ? { range } : {}) });
+      if (read === null) {
+        failed = this.#superseded(generationFile(dir, generation), generation, failed);
         continue;
       }
-      if (checkHeader(content[0], file) === TOMBSTONE) return null;
-      // A plain Uint8Array view, not a Buffer: callers compare and decode it like any other.
-      const whole = new Uint8Array(content.buffer, content.byteOffset + 1, content.length - 1);
-      const bytes = options.range ? whole.subarray(options.range.start, options.range.end ?? whole.length) : whole;
-      return { bytes, generation: String(generation) };
+      if (read.header === TOMBSTONE) return null;
+      if (range && range.start > read.size) throw rangeBeyondEnd(key, range, read.size);
+      return { bytes: read.bytes, generation: String(generation), metadata: read.metadata };
     }
   }
 
   async put(key: string, bytes: Uint8Array | string, options: PutOptions = {}): Promise<Generation> {
     assertKey(key);
     const precondition = parsePrecondition(key, options.ifGenerationMatch);
+    const metadata = options.metadata === undefined ? {} : options.metadata;
+    assertMetadata(metadata);
+    const sidecar = Object.keys(metadata).length > 0 ? metadata : undefined;
     const body = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes;
-    const generation = await this.#mutate(key, [DATA_HEADER, body], precondition, "put");
+    const generation = await this.#mutate(key, [DATA_HEADER, body], precondition, "put", sidecar);
     return String(generation);
   }
 
@@ -119,7 +170,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
-    const { delimiter, pageToken, maxResults = 1000 } = options;
+    const { delimiter, pageToken, maxResults = MAX_PAGE, withMetadata = false } = options;
     if (!Number.isInteger(maxResults) || maxResults < 1) {
       throw new TypeError(`Expected \`maxResults\` to be an integer from 1 and up, got ${maxResults}`);
     }
@@ -128,46 +179,68 @@ export class FsObjectStore implements ObjectStore {
       throw new TypeError(`Expected \`delimiter\` to be "/" or undefined, got ${JSON.stringify(delimiter)}`);
     }
     const after = pageToken ? decodePageToken(pageToken) : undefined;
-    const page: ListPage = { keys: [], prefixes: [] };
+    await this.#checkRoot();
+    const page: ListPage = { keys: [], prefixes: [], ...(withMetadata ? { objects: [] } : {}) };
     // Only the folder of the prefix's last complete segment is walked; the rest filters names.
     const cut = prefix.lastIndexOf("/") + 1;
     const dirPart = prefix.slice(0, cut);
     const rest = prefix.slice(cut);
     const validDir = dirPart === "" || dirPart.slice(0, -1).split("/").every(isSegment);
     if (!validDir || !PARTIAL_SEGMENT.test(rest)) return page; // no key can start with it
+    const probe: Probe<ListedObject | true> = withMetadata ? (key) => this.#describe(key) : async (key) => ((await this.#isLive(key)) ? true : null);
+    const limit = Math.min(maxResults, MAX_PAGE);
     let last = "";
-    for await (const item of this.#walk(dirPart, rest, after, delimiter === "/")) {
-      if (page.keys.length + page.prefixes.length === maxResults) {
+    for await (const item of this.#walk(dirPart, rest, after, delimiter === "/", probe)) {
+      if (page.keys.length + page.prefixes.length === limit) {
         page.nextPageToken = Buffer.from(last, "utf8").toString("base64url");
         break;
       }
-      (item.isPrefix ? page.prefixes : page.keys).push(item.name);
+      if (item.isPrefix) page.prefixes.push(item.name);
+      else {
+        page.keys.push(item.name);
+        if (typeof item.found === "object") page.objects?.push(item.found);
+      }
       last = item.name;
     }
     return page;
   }
 
   /** The shared write path of put and delete; null when a delete found nothing to delete. */
-  async #mutate(key: string, body: Uint8Array[], precondition: Precondition, op: "put" | "delete"): Promise<number | null> {
+  async #mutate(key: string, body: Uint8Array[], precondition: Precondition, op: "put" | "delete", sidecar?: ObjectMetadata): Promise<number | null> {
+    await this.#checkRoot();
     const dir = this.#objectDir(key);
-    let temp: string | undefined;
+    let temp: Temp | undefined;
+    /** A sidecar written for a generation this write has not (yet) linked. */
+    let unlinked: string | undefined;
     try {
       for (;;) {
         const next = await this.#nextGeneration(key, dir, precondition, op);
         if (next === null) return null;
-        temp ??= await this.#writeTemp(body);
+        temp ??= await this.#writeTemp(body, sidecar !== undefined);
         await this.#options.debugPoint?.("temp-written");
-        if (await this.#link(temp, dir, next)) {
+        if (sidecar) {
+          unlinked = sidecarFile(dir, next, temp.ino);
+          await this.#writeSidecar(dir, unlinked, { size: temp.size, mtimeMs: temp.mtimeMs, metadata: sidecar });
+          await this.#options.debugPoint?.("sidecar-written");
+        }
+        if (await this.#link(temp.file, dir, next)) {
+          unlinked = undefined;
           this.#remember(key, next);
           await this.#options.debugPoint?.("linked");
           await this.#afterLink(dir, next);
           return next;
         }
+        if (unlinked !== undefined) await removeFile(unlinked);
+        unlinked = undefined;
         if (precondition.kind === "generation") throw new PreconditionFailed(key, String(precondition.generation));
         // Another writer took `next` first; look again (create-only may now find a live object).
       }
+    } catch (error) {
+      throw writeError(error, this.#root, this.url);
     } finally {
-      if (temp !== undefined) await fs.rm(temp, { force: true });
+      // A sidecar of a generation that is another writer's (or none) is never read: remove it.
+      if (unlinked !== undefined) await removeFile(unlinked);
+      if (temp !== undefined) await removeFile(temp.file);
     }
   }
 
@@ -253,7 +326,7 @@ export class FsObjectStore implements ObjectStore {
     else this.#hints.delete(key);
   }
 
-  async #writeTemp(body: Uint8Array[]): Promise<string> {
+  async #writeTemp(body: Uint8Array[], needIdentity: boolean): Promise<Temp> {
     for (let tries = 0; ; tries++) {
       await this.#ensureTempDir();
       const file = path.join(this.#root, TEMP_DIR, `${process.pid}-${randomBytes(8).toString("hex")}`);
@@ -267,27 +340,66 @@ export class FsObjectStore implements ObjectStore {
         continue;
       }
       try {
+        await this.#options.beforeWrite?.("write", file);
         await handle.writeFile(Buffer.concat(body));
         if (this.#options.durable) await handle.sync();
+        // Only a write with a sidecar needs the file's identity; the others skip the call.
+        const { ino, size, mtimeMs } = needIdentity ? await handle.stat() : { ino: 0, size: 0, mtimeMs: 0 };
+        return { file, ino, size, mtimeMs };
+      } catch (error) {
+        // A half-written temp file (a full disk) must not stay until the hourly sweep.
+        await removeFile(file);
+        throw error;
       } finally {
         await handle.close();
       }
-      return file;
     }
+  }
+
+  /** Writes a sidecar for the temp file whose inode its name carries, before that file is linked. */
+  async #writeSidecar(dir: string, file: string, content: Sidecar): Promise<void> {
+    const sidecar = Buffer.from(JSON.stringify(content), "utf8");
+    // Plain "w": a file of this name can only be left by a writer that died, whose inode ours
+    // reuses; no reader looks at it until our link makes the name's inode a generation's.
+    await this.#inFolder(dir, async () => {
+      await this.#options.beforeWrite?.("write", file);
+      const handle = await fs.open(file, "w");
+      try {
+        await handle.writeFile(sidecar);
+        if (this.#options.durable) await handle.sync();
+      } catch (error) {
+        await removeFile(file);
+        throw error;
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   /** True if this write created `generation`; false if another writer had created it first. */
   async #link(temp: string, dir: string, generation: number): Promise<boolean> {
-    for (let tries = 0; ; tries++) {
-      try {
-        await fs.link(temp, generationFile(dir, generation));
-        return true;
-      } catch (error) {
-        if (hasCode(error, "EEXIST")) return false;
-        // The first write of a key: its folder (and maybe its parents) does not exist yet.
-        if (tries > 0 || !hasCode(error, "ENOENT")) throw error;
-        await fs.mkdir(dir, { recursive: true });
-      }
+    const target = generationFile(dir, generation);
+    try {
+      await this.#inFolder(dir, async () => {
+        await this.#options.beforeWrite?.("link", target);
+        await fs.link(temp, target);
+      });
+      return true;
+    } catch (error) {
+      if (hasCode(error, "EEXIST")) return false;
+      throw error;
+    }
+  }
+
+  /** Runs `call`, making the object's folder (and its parents) first if it is the key's first write. */
+  async #inFolder(dir: string, call: () => Promise<void>): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      if (!hasCode(error, "ENOENT")) throw error;
+      await this.#options.beforeWrite?.("mkdir", dir);
+      await fs.mkdir(dir, { recursive: true });
+      await call();
     }
   }
 
@@ -301,13 +413,20 @@ export class FsObjectStore implements ObjectStore {
       }
     }
     // Truncate, never unlink: a free name would let a slow writer that lost the race link into it.
-    // Keep the previous generation whole for readers that found it latest a moment ago.
-    if (generation > 2) await fs.truncate(generationFile(dir, generation - 2), 0).catch(() => undefined);
+    // Keep the previous generation whole for readers that found it latest a moment ago. Its
+    // sidecar goes after the truncation, so that a reader who misses it can tell why.
+    if (generation > 2) {
+      const old = generationFile(dir, generation - 2);
+      const stat = await fs.stat(old).catch(() => undefined);
+      await fs.truncate(old, 0).catch(() => undefined);
+      if (stat) await removeFile(sidecarFile(dir, generation - 2, stat.ino)).catch(() => undefined);
+    }
   }
 
   #ensureTempDir(): Promise<void> {
     this.#tempReady ??= (async () => {
       const dir = path.join(this.#root, TEMP_DIR);
+      await this.#options.beforeWrite?.("mkdir", dir);
       await fs.mkdir(dir, { recursive: true });
       await sweepStaleTemps(dir);
     })().catch((error: unknown) => {
@@ -315,6 +434,15 @@ export class FsObjectStore implements ObjectStore {
       throw error;
     });
     return this.#tempReady;
+  }
+
+  /** Refuses a store whose folder is a file, once per instance (a missing folder is fine). */
+  #checkRoot(): Promise<void> {
+    this.#rootChecked ??= assertStoreFolder(this.#root).catch((error: unknown) => {
+      this.#rootChecked = undefined;
+      throw error;
+    });
+    return this.#rootChecked;
   }
 
   #objectDir(key: string): string {
@@ -325,26 +453,46 @@ export class FsObjectStore implements ObjectStore {
     return (await this.#state(key, this.#objectDir(key))).live;
   }
 
+  /** A live object's listing entry (one extra small read, its sidecar); null if it is deleted. */
+  async #describe(key: string): Promise<ListedObject | null> {
+    const dir = this.#objectDir(key);
+    let failed = 0;
+    for (;;) {
+      const generation = await this.#latest(key, dir);
+      if (generation === 0) return null;
+      const read = await readGeneration(dir, generation, { withBytes: false });
+      if (read === null) {
+        failed = this.#superseded(generationFile(dir, generation), generation, failed);
+        continue;
+      }
+      if (read.header === TOMBSTONE) return null;
+      return { key, generation: String(generation), size: read.size, metadata: read.metadata, updated: Math.floor(read.mtimeMs) };
+    }
+  }
+
   async #hasLive(prefix: string): Promise<boolean> {
-    for await (const _ of this.#walk(prefix, "", undefined, false)) return true;
+    for await (const _ of this.#walk(prefix, "", undefined, false, async (key) => ((await this.#isLive(key)) ? true : null))) return true;
     return false;
   }
 
   /**
    * Live keys (and, with `rollUpDirs`, rolled-up prefixes) under folder `rel` ("" or ending in
-   * "/") whose first segment starts with `rest`, greater than `after`, in byte order.
+   * "/") whose first segment starts with `rest`, greater than `after`, in byte order. `probe`
+   * says whether a key is live (null: deleted) and what to hand back with it.
    */
-  async *#walk(rel: string, rest: string, after: string | undefined, rollUpDirs: boolean): AsyncGenerator<Listed> {
+  async *#walk<T>(rel: string, rest: string, after: string | undefined, rollUpDirs: boolean, probe: Probe<T>): AsyncGenerator<Listed & { found?: T }> {
     const entries = await this.#readLevel(rel, rest, after, rollUpDirs);
     for (let start = 0; start < entries.length; start += LIST_BATCH) {
       const batch = entries.slice(start, start + LIST_BATCH);
-      const live = await Promise.all(
-        batch.map((entry) => (!entry.isPrefix ? this.#isLive(entry.name) : rollUpDirs ? this.#hasLive(entry.name) : true)),
+      const found = await Promise.all(
+        batch.map((entry): Promise<T | boolean | null> => (!entry.isPrefix ? probe(entry.name) : rollUpDirs ? this.#hasLive(entry.name) : Promise.resolve(true))),
       );
       for (const [index, entry] of batch.entries()) {
-        if (!live[index]) continue;
-        if (!entry.isPrefix || rollUpDirs) yield entry;
-        else yield* this.#walk(entry.name, "", after, false);
+        const result = found[index];
+        if (result === null || result === false || result === undefined) continue;
+        if (!entry.isPrefix) yield { ...entry, found: result as T };
+        else if (rollUpDirs) yield entry;
+        else yield* this.#walk(entry.name, "", after, false, probe);
       }
     }
   }
@@ -392,58 +540,6 @@ function decodePageToken(token: string): string {
 
 function isSegment(segment: string): boolean {
   return SEGMENT.test(segment) && segment !== "." && segment !== "..";
-}
-
-function generationFile(dir: string, generation: number): string {
-  return path.join(dir, String(generation));
-}
-
-function checkHeader(byte: number | undefined, file: string): number {
-  if (byte === DATA || byte === TOMBSTONE) return byte;
-  throw new ShardrunError("INTERNAL", `${file} is not a generation file of this store (header ${byte})`);
-}
-
-function hasCode(error: unknown, ...codes: string[]): boolean {
-  return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? "");
-}
-
-/** The result, or null where the path does not exist. */
-function unlessMissing<T>(operation: Promise<T>): Promise<T | null> {
-  return operation.catch((error: unknown) => {
-    if (hasCode(error, "ENOENT", "ENOTDIR")) return null;
-    throw error;
-  });
-}
-
-async function exists(file: string): Promise<boolean> {
-  return (await unlessMissing(fs.access(file).then(() => true))) ?? false;
-}
-
-/** DATA or TOMBSTONE; null if the file is missing or was truncated (superseded). */
-async function readHeader(file: string): Promise<number | null> {
-  const handle = await unlessMissing(fs.open(file, "r"));
-  if (!handle) return null;
-  try {
-    const { bytesRead, buffer } = await handle.read(Buffer.alloc(1), 0, 1, 0);
-    return bytesRead === 0 ? null : checkHeader(buffer[0], file);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** The whole file; null if it is missing or was truncated (superseded) before or while reading. */
-async function readWhole(file: string): Promise<Buffer | null> {
-  const handle = await unlessMissing(fs.open(file, "r"));
-  if (!handle) return null;
-  try {
-    const content = await handle.readFile();
-    // A truncation during the read could hand us a partial file; files never grow back, so an
-    // unchanged size afterwards proves the read was whole.
-    if (content.length === 0 || (await handle.stat()).size !== content.length) return null;
-    return content;
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Removes temp files of processes that died between writing and linking them. Best effort. */

@@ -3,46 +3,63 @@
  *
  * Retries are ours, not the library's: its `retryOptions.autoRetry` is switched per call on the
  * shared client (a race between concurrent calls), and it cannot tell "my write was applied but
- * the answer was lost" from "someone else won". So the client runs with autoRetry off and this
- * file retries reads, lists and conditioned writes on 408/429/5xx, resets and timeouts, with
- * backoff from core/backoff.ts. An unconditional put or delete is retried only when the request
- * provably never left (connection refused, DNS): a blind retry could undo another writer's work.
+ * the answer was lost" from "someone else won". So the client runs with autoRetry off and
+ * retry.ts retries reads, lists and conditioned writes on 408/429/5xx, resets and timeouts. An
+ * unconditional put or delete is retried only when the request provably never left (connection
+ * refused, DNS): a blind retry could undo another writer's work.
  *
  * A lost answer: every put stamps a random write id into the object's custom metadata. When a
  * conditioned put whose earlier attempt failed ambiguously then gets 412, the object is read
  * back: if it carries our write id, the first attempt won and its generation is returned. If the
  * object was replaced again since, our write cannot be told apart from a lost race and
  * PreconditionFailed is thrown: for shardrun's protocols that is the safe answer (the lease
- * moved on; create-only objects are never replaced).
+ * moved on; create-only objects are never replaced). The write id is custom metadata of ours:
+ * callers never see it.
+ *
+ * Custom metadata comes back from the same request as the bytes (`x-goog-meta-*` headers of the
+ * download) and from the same objects.list page as the keys, so it costs no request of its own.
  */
 import { createHash, randomUUID } from "node:crypto";
 import { Storage, type File, type StorageOptions } from "@google-cloud/storage";
 import { ENV } from "../config/env.js";
-import { nextRetryDelay, RetryPolicy } from "../core/backoff.js";
 import { PreconditionFailed, ShardrunError, UsageError } from "../core/errors.js";
+import { realClock } from "../core/time.js";
 import {
   assertKey,
+  assertMetadata,
+  assertRange,
   CREATE_ONLY,
   KEY_PATTERN,
+  METADATA_KEY_PATTERN,
+  RESERVED_METADATA_PREFIX,
+  rangeBeyondEnd,
+  type ByteRange,
   type DeleteOptions,
-  type GetOptions,
-  type StoreLimits,
   type Generation,
+  type GetOptions,
+  type ListedObject,
   type ListOptions,
   type ListPage,
+  type ObjectMetadata,
   type ObjectStore,
   type PutOptions,
   type StoredObject,
+  type StoreLimits,
 } from "./port.js";
+import { DEFAULT_STORE_RETRY, RetryPolicy, retrying, retryNote, statusOf, type RetryLoop, type RetryMode } from "./retry.js";
 
-/** Custom metadata key that names the put call that wrote an object. */
-const WRITE_ID = "shardrun-write";
+/** Custom metadata key that names the put call that wrote an object (reserved: see port.ts). */
+const WRITE_ID = `${RESERVED_METADATA_PREFIX}write`;
 const ROLE = "roles/storage.objectUser";
-const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-/** The request never reached a server: safe to repeat even an unconditional write. */
-const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
 const GENERATION = /^[1-9][0-9]*$/;
 const BUCKET = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
+const META_HEADER = "x-goog-meta-";
+/**
+ * Cloud Storage's documented limits: about one write per second to one object name (quotas
+ * page), and a bucket's initial IO capacity of about 1,000 object writes and 5,000 object reads
+ * per second, which grows as load grows (request-rate guidelines: double at most every 20 min).
+ */
+export const GCS_LIMITS: StoreLimits = Object.freeze({ objectWriteGapMs: 1000, writesPerSecond: 1000, readsPerSecond: 5000 });
 
 /** Client settings passed to `new Storage()`. */
 export type GcsClientOptions = Pick<
@@ -84,12 +101,6 @@ export interface GcsObjectStoreOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-const DEFAULT_RETRY = { attempts: 8, minDelayMs: 200, maxDelayMs: 10_000, factor: 2, jitter: true } satisfies RetryPolicy;
-
-/** What a failed request allows: repeat anything, repeat only idempotent calls, or give up. */
-type Failure = "not-sent" | "transient" | "final";
-type Mode = "idempotent" | "unconditional";
-
 /**
  * ObjectStore over a Cloud Storage bucket, with generation preconditions as compare-and-swap.
  * @example
@@ -98,11 +109,12 @@ type Mode = "idempotent" | "unconditional";
  */
 export class GcsObjectStore implements ObjectStore {
   readonly url: string;
+  readonly limits = GCS_LIMITS;
   readonly bucket: string;
   /** "" or the prefix with a trailing "/". */
   readonly #root: string;
   readonly #client: Storage;
-  readonly #policy: RetryPolicy;
+  readonly #retry: RetryLoop;
   #bucketChecked: Promise<void> | undefined;
 
   /** Opens `gs://bucket` or `gs://bucket/prefix`. */
@@ -127,13 +139,14 @@ export class GcsObjectStore implements ObjectStore {
     this.bucket = bucket;
     this.#root = trimmed === "" ? "" : `${trimmed}/`;
     this.url = `gs://${bucket}${trimmed === "" ? "" : `/${trimmed}`}`;
-    this.#policy = RetryPolicy.parse({ ...DEFAULT_RETRY, ...retry });
+    this.#retry = { policy: RetryPolicy.parse({ ...DEFAULT_STORE_RETRY, ...retry }), clock: realClock, requestTimeoutMs };
     // Emulators speak plain http; the library would assume https for a bare host:port.
     const emulator = env[ENV.storageEmulator]?.trim();
     const apiEndpoint = storage.apiEndpoint ?? (emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined);
     this.#client = new Storage({
       ...storage,
       ...(apiEndpoint ? { apiEndpoint } : {}),
+      // Passed on, but not relied upon: see `#withRetries` for the deadline that holds.
       timeout: requestTimeoutMs,
       retryOptions: { autoRetry: false },
     });
@@ -142,18 +155,20 @@ export class GcsObjectStore implements ObjectStore {
     if (apiEndpoint) this.#client.baseUrl = `${this.#client.apiEndpoint}/storage/v1`;
   }
 
-  readonly limits: StoreLimits = { objectWriteGapMs: 1000, writesPerSecond: 1000, readsPerSecond: 5000 };
-
   async get(key: string, options: GetOptions = {}): Promise<StoredObject | null> {
     assertKey(key);
-    const file = this.#file(key);
-    return this.#withRetries("get", key, "idempotent", async () => {
+    const { range } = options;
+    if (range) assertRange(range);
+    return this.#withRetries("get", key, "idempotent", async (signal) => {
       try {
-        const whole = await download(file);
-        // Temporary: the whole object, sliced; range reads come with the store branch.
-        return options.range ? { ...whole, bytes: whole.bytes.subarray(options.range.start, options.range.end ?? whole.bytes.length) } : whole;
+        // A Range header cannot ask for no bytes: an empty range is answered from the metadata.
+        if (range && range.end === range.start) return await this.#emptyRange(key, range);
+        return await download(this.#file(key), signal, range);
       } catch (error) {
-        if (statusOf(error) !== 404) throw error;
+        const status = statusOf(error);
+        // 416: the range starts at or past the end. At the end is no bytes; past it, an error.
+        if (status === 416 && range) return await this.#emptyRange(key, range);
+        if (status !== 404) throw error;
         await this.#checkBucket();
         return null;
       }
@@ -163,12 +178,15 @@ export class GcsObjectStore implements ObjectStore {
   async put(key: string, bytes: Uint8Array | string, options: PutOptions = {}): Promise<Generation> {
     assertKey(key);
     const match = parseMatch(options.ifGenerationMatch);
+    const metadata = options.metadata === undefined ? {} : options.metadata;
+    assertMetadata(metadata);
     const body = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const md5Hash = createHash("md5").update(body).digest("base64");
     const writeId = randomUUID();
-    const file = this.#file(key);
-    let mayHaveApplied = false;
-    return this.#withRetries("put", key, match === undefined ? "unconditional" : "idempotent", async () => {
+    return this.#withRetries("put", key, match === undefined ? "unconditional" : "idempotent", async (_signal, ambiguous) => {
+      // A File per attempt: an abandoned attempt that answers late must not overwrite the
+      // metadata this attempt reads back.
+      const file = this.#file(key);
       try {
         // One request (multipart, not resumable). Validation is the server's, from the declared
         // md5Hash: the library's own check would delete the object on a mismatch, unconditionally,
@@ -180,17 +198,17 @@ export class GcsObjectStore implements ObjectStore {
             contentType: options.contentType ?? "application/octet-stream",
             cacheControl: "no-store",
             md5Hash,
-            metadata: { [WRITE_ID]: writeId },
+            metadata: { ...metadata, [WRITE_ID]: writeId },
           },
           ...(match === undefined ? {} : { preconditionOpts: { ifGenerationMatch: match } }),
         });
       } catch (error) {
         if (statusOf(error) === 412) {
-          const ours = mayHaveApplied ? await this.#generationIfWrittenBy(file, key, writeId) : null;
+          // Only after an ambiguous failure can an attempt of ours have gone through unseen.
+          const ours = ambiguous ? await this.#generationIfWrittenBy(file, key, writeId) : null;
           if (ours !== null) return ours;
           throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
         }
-        if (classify(error) === "transient") mayHaveApplied = true;
         throw error;
       }
       const written = file.metadata;
@@ -210,8 +228,7 @@ export class GcsObjectStore implements ObjectStore {
       if ((await this.#metadata(file, key)) !== null) throw new PreconditionFailed(key, CREATE_ONLY);
       return false;
     }
-    let mayHaveApplied = false;
-    return this.#withRetries("delete", key, match === undefined ? "unconditional" : "idempotent", async () => {
+    return this.#withRetries("delete", key, match === undefined ? "unconditional" : "idempotent", async (_signal, ambiguous) => {
       try {
         // `generation` pins the delete to the generation the caller saw. On Cloud Storage that
         // agrees with ifGenerationMatch; fake-gcs-server ignores ifGenerationMatch on delete, so
@@ -226,18 +243,17 @@ export class GcsObjectStore implements ObjectStore {
           // The generation is gone. After an attempt that may have gone through, no object at
           // all means that attempt deleted it; a newer object means the condition was stale, or
           // that our delete was followed by a re-create: either way the caller must re-read.
-          if (mayHaveApplied && (await this.#metadata(file, key)) === null) return true;
+          if (ambiguous && (await this.#metadata(file, key)) === null) return true;
           throw new PreconditionFailed(key, match, { cause: error });
         }
         if (status === 412) throw new PreconditionFailed(key, match ?? "(none)", { cause: error });
-        if (classify(error) === "transient") mayHaveApplied = true;
         throw error;
       }
     });
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
-    const { delimiter, pageToken, maxResults = 1000 } = options;
+    const { delimiter, pageToken, maxResults = 1000, withMetadata = false } = options;
     if (!Number.isInteger(maxResults) || maxResults < 1) {
       throw new TypeError(`Expected \`maxResults\` to be an integer from 1 and up, got ${maxResults}`);
     }
@@ -248,7 +264,8 @@ export class GcsObjectStore implements ObjectStore {
     const after = pageToken === undefined ? undefined : decodePageToken(pageToken);
     const isFresh = (name: string) =>
       after === undefined || byteCompare(name, after.offset) > 0 || (!after.exclusive && name === after.offset);
-    const entries: Array<{ name: string; isPrefix: boolean }> = [];
+    const entries: Array<{ name: string; isPrefix: boolean; object?: ListedObject }> = [];
+    const limit = Math.min(maxResults, 1000);
     let gcsToken: string | undefined;
     do {
       const [files, , response] = await this.#withRetries("list", prefix, "idempotent", () =>
@@ -256,7 +273,7 @@ export class GcsObjectStore implements ObjectStore {
           prefix: this.#root + prefix,
           autoPaginate: false,
           // One more than asked: startOffset is inclusive, and a key given back is dropped.
-          maxResults: Math.min(maxResults + 1, 1000),
+          maxResults: Math.min(limit + 1, 1000),
           ...(delimiter === undefined ? {} : { delimiter }),
           ...(after === undefined ? {} : { startOffset: this.#root + after.offset }),
           ...(gcsToken === undefined ? {} : { pageToken: gcsToken }),
@@ -266,7 +283,8 @@ export class GcsObjectStore implements ObjectStore {
         const name = file.name.slice(this.#root.length);
         // Only names this store could have written (no folder placeholders ending in "/").
         if (file.name.startsWith(this.#root) && KEY_PATTERN.test(name) && !name.endsWith("/") && isFresh(name)) {
-          entries.push({ name, isPrefix: false });
+          // The page already holds each object's resource: metadata costs no request here.
+          entries.push({ name, isPrefix: false, ...(withMetadata ? { object: listedObject(name, file.metadata) } : {}) });
         }
       }
       const { prefixes, nextPageToken } = (response ?? {}) as { prefixes?: unknown; nextPageToken?: unknown };
@@ -278,16 +296,40 @@ export class GcsObjectStore implements ObjectStore {
       // A server may answer a page with nothing new and a token (deleted names scanned): go on.
     } while (gcsToken !== undefined && entries.length === 0);
     entries.sort((a, b) => byteCompare(a.name, b.name));
-    const page: ListPage = { keys: [], prefixes: [] };
-    const taken = entries.slice(0, maxResults);
-    for (const entry of taken) (entry.isPrefix ? page.prefixes : page.keys).push(entry.name);
+    const page: ListPage = { keys: [], prefixes: [], ...(withMetadata ? { objects: [] } : {}) };
+    const taken = entries.slice(0, limit);
+    for (const entry of taken) {
+      if (entry.isPrefix) page.prefixes.push(entry.name);
+      else {
+        page.keys.push(entry.name);
+        if (entry.object) page.objects?.push(entry.object);
+      }
+    }
     const last = taken.at(-1);
-    if (last && (gcsToken !== undefined || entries.length > maxResults)) page.nextPageToken = encodePageToken(last);
+    if (last && (gcsToken !== undefined || entries.length > limit)) page.nextPageToken = encodePageToken(last);
     return page;
   }
 
   #file(key: string): File {
     return this.#client.bucket(this.bucket).file(this.#root + key);
+  }
+
+  /**
+   * An answer without bytes, from the object's metadata (one JSON request): for a range that
+   * starts at or past the end (416) or asks for no bytes. Null when the object does not exist.
+   */
+  async #emptyRange(key: string, range: ByteRange): Promise<StoredObject | null> {
+    let resource: File["metadata"];
+    try {
+      [resource] = await this.#file(key).getMetadata();
+    } catch (error) {
+      if (statusOf(error) !== 404) throw error;
+      await this.#checkBucket();
+      return null;
+    }
+    const size = Number(resource.size);
+    if (range.start > size) throw rangeBeyondEnd(key, range, size);
+    return { bytes: new Uint8Array(0), generation: parseGeneration(resource.generation, key), metadata: callerMetadata(resource.metadata) };
   }
 
   #objectUrl(key: string): string {
@@ -325,22 +367,21 @@ export class GcsObjectStore implements ObjectStore {
     return this.#bucketChecked;
   }
 
-  async #withRetries<T>(op: string, key: string, mode: Mode, call: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await call();
-      } catch (error) {
-        const failure = classify(error);
-        const retryable = failure === "not-sent" || (failure === "transient" && mode === "idempotent");
-        if (!retryable || attempt >= this.#policy.attempts) throw this.#explain(error, op, key, attempt, mode);
-        await new Promise((resolve) => setTimeout(resolve, nextRetryDelay(this.#policy, attempt)));
-      }
-    }
+  /**
+   * `call` under retry.ts's loop. Each attempt has `requestTimeoutMs` to answer, enforced there:
+   * since @google-cloud/storage 8 the client's own `timeout` reaches node-fetch 3, which dropped
+   * that option, so a request without an answer would otherwise wait forever
+   * (googleapis/google-cloud-node#7998). The client gives no way to abort a JSON-API request, so
+   * a timed-out attempt is abandoned (a download is destroyed). `ambiguous`: an earlier attempt
+   * may have been applied unseen.
+   */
+  #withRetries<T>(op: string, key: string, mode: RetryMode, call: (signal: AbortSignal, ambiguous: boolean) => Promise<T>): Promise<T> {
+    return retrying(this.#retry, mode, call, (error, attempts) => this.#explain(error, op, key, attempts, mode));
   }
 
   /** A final error as callers should see it: typed, naming the object and how to fix it. */
-  #explain(error: unknown, op: string, key: string, attempts: number, mode: Mode): unknown {
-    if (error instanceof ShardrunError || error instanceof TypeError) return error;
+  #explain(error: unknown, op: string, key: string, attempts: number, mode: RetryMode): unknown {
+    if (error instanceof ShardrunError || error instanceof TypeError || error instanceof RangeError) return error;
     const where = op === "list" ? `gs://${this.bucket}/${this.#root}${key}*` : this.#objectUrl(key);
     const status = statusOf(error);
     const detail = describe(error);
@@ -358,26 +399,9 @@ export class GcsObjectStore implements ObjectStore {
         { cause: error },
       );
     }
-    const why =
-      mode === "unconditional" && classify(error) === "transient"
-        ? " (not retried: an unconditional write may have been applied; pass ifGenerationMatch to make it safe to retry)"
-        : ` after ${attempts} attempt${attempts === 1 ? "" : "s"}`;
+    const why = retryNote(error, mode, attempts);
     return new ShardrunError("INTERNAL", `${op} ${where} failed${why}: ${detail}`, { cause: error });
   }
-}
-
-function classify(error: unknown): Failure {
-  if (error instanceof ShardrunError || error instanceof TypeError) return "final";
-  const status = statusOf(error);
-  if (status !== undefined) return RETRYABLE_STATUS.has(status) ? "transient" : "final";
-  const { code, type } = error as { code?: unknown; type?: unknown };
-  const name = typeof code === "string" ? code.toUpperCase() : "";
-  if (NOT_SENT.has(name)) return "not-sent";
-  // Resets, broken pipes, cut bodies, timeouts and download hash mismatches: the answer was lost.
-  if (/^E[A-Z]+$|^ERR_STREAM_PREMATURE_CLOSE$|^CONTENT_DOWNLOAD_MISMATCH$/.test(name)) return "transient";
-  if (type === "system" || type === "request-timeout" || type === "body-timeout") return "transient";
-  if (error instanceof Error && /socket hang up|premature close|network timeout/i.test(error.message)) return "transient";
-  return "final";
 }
 
 /** The server's own words: ApiError wraps several in "Multiple errors occurred…" and a list. */
@@ -387,16 +411,6 @@ function describe(error: unknown): string {
   if (!lines[0]?.startsWith("Multiple errors occurred")) return lines[0] ?? "";
   const parts = lines.flatMap((line) => /^\d+\. (.+)$/.exec(line)?.[1] ?? []).filter((p) => p !== "undefined");
   return [...new Set(parts)].join("; ") || lines[0];
-}
-
-function statusOf(error: unknown): number | undefined {
-  if (typeof error !== "object" || error === null) return undefined;
-  const { code, status } = error as { code?: unknown; status?: unknown };
-  for (const value of [code, status]) {
-    if (typeof value === "number" && value >= 100 && value < 600) return value;
-    if (typeof value === "string" && /^[1-5][0-9][0-9]$/.test(value)) return Number(value);
-  }
-  return undefined;
 }
 
 /** The generation as the exact decimal string the server sent. */
@@ -413,27 +427,85 @@ function parseMatch(match: Generation | 0 | undefined): string | undefined {
   throw new TypeError(`Expected \`ifGenerationMatch\` to be a decimal generation string or 0, got ${JSON.stringify(match)}`);
 }
 
-/** One GET of the media; the generation comes from the same response as the bytes. */
-function download(file: File): Promise<StoredObject> {
+/**
+ * One GET of the media, whole or a range; the generation and the metadata come from the same
+ * response as the bytes. A whole download is checked by the library against the object's
+ * hashes; a range cannot be, so its Content-Range and length are checked against what was asked.
+ */
+function download(file: File, signal: AbortSignal, range?: ByteRange): Promise<StoredObject> {
   return new Promise((resolve, reject) => {
-    let generation: unknown;
+    let headers: Record<string, unknown> = {};
     const chunks: Buffer[] = [];
-    file
-      .createReadStream()
+    const stream = file.createReadStream(range ? { start: range.start, ...(range.end === undefined ? {} : { end: range.end - 1 }) } : {});
+    // Frees the connection of a download abandoned at its deadline.
+    signal.addEventListener("abort", () => stream.destroy(signal.reason as Error), { once: true });
+    stream
       .on("response", (response: { headers?: Record<string, unknown>; toJSON?: () => { headers?: Record<string, unknown> } }) => {
-        const headers = response.toJSON?.().headers ?? response.headers ?? {};
-        generation = headers["x-goog-generation"];
+        headers = response.toJSON?.().headers ?? response.headers ?? {};
       })
       .on("data", (chunk: Buffer) => chunks.push(chunk))
       .on("error", reject)
       .on("end", () => {
         try {
-          resolve({ bytes: new Uint8Array(Buffer.concat(chunks)), generation: parseGeneration(generation, file.name) });
+          const generation = parseGeneration(headers["x-goog-generation"], file.name);
+          const metadata: ObjectMetadata = {};
+          for (const [name, value] of Object.entries(headers)) {
+            if (name.startsWith(META_HEADER) && typeof value === "string") metadata[name.slice(META_HEADER.length)] = value;
+          }
+          const body = Buffer.concat(chunks);
+          const bytes = range ? checkedRange(file.name, range, headers, body) : body;
+          resolve({ bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), generation, metadata: callerMetadata(metadata) });
         } catch (error) {
           reject(error);
         }
       });
   });
+}
+
+/**
+ * The bytes of a ranged download, checked: a 206 must say (Content-Range) that it holds exactly
+ * the bytes asked for, clipped to the object's size; a server that ignored the Range and sent
+ * the whole object (200) is cut here. Anything else is a download mismatch, retried.
+ */
+function checkedRange(name: string, range: ByteRange, headers: Record<string, unknown>, body: Buffer): Buffer {
+  const mismatch = (why: string) => Object.assign(new Error(`${name}: ranged download ${why}`), { code: "CONTENT_DOWNLOAD_MISMATCH" });
+  if (headers["x-goog-stored-content-encoding"] !== undefined && headers["x-goog-stored-content-encoding"] !== "identity") {
+    throw new ShardrunError("INTERNAL", `${name} is stored with content encoding ${String(headers["x-goog-stored-content-encoding"])}: byte ranges of it are not its bytes`);
+  }
+  const contentRange = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(headers["content-range"] ?? ""));
+  if (!contentRange) {
+    const size = Number(headers["x-goog-stored-content-length"]);
+    if (body.length !== size) throw mismatch(`answered ${body.length} bytes without a Content-Range for an object of ${size}`);
+    return body.subarray(range.start, range.end ?? body.length);
+  }
+  const [first, last, size] = contentRange.slice(1).map(Number) as [number, number, number];
+  const end = Math.min(range.end ?? size, size);
+  if (first !== range.start || last !== end - 1 || body.length !== end - range.start) {
+    throw mismatch(`answered ${contentRange[0]} with ${body.length} bytes for [${range.start}, ${range.end ?? "end"})`);
+  }
+  return body;
+}
+
+/** The callers' part of an object's custom metadata: our write id and foreign keys left out. */
+function callerMetadata(raw: unknown): ObjectMetadata {
+  const out: ObjectMetadata = {};
+  if (typeof raw !== "object" || raw === null) return out;
+  for (const [key, value] of Object.entries(raw)) {
+    if (METADATA_KEY_PATTERN.test(key) && !key.startsWith(RESERVED_METADATA_PREFIX) && typeof value === "string") out[key] = value;
+  }
+  return out;
+}
+
+/** A list entry from the object resource that objects.list returned with it. */
+function listedObject(key: string, resource: File["metadata"]): ListedObject {
+  const updated = Date.parse(String(resource.updated ?? ""));
+  return {
+    key,
+    generation: parseGeneration(resource.generation, key),
+    size: Number(resource.size ?? 0),
+    metadata: callerMetadata(resource.metadata),
+    updated: Number.isFinite(updated) ? updated : 0,
+  };
 }
 
 /**

@@ -1,4 +1,7 @@
-/** Chooses the store adapter by URL: a path or file:// -> fs; gs:// -> Cloud Storage. */
+/**
+ * Chooses the store adapter by URL: a path or file:// -> fs; gs:// -> Cloud Storage. The
+ * simulated store (sim.ts) is for tests and benches only and is never opened from a URL.
+ */
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { UsageError } from "../core/errors.js";
@@ -14,6 +17,9 @@ export async function openStore(url: string, cwd = process.cwd()): Promise<Objec
     throw new UsageError(`store "${url}": expected a folder path, file:///path or gs://bucket/prefix`);
   }
   const dir = url.startsWith("file://") ? fileURLToPath(url) : resolve(cwd, url);
-  const { FsObjectStore } = await import("./fs.js");
+  const { FsObjectStore, assertStoreFolder } = await import("./fs.js");
+  // Refused here, once, with its reason: a file where the folder should be would otherwise
+  // surface as ENOTDIR on the first write, or as an empty store to a reader.
+  await assertStoreFolder(dir);
   return new FsObjectStore(dir);
 }

@@ -12,26 +12,39 @@ export type Generation = string;
 /** `ifGenerationMatch: 0` (or "0") makes a write create-only. */
 export const CREATE_ONLY = "0" as const;
 
+/**
+ * Custom metadata of one generation of an object (Cloud Storage's custom metadata): small string
+ * pairs that a list returns with each object, so that many objects' state can be read in a few
+ * list pages instead of one read each. See `assertMetadata` for what is allowed.
+ */
+export type ObjectMetadata = Record<string, string>;
+
 export interface StoredObject {
+  /** The object's bytes, or with `range` only those of the range. */
   bytes: Uint8Array;
   generation: Generation;
-  /** Custom metadata ({} when none). */
-  metadata?: Record<string, string>;
+  /** Custom metadata written with this generation; `{}` when none. */
+  metadata: ObjectMetadata;
+}
+
+/** Bytes [start, end) of an object. */
+export interface ByteRange {
+  /** First byte, from 0. */
+  start: number;
+  /** One past the last byte; past the end of the object or left out = to the end. @default undefined */
+  end?: number;
 }
 
 export interface GetOptions {
-  /** Only the bytes [start, end) (end: to the end of the object). */
-  range?: { start: number; end?: number };
-}
-
-/** What a store takes before it refuses (Cloud Storage's documented limits; none for a folder). */
-export interface StoreLimits {
-  /** Shortest gap between two mutations of one object name, in ms (Cloud Storage: 1000; fs: 0). */
-  objectWriteGapMs: number;
-  /** Bucket writes per second before 429s (Cloud Storage: about 1,000 at first; fs: Infinity). */
-  writesPerSecond: number;
-  /** Reads per second likewise (Cloud Storage: about 5,000 at first; fs: Infinity). */
-  readsPerSecond: number;
+  /**
+   * Read only these bytes; `generation` and `metadata` are still the whole object's. Many small
+   * records packed into one object are read this way, each by the one reader that needs it.
+   * A `start` past the end of the object throws a RangeError; `start` equal to its size gives
+   * no bytes.
+   * @default undefined (the whole object)
+   * @example { start: 4096, end: 8192 }
+   */
+  range?: ByteRange;
 }
 
 export interface PutOptions {
@@ -43,8 +56,14 @@ export interface PutOptions {
   ifGenerationMatch?: Generation | 0;
   /** @default "application/octet-stream" */
   contentType?: string;
-  /** Custom metadata stored with the object; `list` with `withMetadata` returns it. */
-  metadata?: Record<string, string>;
+  /**
+   * Custom metadata stored with this generation and returned by `get` and by `list` with
+   * `withMetadata`. A later put replaces it (it is not merged). Checked by `assertMetadata`; a
+   * refused map throws a TypeError naming the key and writes nothing.
+   * @default {} (none)
+   * @example { state: "running", done: "120" }
+   */
+  metadata?: ObjectMetadata;
 }
 
 export interface DeleteOptions {
@@ -57,19 +76,26 @@ export interface ListOptions {
   delimiter?: string;
   /** From a previous page's `nextPageToken`. */
   pageToken?: string;
-  /** @default 1000 */
+  /** Keys plus prefixes per page; at most 1000 (Cloud Storage's page size). @default 1000 */
   maxResults?: number;
-  /** Also return each object's generation, size, update time and custom metadata in `objects`. */
+  /**
+   * Also return each listed object's generation, size, update time and custom metadata in
+   * `objects`. Cloud Storage's objects.list carries them anyway, so on every adapter this costs
+   * no request per object (the fs store reads one small file per object).
+   * @default false
+   */
   withMetadata?: boolean;
 }
 
+/** One object of a list page with `withMetadata`. */
 export interface ListedObject {
   key: string;
   generation: Generation;
+  /** Size in bytes. */
   size: number;
-  metadata: Record<string, string>;
-  /** ISO time of the object's last write. */
-  updated: string;
+  metadata: ObjectMetadata;
+  /** When this generation was written, in ms since the epoch on the store's clock. */
+  updated: number;
 }
 
 export interface ListPage {
@@ -77,15 +103,31 @@ export interface ListPage {
   keys: string[];
   /** With a delimiter: the rolled-up prefixes (each ending with the delimiter), in order. */
   prefixes: string[];
-  /** With `withMetadata`: the objects of `keys`, in the same order. */
+  /** With `withMetadata`: one entry per key, in the same order. */
   objects?: ListedObject[];
   nextPageToken?: string;
+}
+
+/**
+ * What a store takes before it refuses or slows down: callers plan write cadences with these
+ * rather than with knowledge of which adapter they run on.
+ */
+export interface StoreLimits {
+  /** Shortest gap between two mutations of one object name, in ms (Cloud Storage: 1000; fs: 0). */
+  objectWriteGapMs: number;
+  /**
+   * Bucket writes (puts and deletes) per second the store takes before answering 429 (Cloud
+   * Storage: about 1,000 at first, ramping up; fs: Infinity).
+   */
+  writesPerSecond: number;
+  /** Reads (gets and lists) per second likewise (Cloud Storage: about 5,000 at first; fs: Infinity). */
+  readsPerSecond: number;
 }
 
 export interface ObjectStore {
   /** A URL that another process can open the same store with (`file:///…`, `gs://…`). */
   readonly url: string;
-  /** The limits this store declares: writers pace themselves by them. */
+  /** The store's limits, declared by the adapter. */
   readonly limits: StoreLimits;
   get(key: string, options?: GetOptions): Promise<StoredObject | null>;
   /** Returns the new generation. */
@@ -124,4 +166,68 @@ export function assertKey(key: string): void {
   if (!KEY_PATTERN.test(key) || key.endsWith("/")) {
     throw new TypeError(`Expected an object key of letters, digits and . _ - = + / segments, got ${JSON.stringify(key)}`);
   }
+}
+
+/**
+ * Custom metadata keys: 1 to 64 of a-z, 0-9, "_" and "-" (the same on every adapter, and safe as
+ * the lowercase HTTP header names Cloud Storage sends them in).
+ */
+export const METADATA_KEY_PATTERN = /^[a-z0-9_-]{1,64}$/;
+/** Keys the adapters keep for their own bookkeeping (the gcs store's write id). */
+export const RESERVED_METADATA_PREFIX = "shardrun-";
+/**
+ * Bytes of keys and values together: Cloud Storage's 8 KiB per object, less 64 bytes that the
+ * adapters keep for their own entries.
+ */
+export const METADATA_MAX_BYTES = 8 * 1024 - 64;
+/** Bytes of one value: Cloud Storage's limit per field. */
+export const METADATA_MAX_VALUE_BYTES = 4 * 1024;
+/**
+ * Printable ASCII without leading or trailing spaces: Cloud Storage hands metadata back in HTTP
+ * headers on a download, where other bytes are not carried faithfully and spaces at either end
+ * are trimmed.
+ */
+const METADATA_VALUE = /^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/;
+
+/**
+ * Checks custom metadata before anything is written; throws a TypeError naming the key.
+ * @example assertMetadata({ state: "done", items: "250" })
+ */
+export function assertMetadata(metadata: unknown): asserts metadata is ObjectMetadata {
+  if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
+    throw new TypeError(`Expected \`metadata\` to be an object of string values, got ${metadata === null ? "null" : Array.isArray(metadata) ? "an array" : typeof metadata}`);
+  }
+  let total = 0;
+  for (const [key, value] of Object.entries(metadata)) {
+    if (!METADATA_KEY_PATTERN.test(key) || key.startsWith(RESERVED_METADATA_PREFIX)) {
+      throw new TypeError(
+        `Expected metadata key ${JSON.stringify(key)} to be 1-64 of a-z 0-9 _ - (not starting with "${RESERVED_METADATA_PREFIX}", kept for the adapters)`,
+      );
+    }
+    if (typeof value !== "string") throw new TypeError(`Expected metadata value of ${JSON.stringify(key)} to be a string, got ${typeof value}`);
+    if (!METADATA_VALUE.test(value)) {
+      throw new TypeError(`Expected metadata value of ${JSON.stringify(key)} to be printable ASCII without spaces at either end`);
+    }
+    if (value.length > METADATA_MAX_VALUE_BYTES) {
+      throw new TypeError(`Expected metadata value of ${JSON.stringify(key)} to be at most ${METADATA_MAX_VALUE_BYTES} bytes, got ${value.length}`);
+    }
+    total += key.length + value.length;
+    if (total > METADATA_MAX_BYTES) {
+      throw new TypeError(`Expected metadata to be at most ${METADATA_MAX_BYTES} bytes of keys and values in all; it passes that at key ${JSON.stringify(key)}`);
+    }
+  }
+}
+
+/** Checks a byte range's shape (not yet against an object's size); throws a TypeError. */
+export function assertRange(range: ByteRange): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || start < 0) throw new TypeError(`Expected \`range.start\` to be an integer from 0 and up, got ${start}`);
+  if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) {
+    throw new TypeError(`Expected \`range.end\` to be undefined or an integer from range.start (${start}) and up, got ${end}`);
+  }
+}
+
+/** The error for a range that starts past the end of its object. */
+export function rangeBeyondEnd(key: string, range: ByteRange, size: number): RangeError {
+  return new RangeError(`range [${range.start}, ${range.end ?? "end"}) of ${key} starts past its end (${size} bytes)`);
 }

@@ -80,6 +80,8 @@ export interface ProxiedRequest {
   /** Path without the query. */
   path: string;
   query: URLSearchParams;
+  /** The Range header, if the request had one. */
+  range?: string;
 }
 export interface ProxyEvent extends ProxiedRequest {
   fault: Fault | "none";
@@ -102,6 +104,10 @@ export interface FaultProxyOptions {
   delayMs?: [number, number];
   /** Changes a request body before it is forwarded (to corrupt an upload in flight). @default undefined */
   rewrite?: (request: ProxiedRequest, body: Buffer) => Buffer;
+  /** Changes an answer's headers before they are sent back (to play a server that answers oddly). @default undefined */
+  rewriteResponse?: (request: ProxiedRequest, status: number, headers: http.IncomingHttpHeaders) => { status: number; headers: http.IncomingHttpHeaders; body?: Buffer };
+  /** Changes a request's headers before it is forwarded. @default undefined */
+  rewriteHeaders?: (request: ProxiedRequest, headers: http.IncomingHttpHeaders) => http.IncomingHttpHeaders;
 }
 
 /** A request that a scripted fault waits for. */
@@ -121,10 +127,12 @@ export class FaultProxy {
   readonly #target: URL;
   readonly #random: () => number;
   readonly #agent = new http.Agent({ keepAlive: true });
-  readonly #scripted: Array<{ fault: Fault; match: Matcher }> = [];
+  readonly #scripted: Array<{ fault: Fault; match: Matcher; status?: number }> = [];
   #rates: Partial<Record<Fault, number>>;
   readonly #delayMs: [number, number];
   readonly #rewrite: FaultProxyOptions["rewrite"];
+  readonly #rewriteResponse: FaultProxyOptions["rewriteResponse"];
+  readonly #rewriteHeaders: FaultProxyOptions["rewriteHeaders"];
 
   private constructor(server: http.Server, options: FaultProxyOptions) {
     this.#server = server;
@@ -133,6 +141,8 @@ export class FaultProxy {
     this.#rates = options.rates ?? {};
     this.#delayMs = options.delayMs ?? [50, 400];
     this.#rewrite = options.rewrite;
+    this.#rewriteResponse = options.rewriteResponse;
+    this.#rewriteHeaders = options.rewriteHeaders;
     const { port } = server.address() as net.AddressInfo;
     this.url = `http://127.0.0.1:${port}`;
   }
@@ -145,9 +155,12 @@ export class FaultProxy {
     return proxy;
   }
 
-  /** The next request that `match` accepts gets `fault`, before any random one (first in, first out). */
-  script(fault: Fault, match: Matcher = () => true): void {
-    this.#scripted.push({ fault, match });
+  /**
+   * The next request that `match` accepts gets `fault`, before any random one (first in, first
+   * out); an "unavailable" fault answers `status` if given, else one drawn from the retryable ones.
+   */
+  script(fault: Fault, match: Matcher = () => true, status?: number): void {
+    this.#scripted.push({ fault, match, ...(status === undefined ? {} : { status }) });
   }
 
   setRates(rates: Partial<Record<Fault, number>>): void {
@@ -164,21 +177,23 @@ export class FaultProxy {
     this.#agent.destroy();
   }
 
-  #choose(request: ProxiedRequest): Fault | "none" {
+  #choose(request: ProxiedRequest): { fault: Fault | "none"; status?: number } {
     const index = this.#scripted.findIndex((s) => s.match(request));
-    if (index !== -1) return this.#scripted.splice(index, 1)[0]!.fault;
+    if (index !== -1) return this.#scripted.splice(index, 1)[0]!;
     let roll = this.#random();
     for (const fault of ["unavailable", "reset-before", "reset-after", "delay"] as const) {
       roll -= this.#rates[fault] ?? 0;
-      if (roll < 0) return fault;
+      if (roll < 0) return { fault };
     }
-    return "none";
+    return { fault: "none" };
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const parsed = new URL(req.url ?? "/", "http://proxy");
-    const request: ProxiedRequest = { method: req.method ?? "GET", path: parsed.pathname, query: parsed.searchParams };
-    const event: ProxyEvent = { ...request, fault: this.#choose(request) };
+    const range = req.headers.range;
+    const request: ProxiedRequest = { method: req.method ?? "GET", path: parsed.pathname, query: parsed.searchParams, ...(range ? { range } : {}) };
+    const chosen = this.#choose(request);
+    const event: ProxyEvent = { ...request, fault: chosen.fault };
     this.events.push(event);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -189,7 +204,7 @@ export class FaultProxy {
           req.socket.destroy();
           return;
         case "unavailable": {
-          const status = STATUSES[Math.floor(this.#random() * STATUSES.length)]!;
+          const status = chosen.status ?? STATUSES[Math.floor(this.#random() * STATUSES.length)]!;
           const message = JSON.stringify({ error: { code: status, message: "injected by fault-proxy", errors: [{ reason: "backendError" }] } });
           res.writeHead(status, { "content-type": "application/json" }).end(message);
           return;
@@ -200,22 +215,24 @@ export class FaultProxy {
           break;
         }
       }
-      const upstream = await this.#forward(req, body);
+      const upstream = await this.#forward(req, body, this.#rewriteHeaders?.(request, { ...req.headers }) ?? req.headers);
       event.upstreamStatus = upstream.status;
       if (event.fault === "reset-after") {
         req.socket.destroy();
         return;
       }
-      res.writeHead(upstream.status, upstream.headers).end(upstream.body);
+      const answer = this.#rewriteResponse?.(request, upstream.status, upstream.headers) ?? upstream;
+      const answerBody = answer.body ?? upstream.body;
+      res.writeHead(answer.status, { ...answer.headers, "content-length": String(answerBody.length) }).end(answerBody);
     } catch (error) {
       if (!res.headersSent) res.writeHead(502).end(String(error));
     }
   }
 
   /** Sends the request on and reads the whole answer, so a reset after it really comes after. */
-  #forward(req: http.IncomingMessage, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  #forward(req: http.IncomingMessage, body: Buffer, requestHeaders: http.IncomingHttpHeaders): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
     return new Promise((resolve, reject) => {
-      const headers = { ...req.headers, host: this.#target.host, "content-length": String(body.length) };
+      const headers = { ...requestHeaders, host: this.#target.host, "content-length": String(body.length) };
       delete headers["transfer-encoding"];
       const upstream = http.request(
         { agent: this.#agent, host: this.#target.hostname, port: this.#target.port, method: req.method, path: req.url, headers },

@@ -8,9 +8,12 @@
 // {"done":true,…} and exits. Modes:
 //   create           create-only put of <key>; reports {won}
 //   cas <n>          <n> compare-and-swap increments of the counter <key>; reports {conflicts}
+//   cas-meta <n>     the same, each write also carrying the new value as metadata {n}; every read
+//                    checks that the metadata matches the bytes; reports {conflicts, mismatches}
 //   same-gen         reads <key>'s generation before "ready", writes conditioned on it; reports {won}
-//   churn            writes forever (counter, big blob, delete/re-create) until killed
-//   die-at <point>   no barrier: one conditional write, SIGKILLing itself at the store's debug point
+//   churn            writes forever (counter with metadata, big blob, delete/re-create) until killed
+//   die-at <point>   no barrier: one conditional write with metadata {by: "killed"}, SIGKILLing
+//                    itself at the store's debug point
 import { createInterface } from "node:readline";
 
 // The test passes a private copy of the compiled adapter, so that a concurrent rebuild of dist/
@@ -51,13 +54,18 @@ function waitForGo() {
   });
 }
 
-async function increment(counterKey) {
+let mismatches = 0;
+
+async function increment(counterKey, withMetadata = false) {
   let conflicts = 0;
   for (;;) {
     const current = await store.get(counterKey);
     const value = current ? Number(decoder.decode(current.bytes)) : 0;
+    // A generation read without its own metadata (or with another's) would be a torn write.
+    if (withMetadata && current && current.metadata.n !== String(value)) mismatches++;
     try {
-      await store.put(counterKey, String(value + 1), { ifGenerationMatch: current ? current.generation : 0 });
+      const metadata = withMetadata ? { n: String(value + 1) } : undefined;
+      await store.put(counterKey, String(value + 1), { ifGenerationMatch: current ? current.generation : 0, ...(metadata ? { metadata } : {}) });
       return conflicts;
     } catch (error) {
       if (!isPreconditionFailed(error)) throw error;
@@ -91,6 +99,14 @@ switch (mode) {
     finish({ conflicts });
     break;
   }
+  case "cas-meta": {
+    send({ ready: true });
+    await waitForGo();
+    let conflicts = 0;
+    for (let i = 0; i < Number(arg); i++) conflicts += await increment(key, true);
+    finish({ conflicts, mismatches });
+    break;
+  }
   case "same-gen": {
     const current = await store.get(key);
     const generation = current ? current.generation : "0";
@@ -104,7 +120,7 @@ switch (mode) {
     process.stdin.on("end", () => process.exit(0)).resume();
     const big = new Uint8Array(256 * 1024).fill(0x61);
     for (let round = 0; ; round++) {
-      await increment(key);
+      await increment(key, true);
       await store.put(`${key}-big`, big);
       const flip = await store.get(`${key}-flip`);
       try {
@@ -119,7 +135,10 @@ switch (mode) {
   }
   case "die-at": {
     const current = await store.get(key);
-    await store.put(key, "written by a process that was killed", { ifGenerationMatch: current ? current.generation : 0 });
+    await store.put(key, "written by a process that was killed", {
+      ifGenerationMatch: current ? current.generation : 0,
+      metadata: { by: "killed" },
+    });
     finish({ survived: true });
     break;
   }

@@ -4,7 +4,7 @@
  * empty store per test, a way to open a second instance on the same state, and a cleanup.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { listAll, listPrefixes, type ObjectStore } from "../../src/store/port.js";
+import { listAll, listPrefixes, METADATA_MAX_BYTES, type ListedObject, type ObjectStore } from "../../src/store/port.js";
 
 /** What `makeStore` hands each test. */
 export interface StoreFixture {
@@ -12,6 +12,15 @@ export interface StoreFixture {
   /** Another instance over the same state, as a second process would open it. */
   reopen: () => Promise<ObjectStore>;
   cleanup: () => Promise<void>;
+  /**
+   * Waits `ms` on the store's clock. The suite waits `limits.objectWriteGapMs` between two
+   * unconditional mutations of one key, as callers must (an unconditional write refused with 429
+   * is not retried). Leave it out for a server that does not enforce the gap.
+   * @default undefined (no waiting)
+   */
+  sleep?: (ms: number) => Promise<void>;
+  /** The store's clock, for `updated` of listed objects. @default Date.now */
+  now?: () => number;
 }
 
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
@@ -49,6 +58,10 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
   describe(`ObjectStore contract: ${name}`, () => {
     let fixture: StoreFixture;
     let store: ObjectStore;
+    /** Waits out the store's gap between two mutations of one object name. */
+    const gap = async () => {
+      if (fixture.sleep && store.limits.objectWriteGapMs > 0) await fixture.sleep(store.limits.objectWriteGapMs);
+    };
     beforeEach(async () => {
       fixture = await makeStore();
       store = fixture.store;
@@ -79,11 +92,12 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
       it("gives decimal-string generations that change on every write", async () => {
         const seen = new Set<string>();
         for (let i = 0; i < 5; i++) {
+          if (i > 0) await gap();
           const generation = await store.put("gen/key", `v${i}`);
           expect(generation).toMatch(/^[1-9][0-9]*$/);
           expect(seen.has(generation)).toBe(false);
           seen.add(generation);
-          expect(await store.get("gen/key")).toEqual({ bytes: expect.anything(), generation });
+          expect(await store.get("gen/key")).toEqual({ bytes: expect.anything(), generation, metadata: {} });
         }
         expect(await readText(store, "gen/key")).toBe("v4");
       });
@@ -118,7 +132,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
         const generation = await store.put("once", "first", { ifGenerationMatch: 0 });
         await expect(store.put("once", "second", { ifGenerationMatch: 0 })).rejects.toEqual(preconditionFailed("once"));
         await expect(store.put("once", "third", { ifGenerationMatch: "0" })).rejects.toEqual(preconditionFailed("once"));
-        expect(await store.get("once")).toEqual({ bytes: expect.anything(), generation });
+        expect(await store.get("once")).toEqual({ bytes: expect.anything(), generation, metadata: {} });
         expect(await readText(store, "once")).toBe("first");
       });
 
@@ -144,6 +158,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
 
       it("deletes only at the current generation", async () => {
         const first = await store.put("del", "1");
+        await gap();
         const second = await store.put("del", "2");
         await expect(store.delete("del", { ifGenerationMatch: first })).rejects.toEqual(preconditionFailed("del"));
         expect(await readText(store, "del")).toBe("2");
@@ -155,17 +170,22 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
       it("reports false when deleting nothing", async () => {
         expect(await store.delete("never/was")).toBe(false);
         await store.put("was", "x");
+        await gap();
         expect(await store.delete("was")).toBe(true);
+        await gap();
         expect(await store.delete("was")).toBe(false);
       });
 
       it("re-creates after a delete with a generation unlike any before", async () => {
-        const generations = [await store.put("again", "1"), await store.put("again", "2")];
+        const generations = [await store.put("again", "1")];
+        await gap();
+        generations.push(await store.put("again", "2"));
+        await gap();
         expect(await store.delete("again")).toBe(true);
         await expect(store.put("again", "x", { ifGenerationMatch: generations[1]! })).rejects.toEqual(preconditionFailed("again"));
         const recreated = await store.put("again", "3", { ifGenerationMatch: 0 });
         expect(generations).not.toContain(recreated);
-        expect(await store.get("again")).toEqual({ bytes: expect.anything(), generation: recreated });
+        expect(await store.get("again")).toEqual({ bytes: expect.anything(), generation: recreated, metadata: {} });
         expect(await readText(store, "again")).toBe("3");
       });
     });
@@ -186,6 +206,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
       it("lists live keys under a prefix in byte order", async () => {
         await putAll(store, keys);
         await store.put("runs/gone.json", "x");
+        await gap();
         await store.delete("runs/gone.json");
         const page = await store.list("runs/");
         expect(page.keys).toEqual(keys.filter((k) => k.startsWith("runs/")).sort());
@@ -205,6 +226,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
       it("rolls keys up into prefixes with delimiter /", async () => {
         await putAll(store, keys);
         await store.put("runs/deleted/only.json", "x");
+        await gap();
         await store.delete("runs/deleted/only.json");
         const page = await store.list("runs/", { delimiter: "/" });
         expect(page.keys).toEqual(["runs/2026.txt", "runs/index.json"]);
@@ -252,6 +274,139 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
           pageToken = page.nextPageToken;
         } while (pageToken);
         expect(seen.sort()).toEqual(["runs/2025-12-31/", "runs/2026-01-01/", "runs/2026-01-02/", "runs/2026.txt", "runs/index.json"]);
+      });
+    });
+
+    describe("metadata", () => {
+      const now = () => (fixture.now ?? Date.now)();
+      /** The listed entry of `key`, from a list of its own folder with metadata. */
+      async function listed(key: string): Promise<ListedObject | undefined> {
+        const page = await store.list(key.slice(0, key.lastIndexOf("/") + 1), { withMetadata: true });
+        expect(page.objects?.map((o) => o.key)).toEqual(page.keys);
+        return page.objects?.find((o) => o.key === key);
+      }
+
+      it("is {} on an object written without it, in get and in list", async () => {
+        const before = now();
+        const generation = await store.put("m/plain", "abc");
+        expect((await store.get("m/plain"))?.metadata).toEqual({});
+        const entry = await listed("m/plain");
+        expect(entry).toEqual({ key: "m/plain", generation, size: 3, metadata: {}, updated: expect.any(Number) });
+        // The store's clock, not a timing goal: a generation is stamped when it is written.
+        expect(Math.abs(entry!.updated - before)).toBeLessThan(10 * 60_000);
+      });
+
+      it("round-trips through put, get and list, and another instance sees it", async () => {
+        const metadata = { state: "running", done: "12", "last_item-key": "doc-0042", empty: "", json: '{"a":[1,2]}' };
+        const generation = await store.put("m/one.json", "{}", { metadata, ifGenerationMatch: 0 });
+        expect(await store.get("m/one.json")).toEqual({ bytes: expect.anything(), generation, metadata });
+        expect(await listed("m/one.json")).toEqual({ key: "m/one.json", generation, size: 2, metadata, updated: expect.any(Number) });
+        const other = await fixture.reopen();
+        expect((await other.get("m/one.json"))?.metadata).toEqual(metadata);
+      });
+
+      it("is replaced, not merged, by each new generation", async () => {
+        const first = await store.put("m/rep", "1", { metadata: { a: "1", b: "1" } });
+        const second = await store.put("m/rep", "2", { metadata: { b: "2" }, ifGenerationMatch: first });
+        expect(await store.get("m/rep")).toEqual({ bytes: expect.anything(), generation: second, metadata: { b: "2" } });
+        expect((await listed("m/rep"))?.metadata).toEqual({ b: "2" });
+        const third = await store.put("m/rep", "3", { ifGenerationMatch: second });
+        expect(await store.get("m/rep")).toEqual({ bytes: expect.anything(), generation: third, metadata: {} });
+        expect((await listed("m/rep"))?.metadata).toEqual({});
+        const fourth = await store.put("m/rep", "4", { metadata: { c: "4" }, ifGenerationMatch: third });
+        expect(await listed("m/rep")).toMatchObject({ generation: fourth, size: 1, metadata: { c: "4" } });
+      });
+
+      it("refuses bad metadata with a TypeError naming the key, and writes nothing", async () => {
+        const big = "v".repeat(3000);
+        const cases: Array<[unknown, RegExp]> = [
+          [{ Upper: "x" }, /"Upper"/],
+          [{ "": "x" }, /""/],
+          [{ "a.b": "x" }, /"a\.b"/],
+          [{ ["k".repeat(65)]: "x" }, /"k{65}"/],
+          [{ "shardrun-write": "x" }, /"shardrun-write"/],
+          [{ n: 5 }, /"n".*string/],
+          [{ accent: "héllo" }, /"accent".*ASCII/],
+          [{ padded: " x" }, /"padded"/],
+          [{ newline: "a\nb" }, /"newline"/],
+          [{ long: "x".repeat(4097) }, /"long".*4096/],
+          [{ a: big, b: big, c: big }, /"c"/],
+          [["x"], /object/],
+          [null, /object/],
+        ];
+        for (const [metadata, message] of cases) {
+          const attempt = store.put("m/bad", "x", { metadata: metadata as Record<string, string> });
+          await expect(attempt, JSON.stringify(metadata)?.slice(0, 40)).rejects.toThrow(message);
+          await expect(store.put("m/bad", "x", { metadata: metadata as Record<string, string> })).rejects.toBeInstanceOf(TypeError);
+        }
+        expect(await store.get("m/bad")).toBeNull();
+        // Exactly the limit is taken: keys and values together.
+        const limit = { a: "x".repeat(4064), b: "y".repeat(METADATA_MAX_BYTES - 4064 - 2) };
+        await store.put("m/at-limit", "x", { metadata: limit });
+        expect((await store.get("m/at-limit"))?.metadata).toEqual(limit);
+      });
+
+      it("lists metadata page by page, one entry per key and none for prefixes", async () => {
+        for (let i = 0; i < 7; i++) await store.put(`mp/${i}`, "x".repeat(i), { metadata: { i: String(i) } });
+        await store.put("mp/sub/deep", "d", { metadata: { deep: "yes" } });
+        await gap();
+        await store.delete("mp/3");
+        const seen: ListedObject[] = [];
+        let pageToken: string | undefined;
+        do {
+          const page = await store.list("mp/", { delimiter: "/", maxResults: 2, withMetadata: true, ...(pageToken ? { pageToken } : {}) });
+          expect(page.objects?.map((o) => o.key)).toEqual(page.keys);
+          seen.push(...page.objects!);
+          pageToken = page.nextPageToken;
+        } while (pageToken);
+        expect(seen.map((o) => [o.key, o.size, o.metadata])).toEqual(
+          [0, 1, 2, 4, 5, 6].map((i) => [`mp/${i}`, i, { i: String(i) }]),
+        );
+        expect((await store.list("mp/")).objects).toBeUndefined();
+      });
+    });
+
+    describe("byte ranges", () => {
+      it("reads [start, end) with the whole object's generation and metadata", async () => {
+        const generation = await store.put("r/digits", "0123456789", { metadata: { kind: "digits" } });
+        const read = async (start: number, end?: number) => {
+          const object = await store.get("r/digits", { range: end === undefined ? { start } : { start, end } });
+          expect(object && { generation: object.generation, metadata: object.metadata }).toEqual({ generation, metadata: { kind: "digits" } });
+          return text(object!.bytes);
+        };
+        expect(await read(2, 5)).toBe("234");
+        expect(await read(0, 1)).toBe("0");
+        expect(await read(7)).toBe("789");
+        expect(await read(8, 100)).toBe("89");
+        expect(await read(4, 4)).toBe("");
+        expect(await read(10)).toBe("");
+        expect(await read(0)).toBe("0123456789");
+      });
+
+      it("reads a range from the middle of a large object", async () => {
+        const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 13) % 251);
+        await store.put("r/big", big);
+        const object = await store.get("r/big", { range: { start: 1_500_000, end: 1_600_123 } });
+        expect(Buffer.from(object!.bytes).equals(Buffer.from(big.subarray(1_500_000, 1_600_123)))).toBe(true);
+      });
+
+      it("refuses a range past the end with a RangeError, a malformed one with a TypeError", async () => {
+        await store.put("r/short", "abc");
+        await expect(store.get("r/short", { range: { start: 4 } })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.get("r/short", { range: { start: 5, end: 9 } })).rejects.toThrow(/r\/short.*3 bytes/);
+        for (const range of [{ start: -1 }, { start: 1.5 }, { start: 3, end: 2 }, { start: 0, end: Number.NaN }]) {
+          await expect(store.get("r/short", { range }), JSON.stringify(range)).rejects.toBeInstanceOf(TypeError);
+        }
+        expect(await store.get("r/missing", { range: { start: 0, end: 10 } })).toBeNull();
+      });
+    });
+
+    describe("limits", () => {
+      it("declares them", () => {
+        const { objectWriteGapMs, writesPerSecond, readsPerSecond } = store.limits;
+        expect(objectWriteGapMs).toBeGreaterThanOrEqual(0);
+        expect(writesPerSecond).toBeGreaterThan(0);
+        expect(readsPerSecond).toBeGreaterThan(0);
       });
     });
 

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { statSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -12,7 +12,7 @@ import { storeContract } from "./store-contract.js";
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const childScript = fileURLToPath(new URL("./race-child.mjs", import.meta.url));
 /** The adapter's modules, by path below src/ (and below dist/src/ once compiled). */
-const adapterModules = ["store/fs", "store/port", "core/errors"];
+const adapterModules = ["store/fs", "store/fs-files", "store/port", "core/errors"];
 
 const tempRoot = () => mkdtemp(join(tmpdir(), "shardrun-store-"));
 const text = (bytes: Uint8Array | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
@@ -54,13 +54,51 @@ describe("FsObjectStore on disk", () => {
     expect(await readdir(join(root, "@tmp"))).toEqual([]);
   });
 
+  it("keeps metadata in a sidecar named by generation and inode; the generation file keeps its format", async () => {
+    const store = new FsObjectStore(root);
+    const generation = await store.put("m/k.json", '{"a":1}', { metadata: { state: "done" } });
+    const dir = join(root, "m", "k.json@");
+    expect(await readFile(join(dir, generation), "latin1")).toBe('D{"a":1}');
+    const { ino } = await stat(join(dir, generation));
+    expect((await readdir(dir)).sort()).toEqual([generation, `${generation}.${ino}.meta`]);
+    const { size, mtimeMs } = await stat(join(dir, generation));
+    expect(JSON.parse(await readFile(join(dir, `${generation}.${ino}.meta`), "utf8"))).toEqual({ size, mtimeMs, metadata: { state: "done" } });
+    // Without metadata, no sidecar: a plain write costs what it always did.
+    const plain = await store.put("m/plain", "x");
+    expect(await readdir(join(root, "m", "plain@"))).toEqual([plain]);
+  });
+
+  it("ignores a sidecar left for another file that had the same inode (a writer killed before its link)", async () => {
+    const store = new FsObjectStore(root);
+    const generation = await store.put("m/k", "plain");
+    const file = join(root, "m", "k@", generation);
+    const { ino, size } = await stat(file);
+    await writeFile(join(root, "m", "k@", `${generation}.${ino}.meta`), JSON.stringify({ size, mtimeMs: 1, metadata: { stale: "yes" } }));
+    expect((await store.get("m/k"))?.metadata).toEqual({});
+    expect((await store.list("m/", { withMetadata: true })).objects?.[0]?.metadata).toEqual({});
+  });
+
+  it("removes old sidecars with the generations it truncates", async () => {
+    const store = new FsObjectStore(root);
+    for (let i = 0; i < 12; i++) await store.put("m/k", `v${i}`, { metadata: { i: String(i) } });
+    const dir = join(root, "m", "k@");
+    const names = await readdir(dir);
+    expect(names.filter((n) => !n.endsWith(".meta"))).toHaveLength(12);
+    const sidecars = names.filter((n) => n.endsWith(".meta")).map((n) => Number(n.split(".")[0])).sort((a, b) => a - b);
+    expect(sidecars).toEqual([11, 12]);
+    expect(await store.get("m/k")).toMatchObject({ generation: "12", metadata: { i: "11" } });
+    // A sidecar a reader cannot pair with its generation (its inode) is never read.
+    await writeFile(join(dir, `12.1.meta`), '{"size":3,"mtimeMs":1,"metadata":{"forged":"yes"}}');
+    expect((await store.get("m/k"))?.metadata).toEqual({ i: "11" });
+  });
+
   it("finds the right generation after its folder was emptied and refilled", async () => {
     const store = new FsObjectStore(root);
     for (let i = 0; i < 5; i++) await store.put("k", `old ${i}`);
     await rm(root, { recursive: true, force: true });
     expect(await store.get("k")).toBeNull();
     const generation = await store.put("k", "new", { ifGenerationMatch: 0 });
-    expect(await store.get("k")).toEqual({ bytes: expect.anything(), generation });
+    expect(await store.get("k")).toEqual({ bytes: expect.anything(), generation, metadata: {} });
     expect(text((await store.get("k"))?.bytes)).toBe("new");
   });
 
@@ -100,6 +138,8 @@ interface ChildMessage {
   done?: boolean;
   won?: boolean;
   conflicts?: number;
+  /** Reads whose metadata did not match their bytes (cas-meta). */
+  mismatches?: number;
   generation?: string;
   /** Added by `race`, not sent by the child. */
   pid?: number;
@@ -125,6 +165,8 @@ async function snapshotCompiledAdapter(): Promise<string> {
   const folder = await mkdtemp(join(tmpdir(), "shardrun-adapter-"));
   // Without this the copied .js files would load as CommonJS.
   await writeFile(join(folder, "package.json"), '{ "type": "module" }\n');
+  // The adapter's own imports (zod) resolve from the repository's packages.
+  await symlink(join(repo, "node_modules"), join(folder, "node_modules"), "dir");
   for (let attempt = 1; ; attempt++) {
     // Others' unfinished files may fail the type check; tsc still emits, so only the output counts.
     if (stale()) spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, stdio: "ignore" });
@@ -139,7 +181,10 @@ async function snapshotCompiledAdapter(): Promise<string> {
       if (check.status !== 0) throw new Error(check.stderr.toString());
       return url;
     } catch (error) {
-      if (attempt === 3) throw new Error(`could not build ${compiled("store/fs")}: run \`npx tsc -p tsconfig.build.json\``, { cause: error });
+      if (attempt === 3) {
+        await rm(folder, { recursive: true, force: true });
+        throw new Error(`could not build ${compiled("store/fs")}: run \`npx tsc -p tsconfig.build.json\``, { cause: error });
+      }
     }
   }
 }
@@ -249,17 +294,42 @@ describe("FsObjectStore across processes", () => {
   });
 
   it.each([
-    ["temp-written", "initial"],
-    ["linked", "written by a process that was killed"],
-  ])("stays readable and writable after a writer is killed at %s", async (point, expected) => {
-    const before = await store.put("k", "initial");
+    ["temp-written", "initial", "initial"],
+    ["sidecar-written", "initial", "initial"],
+    ["linked", "written by a process that was killed", "killed"],
+  ])("stays readable and writable after a writer is killed at %s", async (point, expected, by) => {
+    const before = await store.put("k", "initial", { metadata: { by: "initial" } });
     const child = new Child("die-at", root, "k", point);
     expect(await child.exited).toEqual({ code: null, signal: "SIGKILL" });
     const now = await store.get("k");
     expect(text(now?.bytes)).toBe(expected);
+    // The metadata is that of the generation seen, never the killed writer's on the old bytes.
+    expect(now?.metadata).toEqual({ by });
     expect(now?.generation === before).toBe(expected === "initial");
+    expect((await store.list("", { withMetadata: true })).objects).toEqual([expect.objectContaining({ key: "k", metadata: { by } })]);
     const next = await store.put("k", "after", { ifGenerationMatch: now!.generation });
-    expect(await store.get("k")).toEqual({ bytes: expect.anything(), generation: next });
+    expect(await store.get("k")).toEqual({ bytes: expect.anything(), generation: next, metadata: {} });
+  });
+
+  it("never shows a generation with another writer's metadata, or without its own, across processes", async () => {
+    const each = 40;
+    // race() starts its children before its first await: `running` is full when the readers start.
+    const racing = race(processes, "cas-meta", root, "race/meta", String(each));
+    let reads = 0;
+    while (running.size > 0) {
+      const [current, page] = await Promise.all([store.get("race/meta"), store.list("race/", { withMetadata: true })]);
+      if (current) expect(current.metadata).toEqual({ n: text(current.bytes) });
+      // The list gives the size, not the bytes: the value's length must still agree with it.
+      const listed = page.objects?.find((o) => o.key === "race/meta");
+      if (listed) expect(listed.metadata.n?.length).toBe(listed.size);
+      reads++;
+    }
+    const results = await racing;
+    expect(reads).toBeGreaterThan(0);
+    expect(results.map((r) => r.mismatches)).toEqual(Array(processes).fill(0));
+    expect(results.reduce((sum, r) => sum + (r.conflicts ?? 0), 0)).toBeGreaterThan(0);
+    const final = await store.get("race/meta");
+    expect({ text: text(final?.bytes), metadata: final?.metadata }).toEqual({ text: String(processes * each), metadata: { n: String(processes * each) } });
   });
 
   it("stays consistent when writers are SIGKILLed mid-loop", async () => {
@@ -270,8 +340,10 @@ describe("FsObjectStore across processes", () => {
       for (const child of children) child.kill();
       await Promise.all(children.map((c) => c.exited));
     }
-    const counter = Number(text((await store.get("chaos"))?.bytes));
+    const chaos = await store.get("chaos");
+    const counter = Number(text(chaos?.bytes));
     expect(Number.isInteger(counter) && counter > 0).toBe(true);
+    expect(chaos?.metadata).toEqual({ n: String(counter) });
     expect((await store.get("chaos-big"))?.bytes).toEqual(new Uint8Array(256 * 1024).fill(0x61));
     // Nothing was left held: a fresh round of racing processes and this one all get through.
     await race(4, "cas", root, "chaos", "10");

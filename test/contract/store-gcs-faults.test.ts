@@ -128,7 +128,7 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
         const second = await store.put(key, "2", { ifGenerationMatch: first });
         await expect(store.put(key, "stale", { ifGenerationMatch: first })).rejects.toEqual(preconditionFailed);
         await expect(store.delete(key, { ifGenerationMatch: first })).rejects.toEqual(preconditionFailed);
-        expect(await store.get(key)).toEqual({ bytes: expect.anything(), generation: second });
+        expect(await store.get(key)).toEqual({ bytes: expect.anything(), generation: second, metadata: {} });
         expect(await store.delete(key, { ifGenerationMatch: second })).toBe(true);
         expect(await store.get(key)).toBeNull();
       }
@@ -140,6 +140,10 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
       for (const key of keys) await store.put(key, key, { ifGenerationMatch: 0 });
       expect(await collect(listAll(store, "", { maxResults: 7 }))).toEqual([...keys].sort());
       for (const key of keys) expect(text((await store.get(key))?.bytes)).toBe(key);
+      for (const key of keys.slice(0, 10)) {
+        const range = await store.get(key, { range: { start: 2, end: 4 } });
+        expect(text(range?.bytes)).toBe(key.slice(2, 4));
+      }
     });
   });
 
@@ -147,8 +151,8 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
     it("returns the generation of a create-only write whose answer was lost", async () => {
       const store = open();
       proxy.script("reset-after", isUpload);
-      const generation = await store.put("lost", "mine", { ifGenerationMatch: 0 });
-      expect(await store.get("lost")).toEqual({ bytes: expect.anything(), generation });
+      const generation = await store.put("lost", "mine", { ifGenerationMatch: 0, metadata: { owner: "me" } });
+      expect(await store.get("lost")).toEqual({ bytes: expect.anything(), generation, metadata: { owner: "me" } });
       // The retry saw 412 and read the object back rather than reporting a lost race.
       expect(proxy.events.filter(isUpload).slice(-2).map((e) => e.upstreamStatus)).toEqual([200, 412]);
       await expect(store.put("lost", "again", { ifGenerationMatch: 0 })).rejects.toEqual(preconditionFailed);
@@ -159,16 +163,37 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
       const first = await store.put("replace", "1", { ifGenerationMatch: 0 });
       proxy.script("reset-after", isUpload);
       const second = await store.put("replace", "2", { ifGenerationMatch: first });
-      expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: second });
+      expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: second, metadata: {} });
       const slow = await FaultProxy.start({ target: gcs.url, delayMs: [1500, 1500] });
       try {
         slow.script("delay", isUpload);
         const third = await open({ requestTimeoutMs: 500, storage: { apiEndpoint: slow.url } }).put("replace", "3", { ifGenerationMatch: second });
-        expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: third });
+        expect(await store.get("replace")).toEqual({ bytes: expect.anything(), generation: third, metadata: {} });
         expect(text((await store.get("replace"))?.bytes)).toBe("3");
         // The abandoned first attempt still reaches the server, late: its precondition stops it.
         await expect.poll(() => slow.events[0]?.upstreamStatus, { timeout: 5000 }).toBe(412);
         expect(text((await store.get("replace"))?.bytes)).toBe("3");
+      } finally {
+        await slow.close();
+      }
+    });
+
+    it("abandons a read or a list that does not answer within requestTimeoutMs, and tries again", async () => {
+      const store = open();
+      await store.put("late-read", "body", { ifGenerationMatch: 0 });
+      const slow = await FaultProxy.start({ target: gcs.url, delayMs: [10_000, 10_000] });
+      try {
+        const viaSlow = open({ requestTimeoutMs: 500, storage: { apiEndpoint: slow.url } });
+        slow.script("delay", isMediaGet);
+        expect(text((await viaSlow.get("late-read"))?.bytes)).toBe("body");
+        // The answer came from a later request: the first is still held by the proxy, given up.
+        expect([slow.events[0]?.fault, slow.events[0]?.upstreamStatus]).toEqual(["delay", undefined]);
+        expect(slow.events.length).toBeGreaterThanOrEqual(2);
+        const before = slow.events.length;
+        slow.script("delay", (r) => r.method === "GET" && r.path.endsWith("/o"));
+        expect((await viaSlow.list("late-")).keys).toEqual(["late-read"]);
+        expect([slow.events[before]?.fault, slow.events[before]?.upstreamStatus]).toEqual(["delay", undefined]);
+        expect(slow.events.length).toBeGreaterThanOrEqual(before + 2);
       } finally {
         await slow.close();
       }
@@ -180,6 +205,27 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore under injected fault
       proxy.script("reset-after", isDelete);
       expect(await store.delete("del", { ifGenerationMatch: generation })).toBe(true);
       expect(await store.get("del")).toBeNull();
+    });
+
+    it("does not take a 412 or 404 after a 429 for its own earlier write: a 429 is a refusal", async () => {
+      // Our retry waits 500 ms, long enough for the other writer (straight to the emulator,
+      // not through the proxy, so that the refusal is surely ours) to go first.
+      const store = open({ retry: { attempts: 3, minDelayMs: 500, maxDelayMs: 500 } });
+      const other = open({ storage: { apiEndpoint: gcs.url } });
+      const generation = await store.put("refused", "x", { ifGenerationMatch: 0 });
+      // Our delete is refused once; meanwhile another writer deletes the object.
+      proxy.script("unavailable", isDelete, 429);
+      const ours = store.delete("refused", { ifGenerationMatch: generation });
+      await expect.poll(() => proxy.events.at(-1)?.fault).toBe("unavailable");
+      await other.delete("refused", { ifGenerationMatch: generation });
+      await expect(ours).rejects.toEqual(preconditionFailed);
+      // The same for a put: refused once, then another writer's create wins.
+      proxy.script("unavailable", isUpload, 429);
+      const put = store.put("refused", "mine", { ifGenerationMatch: 0 });
+      await expect.poll(() => proxy.events.at(-1)?.fault).toBe("unavailable");
+      const theirs = await other.put("refused", "theirs", { ifGenerationMatch: 0 });
+      await expect(put).rejects.toEqual(preconditionFailed);
+      expect(await store.get("refused")).toEqual({ bytes: expect.anything(), generation: theirs, metadata: {} });
     });
 
     it("does not retry an unconditional put or delete", async () => {

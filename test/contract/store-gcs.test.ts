@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GcsObjectStore, type GcsObjectStoreOptions } from "../../src/store/gcs.js";
 import { listAll } from "../../src/store/port.js";
-import { FaultProxy, findFakeGcs, isUpload, startFakeGcs, type FakeGcs } from "./fault-proxy.js";
+import { FaultProxy, findFakeGcs, isUpload, startFakeGcs, type FakeGcs, type FaultProxyOptions } from "./fault-proxy.js";
 import { storeContract } from "./store-contract.js";
 
 const emulator = findFakeGcs();
@@ -103,16 +103,85 @@ describe.skipIf(emulator.bin === undefined)("GcsObjectStore on fake-gcs-server",
       expect(metadata).toMatchObject({ contentType: "application/json", md5Hash: expect.any(String) });
     });
 
+    it("keeps its write id in the object's custom metadata, out of callers' sight", async () => {
+      const store = open({ prefix: "requests", storage: { apiEndpoint: proxy.url } });
+      const generation = await store.put("meta.json", "{}", { metadata: { state: "done" }, ifGenerationMatch: 0 });
+      const raw = (await (await fetch(`${gcs.url}/storage/v1/b/${bucket}/o/${encodeURIComponent("requests/meta.json")}`)).json()) as { metadata?: Record<string, string> };
+      expect(raw.metadata).toEqual({ state: "done", "shardrun-write": expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      expect(await store.get("meta.json")).toEqual({ bytes: expect.anything(), generation, metadata: { state: "done" } });
+      expect((await store.list("meta", { withMetadata: true })).objects).toEqual([
+        { key: "meta.json", generation, size: 2, metadata: { state: "done" }, updated: expect.any(Number) },
+      ]);
+    });
+
+    it("reads metadata from the download and the list page themselves: no request per object", async () => {
+      const store = open({ prefix: "cheap", storage: { apiEndpoint: proxy.url } });
+      for (let i = 0; i < 25; i++) await store.put(`o/${String(i).padStart(2, "0")}`, String(i), { metadata: { i: String(i) }, ifGenerationMatch: 0 });
+      const before = proxy.events.length;
+      const page = await store.list("o/", { withMetadata: true });
+      expect(page.objects?.map((o) => o.metadata.i)).toEqual(Array.from({ length: 25 }, (_, i) => String(i)));
+      expect(proxy.events.length - before).toBe(1);
+      const object = await store.get("o/07", { range: { start: 0, end: 1 } });
+      expect(object).toEqual({ bytes: new TextEncoder().encode("7"), generation: page.objects![7]!.generation, metadata: { i: "7" } });
+      expect(await store.get("o/13")).toMatchObject({ metadata: { i: "13" } });
+      const reads = proxy.events.slice(before + 1);
+      expect(reads.map((e) => [e.query.get("alt"), e.range])).toEqual([
+        ["media", "bytes=0-0"],
+        ["media", undefined],
+      ]);
+    });
+
     it("honours STORAGE_EMULATOR_HOST from the env it is given, with or without a scheme", async () => {
       const host = proxy.url.replace("http://", "");
       const store = new GcsObjectStore({ bucket, prefix: "env", retry: fast, env: { STORAGE_EMULATOR_HOST: host } });
       const before = proxy.events.length;
       const generation = await store.put("k", "via env", { ifGenerationMatch: 0 });
-      expect(await open({ prefix: "env" }).get("k")).toEqual({ bytes: expect.anything(), generation });
+      expect(await open({ prefix: "env" }).get("k")).toEqual({ bytes: expect.anything(), generation, metadata: {} });
       expect(proxy.events.length).toBe(before + 1);
       // An explicit apiEndpoint wins over the env.
       const explicit = new GcsObjectStore({ bucket, prefix: "env", retry: fast, storage: { apiEndpoint: gcs.url }, env: { STORAGE_EMULATOR_HOST: "127.0.0.1:1" } });
       expect(text((await explicit.get("k"))?.bytes)).toBe("via env");
+    });
+  });
+
+  describe("byte ranges from servers that answer oddly", () => {
+    const digits = "0123456789";
+    let key = 0;
+    /** A store behind a proxy that plays `options`, with `digits` stored under a fresh key. */
+    async function behind(options: Omit<FaultProxyOptions, "target">) {
+      const odd = await FaultProxy.start({ target: gcs.url, ...options });
+      const name = `k${++key}`;
+      const generation = await open({ prefix: "ranges" }).put(name, digits, { ifGenerationMatch: 0, metadata: { m: "1" } });
+      return { odd, name, generation, store: open({ prefix: "ranges", storage: { apiEndpoint: odd.url }, retry: { attempts: 2, minDelayMs: 1, maxDelayMs: 5 } }) };
+    }
+
+    it("cuts the range itself from a server that ignores Range and sends the whole object", async () => {
+      const { odd, name, generation, store } = await behind({
+        rewriteHeaders: (_r, { range: _dropped, ...headers }) => headers,
+      });
+      try {
+        expect(await store.get(name, { range: { start: 3, end: 6 } })).toEqual({ bytes: new TextEncoder().encode("345"), generation, metadata: { m: "1" } });
+        expect(odd.events.at(-1)?.upstreamStatus).toBe(200);
+      } finally {
+        await odd.close();
+      }
+    });
+
+    it("refuses an answer whose Content-Range is not the range asked for, after retrying", async () => {
+      const { odd, name, store } = await behind({
+        rewriteResponse: (_r, status, headers) => ({ status, headers: headers["content-range"] ? { ...headers, "content-range": "bytes 4-6/10" } : headers }),
+      });
+      try {
+        await expect(store.get(name, { range: { start: 3, end: 6 } })).rejects.toMatchObject({ message: expect.stringMatching(/after 2 attempts: .*ranged download answered bytes 4-6\/10 with 3 bytes for \[3, 6\)/) });
+      } finally {
+        await odd.close();
+      }
+    });
+  });
+
+  describe("limits", () => {
+    it("declares Cloud Storage's documented limits", () => {
+      expect(open().limits).toEqual({ objectWriteGapMs: 1000, writesPerSecond: 1000, readsPerSecond: 5000 });
     });
   });
 

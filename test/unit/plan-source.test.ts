@@ -22,7 +22,7 @@ function ranged(store: ObjectStore): ObjectStore & { ranges: { start: number; en
       const got = await store.get(key);
       if (!got || !options?.range) return got;
       ranges.push(options.range);
-      return { generation: got.generation, bytes: got.bytes.slice(options.range.start, options.range.end ?? got.bytes.byteLength) };
+      return { generation: got.generation, metadata: got.metadata, bytes: got.bytes.slice(options.range.start, options.range.end ?? got.bytes.byteLength) };
     },
   } as ObjectStore & { ranges: { start: number; end?: number }[] };
 }

@@ -64,6 +64,7 @@ export function wrapStore(store: ObjectStore, o: WrapOptions = {}): ObjectStore 
   let puts = 0;
   const wrapped = {
     url: store.url,
+    limits: store.limits,
     calls,
     get(key: string, ...rest: unknown[]) {
       calls.get.push(key);

@@ -17,6 +17,7 @@ const META_KEY = /^[a-z0-9_-]{1,64}$/;
 
 export class MemoryStore implements ObjectStore {
   readonly url = "mem://test";
+  readonly limits = { objectWriteGapMs: 0, writesPerSecond: Number.POSITIVE_INFINITY, readsPerSecond: Number.POSITIVE_INFINITY };
   readonly #objects = new Map<string, Entry>();
   #generation = 0;
   readonly calls = { get: 0, put: 0, list: 0, delete: 0 };
@@ -77,12 +78,12 @@ export class MemoryStore implements ObjectStore {
     const page = sorted.slice(0, max);
     const keys = page.filter((n) => this.#objects.has(n) && !(options.delimiter && n.endsWith(options.delimiter)));
     const prefixes = page.filter((n) => options.delimiter && n.endsWith(options.delimiter));
-    const out: ListPage & { objects?: { key: string; generation: string; size: number; metadata: Record<string, string> }[] } = { keys, prefixes };
+    const out: ListPage = { keys, prefixes };
     if (sorted.length > max) out.nextPageToken = page[page.length - 1]!;
     if (options.withMetadata && this.#metadata) {
       out.objects = keys.map((k) => {
         const e = this.#objects.get(k)!;
-        return { key: k, generation: String(e.generation), size: e.bytes.byteLength, metadata: { ...e.metadata } };
+        return { key: k, generation: String(e.generation), size: e.bytes.byteLength, metadata: { ...e.metadata }, updated: 0 };
       });
     }
     return out;
