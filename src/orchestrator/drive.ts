@@ -80,9 +80,12 @@ export async function startDriving(store: ObjectStore, runId: string): Promise<v
   const run = await readRun(store, runId);
   const launches = await readLaunches(store, runId);
   const base = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
-  if (run.value.state === "running" && run.value.launchBase !== undefined) return;
-  await setRunState(store, run, "running", { launchBase: base });
+  // Live first: reconcile looks at live runs only, and this one is about to be driven.
   await markLive(store, runId, true);
+  // A new drive (a run, or a rerun; a re-plan of failed items may have set "running" already)
+  // counts its launches from here.
+  if (run.value.state === "running" && run.value.launchBase === base) return;
+  await setRunState(store, run, "running", { launchBase: base });
 }
 
 export type AdvanceResult =

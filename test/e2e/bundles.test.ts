@@ -138,13 +138,13 @@ describe("jobs run from bundles", () => {
 
     // Linus is welcome now, but the run's code is the recorded bundle: he fails again, with the old message.
     edit(job, 'if (item.name === "linus") throw new NonRetriableError("linus is not greeted");', "");
-    const again = await cli(["rerun", st.runId, "--local", "--failed-items", "--json"], dir);
+    const again = await cli(["rerun", st.runId, "--local", "--failed-items", "--reason", "non_retriable", "--json"], dir);
     expect(again.code).toBe(3);
     expect((JSON.parse(again.stdout) as Status).items).toEqual({ total: 3, succeeded: 2, failed: 1, pending: 0 });
     expect(await deadLetter(dir, st.runId)).toEqual([expect.objectContaining({ key: "linus", error: "linus is not greeted" })]);
     expect((await runRecord(dir, st.runId)).job).toEqual(recorded.job);
 
-    const upgraded = await cli(["rerun", st.runId, "--local", "--failed-items", "--upgrade"], dir);
+    const upgraded = await cli(["rerun", st.runId, "--local", "--failed-items", "--reason", "non_retriable", "--upgrade"], dir);
     expect(upgraded.code).toBe(0);
     const after = await runRecord(dir, st.runId);
     expect(upgraded.stderr).toContain(`upgrading job version ${recorded.job.version} -> ${after.job.version}`);

@@ -85,12 +85,12 @@ export default defineJob({
     const st = JSON.parse(r.stdout) as Status;
 
     writeFileSync(job, source(false));
-    const recorded = await cli(["rerun", st.runId, "--local", "--failed-items", "--json"], dir);
+    const recorded = await cli(["rerun", st.runId, "--local", "--failed-items", "--reason", "non_retriable", "--json"], dir);
     expect(recorded.code).toBe(3); // the recorded v1 still cannot do 2
     expect((JSON.parse(recorded.stdout) as Status).items).toEqual({ total: 3, succeeded: 2, failed: 1, pending: 0 });
     expect((await deadLetter(dir, st.runId)).map((d) => d.error)).toEqual(["v1 cannot do 2"]);
 
-    const upgraded = await cli(["rerun", st.runId, "--local", "--failed-items", "--upgrade", "--json"], dir);
+    const upgraded = await cli(["rerun", st.runId, "--local", "--failed-items", "--reason", "non_retriable", "--upgrade", "--json"], dir);
     expect(upgraded.code).toBe(0);
     expect((JSON.parse(upgraded.stdout) as Status).items).toEqual({ total: 3, succeeded: 3, failed: 0, pending: 0 });
   });

@@ -22,7 +22,9 @@ describe("planRun: the layout it commits", () => {
     expect(puts.slice(0, 3)).toEqual([keys.items(run.runId, 0), keys.items(run.runId, 100), keys.items(run.runId, 200)]);
     expect(puts).toContain(keys.planRound(run.runId, 0));
     // run.json is the commit point: written after every object of the plan, then the index entry.
-    expect(puts.indexOf(keys.run(run.runId))).toBe(puts.length - 2);
+    // After the commit point: the live marker (reconcile drives a planned run), then the index entry.
+    expect(puts.indexOf(keys.run(run.runId))).toBe(puts.length - 3);
+    expect(puts[puts.length - 2]).toBe(keys.liveRun(run.runId));
     expect(puts[puts.length - 1]).toMatch(/^index\/runs\/\d{8}\//);
     const runJson = await store.get(keys.run(run.runId));
     expect(runJson!.bytes.byteLength).toBeLessThan(1500);
