@@ -19,7 +19,7 @@ describe("manifests/service.yaml", () => {
       region: "europe-west1",
       serviceUrl: "https://shardrun-scheduler-abc123-ew.a.run.app",
       serviceAccountEmail: "shardrun-scheduler@p.iam.gserviceaccount.com",
-      schedules: [{ name: "nightly", job: "docs", cron: "0 2 * * *", timeZone: "Etc/UTC" }],
+      schedules: [{ name: "nightly", job: "docs", cron: "0 2 * * *", timeZone: "Etc/UTC", paused: false }],
     }).values(),
   ].map((d) => d.job);
 
