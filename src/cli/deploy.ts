@@ -57,7 +57,8 @@ export async function deployCommand(argv: string[], io: Io): Promise<number> {
       image: image ?? "REGION-docker.pkg.dev/PROJECT_ID/shardrun/shardrun:latest",
       taskTimeoutSeconds: settings.taskTimeoutSeconds ?? 3600,
       maxRetries: settings.maxRetries ?? 3,
-      parallelism: settings.parallelism ?? job.tasks ?? 10,
+      // Unset on the job (see DeployJobSpec.parallelism); a value left in the settings file is refused by name.
+      parallelism: settings.parallelism ?? 0,
       taskCount: job.tasks ?? 10,
       env: { [ENV.logFormat]: "json" },
       ...(settings.serviceAccount ? { serviceAccount: settings.serviceAccount } : {}),

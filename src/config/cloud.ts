@@ -18,7 +18,8 @@ export const CloudSettingsFile = z.strictObject({
   serviceAccount: z.string().optional(),
   taskTimeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
   maxRetries: z.number().int().min(0).max(10).optional(),
-  parallelism: z.number().int().min(1).optional(),
+  /** Only 0 (unset) deploys: `shardrun deploy` refuses any other value, saying why. */
+  parallelism: z.number().int().min(0).optional(),
   memory: z.string().optional(),
   cpu: z.string().optional(),
 });
