@@ -11,6 +11,7 @@ export type ShardrunErrorCode =
   | "NON_RETRIABLE"
   | "RETRY_AFTER"
   | "LEASE_LOST"
+  | "LAUNCH_UNCERTAIN"
   | "INTERNAL";
 
 export class ShardrunError extends Error {
@@ -70,6 +71,16 @@ export class RetryAfterError extends ShardrunError {
 export class LeaseLost extends ShardrunError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("LEASE_LOST", message, options);
+  }
+}
+
+/**
+ * A launcher could not tell whether its call started an execution (the answer was lost). Not
+ * retried: the call is not idempotent. The launch's own tasks settle it (DESIGN.md protocol 6).
+ */
+export class LaunchUncertain extends ShardrunError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("LAUNCH_UNCERTAIN", message, options);
   }
 }
 

@@ -11,6 +11,8 @@ export const keys = {
   part: (runId: string, shard: string, name: string) => `runs/${runId}/shards/${shard}/out/${name}`,
   launchesPrefix: (runId: string) => `runs/${runId}/launches/`,
   launch: (runId: string, n: number) => `runs/${runId}/launches/${launchName(n)}.json`,
+  /** Which execution works launch n, named once by whoever learns it first (protocol 6). */
+  launchClaim: (runId: string, n: number) => `runs/${runId}/launches/${launchName(n)}/execution.json`,
   deadLetter: (runId: string) => `runs/${runId}/dead-letter.jsonl`,
   /** Run-budget reservations of the tasks of the live launch. */
   budget: (runId: string) => `runs/${runId}/budget.json`,

@@ -149,6 +149,31 @@ export const LaunchRecord = z.object({
 });
 export type LaunchRecord = z.infer<typeof LaunchRecord>;
 
+/**
+ * `runs/<id>/launches/<n>/execution.json`: the execution that works launch n. Created once
+ * (create-only) by whoever knows it first: the process that called the launcher, as soon as it
+ * has the execution's name, or a task of that execution as its first act. `null`: the launch
+ * was given up before anyone claimed it (its starter died, or it never started within the
+ * grace); a task of a late execution then does nothing. Tasks of any execution but the one
+ * named do nothing either, so a launch is worked by one execution at most.
+ */
+export const LaunchClaim = z.object({
+  v: z.literal(1),
+  execution: z.string().min(1).nullable(),
+  by: z.enum(["starter", "task", "driver"]),
+  at: z.string(),
+});
+export type LaunchClaim = z.infer<typeof LaunchClaim>;
+
+/**
+ * Whether two names denote one execution. The launcher knows its full name
+ * (`projects/…/executions/<id>`), a task only its own id (CLOUD_RUN_EXECUTION).
+ */
+export function sameExecution(a: string, b: string): boolean {
+  const id = (name: string) => name.slice(name.lastIndexOf("/") + 1);
+  return id(a) === id(b);
+}
+
 /** Serialized line of an output part. */
 export const OutputLine = z.object({ i: z.number().int(), key: z.string(), output: z.unknown() });
 export type OutputLine = z.infer<typeof OutputLine>;

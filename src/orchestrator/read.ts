@@ -3,7 +3,7 @@ import pLimit from "p-limit";
 import { UsageError } from "../core/errors.js";
 import { isRunId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
-import { Checkpoint, LaunchRecord, RunRecord } from "../core/model.js";
+import { Checkpoint, LaunchClaim, LaunchRecord, RunRecord } from "../core/model.js";
 import { computeStatus, type LaunchStatus, type RunStatus } from "../core/status.js";
 import type { Launcher } from "../launcher/port.js";
 import { getJson, type Versioned } from "../store/json.js";
@@ -28,12 +28,23 @@ export async function readCheckpoints(store: ObjectStore, run: RunRecord): Promi
   return new Map(entries);
 }
 
+/**
+ * A run's launch records, oldest first. A live record without its execution gets it from the
+ * launch's claim (protocol 6): the record is written only at its start and end.
+ */
 export async function readLaunches(store: ObjectStore, runId: string): Promise<Versioned<LaunchRecord>[]> {
   const out: Versioned<LaunchRecord>[] = [];
-  for await (const key of listAll(store, keys.launchesPrefix(runId))) {
-    if (!key.endsWith(".json")) continue;
+  const prefix = keys.launchesPrefix(runId);
+  for await (const key of listAll(store, prefix)) {
+    // Records only: claims live below them (launches/<n>/execution.json).
+    if (!/^\d+\.json$/.test(key.slice(prefix.length))) continue;
     const l = await getJson(store, key, LaunchRecord);
-    if (l) out.push(l);
+    if (!l) continue;
+    if (!l.value.execution && (l.value.state === "pending" || l.value.state === "running")) {
+      const claim = await getJson(store, keys.launchClaim(runId, l.value.n), LaunchClaim);
+      if (claim?.value.execution) l.value = { ...l.value, execution: claim.value.execution, state: "running" };
+    }
+    out.push(l);
   }
   return out.sort((a, b) => a.value.n - b.value.n);
 }

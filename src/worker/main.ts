@@ -12,6 +12,7 @@ import { readTaskConfig } from "../config/env.js";
 import { loadJob, modulePath } from "../config/jobs.js";
 import { getJson } from "../store/json.js";
 import { openStore } from "../store/open.js";
+import { checkLaunchClaim } from "./launch-claim.js";
 import { runTask } from "./task.js";
 
 /** Seconds before the deadline at which a task stops taking items: 10% of it, 0.5 s to 60 s. */
@@ -58,6 +59,13 @@ export async function workerMain(env: NodeJS.ProcessEnv = process.env): Promise<
     if (!run) throw new Error(`run ${config.runId} not found in ${store.url}`);
     const launch = await getJson(store, keys.launch(config.runId, config.launch), LaunchRecord);
     if (!launch) throw new Error(`launch ${config.launch} of run ${config.runId} not found in ${store.url}`);
+    // Protocol 6: only the execution that claimed the launch works it. Exit 0 otherwise, so
+    // that the task is not retried.
+    const elsewhere = await checkLaunchClaim(store, config.runId, config.launch, { job: config.jobName, execution: config.execution });
+    if (elsewhere) {
+      logger.warn(elsewhere);
+      return ExitCode.ok;
+    }
     const job = await loadJob(modulePath(run.value.job.module));
     const outcome = await runTask({
       store,
