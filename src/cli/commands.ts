@@ -145,6 +145,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
       ...(parallelism !== undefined ? { parallelism } : {}),
     },
     trigger: "cli",
+    // Driven right away: run.json is written once now, not again within a second.
+    driving: true,
   });
   if (!values.json) io.stderr.write(`run ${run.runId}: ${run.plan.totalItems} items in ${run.plan.shards.length} shards, ${run.settings.tasks} tasks\n`);
   const status = await drive(s, launcher, run.runId, io, values, { maxLaunches });

@@ -53,6 +53,8 @@ export const RunRecord = z.object({
   args: z.record(z.string(), z.unknown()),
   trigger: z.string(),
   createdAt: z.string(),
+  /** When run.json was last written (a writer waits a second after it: Cloud Storage's limit per object). */
+  updatedAt: z.string().optional(),
   state: RunState,
   finishedAt: z.string().optional(),
   /** Why the run ended as it did, when that is not plain success. */

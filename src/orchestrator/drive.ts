@@ -18,6 +18,7 @@ import { putJson, type Versioned } from "../store/json.js";
 import { listAll, type ObjectStore } from "../store/port.js";
 import { claimLaunch, LAUNCH_START_GRACE_MS, readLaunchClaim, recordLaunchEnd, startLaunch } from "./launch.js";
 import { readCheckpoints, readLaunches, readRun, readRunStatus } from "./read.js";
+import { putRunRecord } from "./run-record.js";
 
 export interface DriveOptions {
   store: ObjectStore;
@@ -243,7 +244,7 @@ export async function setRunState(
       ...(launchBase !== undefined ? { launchBase } : {}),
     };
     try {
-      return { value: next, generation: await putJson(store, keys.run(next.runId), next, { ifGenerationMatch: current.generation }) };
+      return { value: next, generation: await putRunRecord(store, current, next) };
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;
       current = await readRun(store, run.value.runId);

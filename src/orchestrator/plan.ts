@@ -38,6 +38,13 @@ export interface PlanOptions {
     runBudget?: Budget;
   };
   trigger: string;
+  /**
+   * Record the run as being driven from its first launch (state "running", launch limit from
+   * launch 0), for a caller that drives it at once: run.json is then written once at the
+   * start, not twice within a second.
+   * @default false (state "planned": someone starts driving it later)
+   */
+  driving?: boolean;
   now?: Date;
   runId?: string;
   signal?: AbortSignal;
@@ -155,7 +162,8 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
       args,
       trigger: o.trigger,
       createdAt: now.toISOString(),
-      state: "planned",
+      updatedAt: new Date().toISOString(),
+      ...(o.driving ? { state: "running" as const, launchBase: 0 } : { state: "planned" as const }),
       plan: { policy, totalItems: index, totalWeight: shards.reduce((n, s) => n + s.weight, 0), shards },
       settings: {
         ...withoutRunBudget(o.settings),

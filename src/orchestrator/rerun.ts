@@ -10,10 +10,11 @@ import { ItemLine, type RunRecord, type ShardEntry } from "../core/model.js";
 import { createShardCutter } from "../core/plan.js";
 import { failedItems } from "../core/status.js";
 import type { Budget } from "../core/budget.js";
-import { parseJsonl, putJson } from "../store/json.js";
+import { parseJsonl } from "../store/json.js";
 import { mergeRunBudget } from "./plan.js";
 import type { ObjectStore } from "../store/port.js";
 import { readCheckpoints, readLaunches, readRun } from "./read.js";
+import { putRunRecord } from "./run-record.js";
 
 /** Refuses to rerun while a launch of the run is still live. */
 export async function assertNotLive(store: ObjectStore, runId: string): Promise<void> {
@@ -60,7 +61,7 @@ export async function planFailedItems(store: ObjectStore, runId: string): Promis
       if (batch.length) await close();
       const next: RunRecord = { ...run.value, state: "running", plan: { ...run.value.plan, shards: [...run.value.plan.shards, ...shards] } };
       delete next.finishedAt;
-      await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+      await putRunRecord(store, run, next);
       return shards.map((s) => s.id);
     } catch (e) {
       // Another rerun got there first: its shards are in run.json now; plan again from there.
@@ -86,7 +87,7 @@ export async function checkVersion(store: ObjectStore, runId: string, currentVer
     );
   }
   const next: RunRecord = { ...run.value, job: { ...run.value.job, version: currentVersion } };
-  await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+  await putRunRecord(store, run, next);
   return { from: recorded, to: currentVersion };
 }
 
@@ -96,7 +97,7 @@ export async function setRunBudget(store: ObjectStore, runId: string, budget: Bu
     const run = await readRun(store, runId);
     const next: RunRecord = { ...run.value, settings: { ...run.value.settings, budgets: mergeRunBudget(run.value.settings.budgets, budget) } };
     try {
-      await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+      await putRunRecord(store, run, next);
       return;
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;

@@ -19,6 +19,8 @@ import type { Launcher } from "../launcher/port.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
 import { claimLaunch, LAUNCH_START_GRACE_MS, readLaunchClaim, recordLaunchEnd } from "../orchestrator/launch.js";
 import { readLaunches, readRun } from "../orchestrator/read.js";
+import { putRunRecord, RUN_WRITE_GAP_MS } from "../orchestrator/run-record.js";
+import { sleep } from "../core/time.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import { listPrefixes, type ObjectStore } from "../store/port.js";
 import type { ReconcileResult } from "./api.js";
@@ -80,9 +82,13 @@ export async function withRunLease<T>(store: ObjectStore, runId: string, fn: () 
     if (e instanceof PreconditionFailed) return { ran: false };
     throw e;
   }
+  const takenAt = Date.now();
   try {
     return { ran: true, value: await fn() };
   } finally {
+    // Released no sooner than a second after it was taken: one write a second per object name.
+    const wait = takenAt + RUN_WRITE_GAP_MS - Date.now();
+    if (wait > 0) await sleep(wait);
     try {
       await store.delete(key, { ifGenerationMatch: generation });
     } catch (e) {
@@ -201,7 +207,7 @@ export async function cancelRun(o: CancelOptions): Promise<CancelResult> {
       const { launchBase: _base, ...rest } = run.value;
       const next: RunRecord = { ...rest, state: "cancelled", finishedAt: now().toISOString(), reason: "cancelled on request" };
       try {
-        await putJson(o.store, keys.run(o.runId), next, { ifGenerationMatch: run.generation });
+        await putRunRecord(o.store, run, next);
         result = { kind: "cancelled" };
       } catch (e) {
         if (!(e instanceof PreconditionFailed)) throw e;
