@@ -58,6 +58,12 @@ export interface ShardRunnerOptions {
   budgets?: Budgets;
 }
 
+/**
+ * How long after another writer's checkpoint a takeover writes: `updatedAt` is stamped before
+ * that write was sent, so a margin over the one-second gap keeps the two a second apart.
+ */
+const TAKEOVER_GAP_MS = MIN_WRITE_GAP_MS + 200;
+
 interface Finished {
   pos: number;
   line: string;
@@ -105,21 +111,19 @@ export class ShardRunner {
   async #acquire(): Promise<boolean> {
     const { store, runId, shard, me, now } = this.#o;
     for (let tries = 0; tries < 5; tries++) {
-      let current = await getJson(store, this.#cpKey, Checkpoint);
-      if (!current) {
-        const fresh = emptyCheckpoint(runId, shard, (await this.#items()).length, now());
-        try {
-          current = { value: fresh, generation: await putJson(store, this.#cpKey, fresh, { ifGenerationMatch: 0 }) };
-        } catch (e) {
-          if (e instanceof PreconditionFailed) continue;
-          throw e;
-        }
-      }
+      const found = await getJson(store, this.#cpKey, Checkpoint);
+      // A shard nobody started: its checkpoint is created with the lease taken, in one write
+      // (creating it and then taking it would write one object twice within a second).
+      const current = found ?? { value: emptyCheckpoint(runId, shard, (await this.#items()).length, now()), generation: "0" };
       const decision = canTakeLease(current.value, me, now());
       if (!decision.ok) return false;
+      // A takeover right after the previous owner's last write (a retried attempt starts at
+      // once) waits out the rest of that second: one write a second per object name.
+      const gap = found ? Date.parse(found.value.updatedAt) + TAKEOVER_GAP_MS - now() : 0;
+      if (gap > 0) await sleep(Math.min(gap, TAKEOVER_GAP_MS));
       const taken = takeLease(current.value, me, this.#o.leaseTtlMs, now());
       try {
-        this.#gen = await putJson(store, this.#cpKey, taken, { ifGenerationMatch: current.generation });
+        this.#gen = await putJson(store, this.#cpKey, taken, { ifGenerationMatch: found ? current.generation : 0 });
       } catch (e) {
         if (e instanceof PreconditionFailed) continue;
         throw e;
