@@ -39,16 +39,21 @@ describe.skipIf(!found.bin)("Cloud Storage throttle in front of fake-gcs-server"
     const second = await store.put("a.json", "{}", { ifGenerationMatch: g }).then(() => null, (e: unknown) => e);
     expect(isShardrunError(second)).toBe(true);
     expect(String((second as Error).message)).toMatch(/429|rate limit/i);
-    // Racing create-only writes count too: the loser is refused for the rate, not the condition.
     await expect(store.delete("a.json", { ifGenerationMatch: g })).rejects.toThrow(/rate limit/);
+    // A racing create-only write counts too: the loser is refused for the rate, not the condition.
+    await expect(store.put("a.json", "{}", { ifGenerationMatch: 0 })).rejects.toThrow(/rate limit/);
     await new Promise((r) => setTimeout(r, 1050));
     await store.put("a.json", "{}", { ifGenerationMatch: g });
     const r = throttle.report();
-    expect(r.refused).toEqual({ object: 2, bucket: 0 });
-    expect(r.refusedObjects).toEqual({ [`t${n - 1}/a.json`]: 2 });
+    const a = `t${n - 1}/a.json`;
+    expect(r.refused).toEqual({ object: 3, bucket: 0 });
+    expect(r.refusedObjects).toEqual({ [a]: 3 });
+    // The first two would have been applied (written too soon); the third had lost anyway.
+    expect(r.tooSoon).toEqual({ [a]: 2 });
+    expect(r.lostRace).toEqual({ [a]: 1 });
     expect(r.peakObjectWritesPerSecond).toBe(1);
-    expect(r.peakObjectAttemptsPerSecond).toBe(3);
-    expect(r.hottestObject).toBe(`t${n - 1}/a.json`);
+    expect(r.peakObjectAttemptsPerSecond).toBe(4);
+    expect(r.hottestObject).toBe(a);
     await throttle.close();
   });
 
@@ -92,6 +97,8 @@ describe.skipIf(!found.bin)("Cloud Storage throttle in front of fake-gcs-server"
     const q = (s = "") => new URLSearchParams(s);
     const none = Buffer.alloc(0);
     expect(classify("POST", "/upload/storage/v1/b/b/o", q("uploadType=media&name=a%2Fb"), none)).toEqual({ class: "A", mutates: "a/b" });
+    expect(classify("POST", "/upload/storage/v1/b/b/o", q("uploadType=media&name=a&ifGenerationMatch=0"), none)).toEqual({ class: "A", mutates: "a", ifGenerationMatch: "0" });
+    expect(classify("DELETE", "/storage/v1/b/b/o/a", q("generation=12"), none)).toEqual({ class: "free", mutates: "a", ifGenerationMatch: "12" });
     expect(classify("POST", "/upload/storage/v1/b/b/o", q("uploadType=multipart"), Buffer.from('--x\r\ncontent-type: application/json\r\n\r\n{"name":"runs/r/run.json"}\r\n--x'))).toEqual({ class: "A", mutates: "runs/r/run.json" });
     expect(classify("GET", "/storage/v1/b/b/o/a%2Fb", q("alt=media"), none)).toEqual({ class: "B" });
     expect(classify("GET", "/storage/v1/b/b/o", q("prefix=a"), none)).toEqual({ class: "A" });

@@ -8,6 +8,11 @@
  *   forwarded for that name gets 429 with Cloud Storage's JSON error body (reason
  *   `rateLimitExceeded`) and is not forwarded. A request counts whether or not its precondition
  *   would have held: racing create-only writes to one name get 429s on Cloud Storage too.
+ *   Each such 429 is also sorted by what the write would have done: "too soon" when it would
+ *   have been applied (unconditional, or its precondition matches the object as it is): its
+ *   writer wrote an object twice within a second; "lost race" when its precondition no longer
+ *   holds (someone else wrote first, and a 412 would have followed anyway): contention between
+ *   writers, which compare-and-swap resolves.
  * - A bucket takes about 1,000 writes a second at first, and the limit doubles at most every 20
  *   minutes as load is sustained (Cloud Storage's request-rate guidelines); a write over it gets
  *   429.
@@ -48,6 +53,10 @@ export interface ThrottleReport {
   refused: { object: number; bucket: number };
   /** Per-object 429s, by object name. */
   refusedObjects: Record<string, number>;
+  /** Per-object 429s to writes that would have been applied (an object written twice within a second), by object name. */
+  tooSoon: Record<string, number>;
+  /** Per-object 429s to writes whose precondition no longer held (contention), by object name. */
+  lostRace: Record<string, number>;
 }
 
 export type RequestClass = "A" | "B" | "free";
@@ -56,6 +65,8 @@ export interface ClassifiedRequest {
   class: RequestClass;
   /** The object name a mutation changes; undefined for reads, lists and bucket calls. */
   mutates?: string;
+  /** The mutation's generation precondition ("0": only if absent); undefined when it has none. */
+  ifGenerationMatch?: string;
 }
 
 const decode = (s: string) => decodeURIComponent(s.replace(/\+/g, "%20"));
@@ -65,6 +76,13 @@ const decode = (s: string) => decodeURIComponent(s.replace(/\+/g, "%20"));
  * name the object in their JSON metadata part when the query does not.
  */
 export function classify(method: string, path: string, query: URLSearchParams, body: Buffer): ClassifiedRequest {
+  const kind = classifyOnly(method, path, query, body);
+  // A delete pinned to a generation is conditional on it, as the store adapter sends it.
+  const match = query.get("ifGenerationMatch") ?? (method === "DELETE" ? query.get("generation") : null);
+  return kind.mutates !== undefined && match !== null ? { ...kind, ifGenerationMatch: match } : kind;
+}
+
+function classifyOnly(method: string, path: string, query: URLSearchParams, body: Buffer): ClassifiedRequest {
   if (path.startsWith("/upload/storage/v1/b/")) {
     let name = query.get("name") ?? undefined;
     if (!name) {
@@ -106,6 +124,8 @@ export class GcsThrottle {
   readonly #started: number;
   /** When each object name last had a mutation forwarded. */
   readonly #lastMutation = new Map<string, number>();
+  /** Each object's generation as the emulator last reported it; absent: no such object. */
+  readonly #generation = new Map<string, string>();
   /** Forwarded mutation times, per object, within the last second. */
   readonly #recent = new Map<string, number[]>();
   readonly #attempts = new Map<string, number[]>();
@@ -120,6 +140,8 @@ export class GcsThrottle {
     hottestObject: null,
     refused: { object: 0, bucket: 0 },
     refusedObjects: {},
+    tooSoon: {},
+    lostRace: {},
   };
 
   private constructor(server: http.Server, o: GcsThrottleOptions) {
@@ -171,6 +193,10 @@ export class GcsThrottle {
       if (last !== undefined && now - last < this.#gap) {
         this.#report.refused.object++;
         this.#report.refusedObjects[name] = (this.#report.refusedObjects[name] ?? 0) + 1;
+        const current = this.#generation.get(name) ?? "0";
+        const wouldApply = kind.ifGenerationMatch === undefined || kind.ifGenerationMatch === current;
+        const sorted = wouldApply ? this.#report.tooSoon : this.#report.lostRace;
+        sorted[name] = (sorted[name] ?? 0) + 1;
         const bucket = /\/b\/([^/]+)/.exec(parsed.pathname)?.[1] ?? "";
         const message = `The object ${bucket}/${name} exceeded the rate limit for object mutation operations (create, update, and delete). Please reduce your request rate. See https://cloud.google.com/storage/docs/gcs429.`;
         res.writeHead(429, { "content-type": "application/json; charset=UTF-8" }).end(tooMany(message));
@@ -192,9 +218,24 @@ export class GcsThrottle {
     else this.#report.free++;
     try {
       const upstream = await this.#forward(req, body);
+      if (kind.mutates !== undefined && upstream.status >= 200 && upstream.status < 300) this.#track(kind.mutates, req.method ?? "GET", upstream.body);
       res.writeHead(upstream.status, upstream.headers).end(upstream.body);
     } catch (error) {
       if (!res.headersSent) res.writeHead(502).end(String(error));
+    }
+  }
+
+  /** The object's generation after a mutation the emulator applied. */
+  #track(name: string, method: string, body: Buffer): void {
+    if (method === "DELETE") {
+      this.#generation.delete(name);
+      return;
+    }
+    try {
+      const generation = (JSON.parse(body.toString("utf8")) as { generation?: unknown }).generation;
+      if (generation !== undefined) this.#generation.set(name, String(generation));
+    } catch {
+      // not a JSON answer: the generation stays unknown
     }
   }
 
