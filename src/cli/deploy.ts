@@ -7,7 +7,7 @@
 import { readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { ExitCode, UsageError } from "../core/errors.js";
-import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
+import { cloudSettings, hasDefaultCredentials, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
 import { loadJob, resolveJob } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
@@ -34,7 +34,11 @@ export async function deployCommand(argv: string[], io: Io): Promise<number> {
     { allowPlaceholders: dryRun },
   );
   const image = typeof values.image === "string" ? values.image : settings.image;
-  const offline = !settings.project || !settings.region;
+  const { cloudRunClientOptions } = await import("../launcher/cloud-run-endpoint.js");
+  const clientOptions = cloudRunClientOptions();
+  // A dry run without credentials compares nothing rather than fail on them.
+  const noCredentials = dryRun && !clientOptions && !hasDefaultCredentials();
+  const offline = !settings.project || !settings.region || noCredentials;
   if (!dryRun) {
     const missing = [offline && "--project and --region", !image && "--image (or SHARDRUN_IMAGE)"].filter(Boolean);
     if (missing.length) throw new UsageError(`deploy: needs ${missing.join(" and ")}, or set them in ${SETTINGS_FILE}; --dry-run shows what it would create`);
@@ -43,8 +47,6 @@ export async function deployCommand(argv: string[], io: Io): Promise<number> {
   const root = packageRoot();
   const names = positionals.length ? positionals : readdirSync(join(root, "jobs"), { withFileTypes: true }).filter((d) => d.isDirectory() && existsSync(join(root, "jobs", d.name, "index.ts"))).map((d) => d.name);
   const { buildJob, deployJob } = await import("../launcher/cloud-run-deploy.js");
-  const { cloudRunClientOptions } = await import("../launcher/cloud-run-endpoint.js");
-  const clientOptions = cloudRunClientOptions();
 
   const results: { job: string; action: string; changes: string[]; resource: unknown; compared: boolean }[] = [];
   for (const name of names) {
@@ -78,7 +80,11 @@ export async function deployCommand(argv: string[], io: Io): Promise<number> {
     return ExitCode.ok;
   }
   if (dryRun && offline) {
-    const why = settings.placeholders.length ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders` : "no project/region";
+    const why = noCredentials && settings.project && settings.region
+      ? "no Google credentials found: run `gcloud auth application-default login` to compare"
+      : settings.placeholders.length
+        ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders`
+        : "no project/region";
     io.stdout.write(`dry run, not compared with the cloud (${why}: pass --project and --region, or fill ${SETTINGS_FILE})\n`);
   }
   for (const r of results) {

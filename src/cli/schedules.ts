@@ -5,7 +5,7 @@
  */
 import { Cron } from "croner";
 import { ExitCode, UsageError } from "../core/errors.js";
-import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
+import { cloudSettings, hasDefaultCredentials, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
 import { listSchedules, type ListedSchedule } from "../scheduler/schedules.js";
 import { parse } from "./args.js";
@@ -64,7 +64,10 @@ async function syncCommand(argv: string[], io: Io): Promise<number> {
   const serviceUrl = str("service-url") ?? (process.env[ENV.serviceUrl] || undefined);
   const serviceAccount = str("service-account") ?? settings.serviceAccount;
   const audience = str("audience") ?? (process.env[ENV.oidcAudience] || undefined);
-  const offline = !settings.project || !settings.region;
+  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../scheduler/cloud-scheduler.js");
+  // A dry run without credentials compares nothing rather than fail on them.
+  const noCredentials = dryRun && !cloudSchedulerClientOptions() && !hasDefaultCredentials();
+  const offline = !settings.project || !settings.region || noCredentials;
   const missing = [
     offline && "--project and --region",
     !serviceUrl && `--service-url (or ${ENV.serviceUrl})`,
@@ -73,7 +76,6 @@ async function syncCommand(argv: string[], io: Io): Promise<number> {
   if (!dryRun && missing.length) throw new UsageError(`schedules sync: needs ${missing.join(" and ")}; --dry-run shows what it would do`);
 
   const schedules = await listSchedules();
-  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../scheduler/cloud-scheduler.js");
   const spec = {
     project: settings.project ?? "PROJECT_ID",
     region: settings.region ?? "REGION",
@@ -99,7 +101,11 @@ async function syncCommand(argv: string[], io: Io): Promise<number> {
     return ExitCode.ok;
   }
   if (!result.compared) {
-    const why = settings.placeholders.length ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders` : "no project/region";
+    const why = noCredentials && settings.project && settings.region
+      ? "no Google credentials found: run `gcloud auth application-default login` to compare"
+      : settings.placeholders.length
+        ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders`
+        : "no project/region";
     io.stdout.write(`dry run, not compared with Cloud Scheduler (${why}: pass --project and --region, or fill ${SETTINGS_FILE})\n`);
   } else if (dryRun) {
     io.stdout.write(`dry run: compared with Cloud Scheduler in ${result.parent}; nothing changed\n`);
