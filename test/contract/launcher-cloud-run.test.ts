@@ -170,6 +170,14 @@ describe("CloudRunLauncher on the gRPC fake", () => {
     expect(fake.calls("RunJob")).toHaveLength(1);
   });
 
+  it("reads every task of an execution across ListTasks pages (google-gax 6: autoPaginate false gives the next request)", async () => {
+    fake.maxTasksPage = 2;
+    const execution = await launcher.launch(request({ taskCount: 5 }));
+    const status = await launcher.getExecution(execution);
+    expect(status?.tasks.map((t) => t.index)).toEqual([0, 1, 2, 3, 4]);
+    expect(fake.calls("ListTasks").map((r) => r.pageToken || "")).toEqual(["", "2", "4"]);
+  });
+
   it("retries status reads on UNAVAILABLE", async () => {
     const execution = await launcher.launch(request());
     fake.inject("GetExecution", { kind: "unavailable" }, 2);

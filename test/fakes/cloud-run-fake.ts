@@ -145,6 +145,8 @@ export class CloudRunFake {
   listDelayMs = 0;
   /** Whether override env shows in `Execution.template` (undocumented on Cloud Run). @default true */
   overrideEnvInTemplate = true;
+  /** Largest page ListTasks returns, whatever the request asks. @default 1000 */
+  maxTasksPage = 1000;
   readonly #backing: Launcher;
   readonly #server = new grpc.Server();
   readonly #jobs = new Map<string, Plain>();
@@ -481,7 +483,7 @@ export class CloudRunFake {
   async #listTasks(req: Plain): Promise<Plain> {
     const ex = this.#execution(req.parent);
     const status = await this.#status(ex);
-    const { items, nextPageToken } = page(status.tasks, req, 1000);
+    const { items, nextPageToken } = page(status.tasks, req, this.maxTasksPage);
     return { tasks: items.map((t) => this.#taskResource(ex, status, t)), nextPageToken };
   }
 
