@@ -79,7 +79,7 @@ describe("Cloud Run's front end (fake)", () => {
   });
 
   it.each([
-    ["no token", undefined, 401],
+    ["no token", undefined, 403],
     ["a token signed by another key", `Bearer ${jwt(claims(SCHEDULER_SA), attacker.privateKey)}`, 401],
     ["a token with its signature already stripped", `Bearer ${stripped(jwt(claims(SCHEDULER_SA)))}`, 401],
     ["an expired token", `Bearer ${jwt(claims(SCHEDULER_SA, { iat: 1, exp: 3601 }))}`, 401],

@@ -6,7 +6,8 @@
  * it verifies the caller's Google ID token itself, against the test's signing keys: RS256
  * signature by a known key id, Google's issuer, an audience the service answers to (its URL or
  * a custom audience), not expired, and an email that holds roles/run.invoker. A request that
- * fails is refused here and never reaches the app: 401 when the token is missing or does not
+ * fails is refused here and never reaches the app: 403 without a token (an anonymous caller is
+ * no invoker: "Your client does not have permission to get URL"), 401 when the token does not
  * verify, 403 when the caller is not an invoker. A request that passes is forwarded with the
  * token's signature replaced by the literal `SIGNATURE_REMOVED_BY_GOOGLE`, as Cloud Run does,
  * so the app can read the claims but cannot verify the signature again.
@@ -116,7 +117,7 @@ export class CloudRunFrontend {
   /** The invoker IAM check: 200 with the header to forward, or the refusal. */
   #check(authorization: string | undefined): { status: 200; forwarded: string } | { status: 401 | 403; reason: string } {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
-    if (!m) return { status: 401, reason: "no bearer token" };
+    if (!m) return { status: 403, reason: "no bearer token: an anonymous caller" };
     const parts = m[1]!.split(".");
     if (parts.length !== 3) return { status: 401, reason: "not a JWT" };
     const [h, p, s] = parts as [string, string, string];

@@ -216,8 +216,8 @@ describe.skipIf(missing.length > 0)(`live Google Cloud (project ${PROJECT}, regi
       const on = { valid: await call(`Bearer ${token}`), none: await call(), forged: await call(`Bearer ${forged}`) };
       report("invoker IAM check on: a valid ID token, none, a stripped one", on);
       expect.soft(on.valid).toMatchObject({ status: 200, forwardedSignature: "SIGNATURE_REMOVED_BY_GOOGLE" });
-      // The front end fake refuses both with 401 and forwards neither.
-      expect.soft([on.none.status, on.forged.status]).toEqual([401, 401]);
+      // The front end fake refuses no token with 403 and a forged one with 401, forwarding neither.
+      expect.soft([on.none.status, on.forged.status]).toEqual([403, 401]);
       const [update] = await services.updateService({ service: { name, invokerIamDisabled: true, template: { containers: [{ image: ECHO_IMAGE, ports: [{ containerPort: 8080 }] }] } } });
       await update.promise();
       const off = { valid: await call(`Bearer ${token}`) };
