@@ -93,6 +93,14 @@ describe.skipIf(missing.length > 0)(`live Google Cloud (project ${PROJECT}, regi
   }
 
   it("a 2-task execution with overrides on a parallelism-3 job (the fake refuses it: INVALID_ARGUMENT)", async () => {
+    const tooParallel = await codeOf(
+      jobs.createJob({ parent, jobId: `${ID}-p10`, job: { template: { parallelism: 10, taskCount: 1, template: { containers: [{ image: JOB_IMAGE }] } } } }).then(async ([op]) => {
+        const [job] = await op.promise();
+        created.push(job.name!);
+      }),
+    );
+    report("CreateJob parallelism=10 taskCount=1", tooParallel);
+    expect.soft(tooParallel).toMatchObject({ code: GrpcCode.INVALID_ARGUMENT });
     const p3 = await createJob("p3", 3, 3);
     const answer = await codeOf(run(p3, { taskCount: 2 }));
     report("RunJob taskCount=2 on a parallelism-3 job", answer);
@@ -110,6 +118,7 @@ describe.skipIf(missing.length > 0)(`live Google Cloud (project ${PROJECT}, regi
     const job = await createJob("list", 0, 1);
     const names: string[] = [];
     for (let i = 0; i < 3; i++) {
+      const ranAt = Date.now();
       const [op] = await run(job, { env: { SHARDRUN_RUN: "20260101-000000-live-0000", SHARDRUN_LAUNCH: String(i) } });
       const name = executionName(op);
       names.push(name);
@@ -125,6 +134,15 @@ describe.skipIf(missing.length > 0)(`live Google Cloud (project ${PROJECT}, regi
         overrideEnvInTemplate: (template?.containers ?? []).some((c) => (c.env ?? []).some((e) => e.name === "SHARDRUN_LAUNCH")),
       });
       expect.soft(got).toBe("OK");
+      if (i === 0) {
+        // How long until a task runs: what the 10-minute grace for an unclaimed launch must cover.
+        let startedMs: number | null = null;
+        for (let polls = 0; polls < 120 && startedMs === null; polls++, await sleep(2000)) {
+          const [list] = await tasks.listTasks({ parent: name });
+          if (list.some((t) => t.startTime)) startedMs = Date.now() - ranAt;
+        }
+        report("from RunJob to the first task running (ms)", startedMs);
+      }
     }
     await sleep(10_000);
     const [listed] = await executions.listExecutions({ parent: job });
