@@ -57,6 +57,16 @@ describe.skipIf(!found.bin)("Cloud Storage throttle in front of fake-gcs-server"
     await throttle.close();
   });
 
+  it("judges a write that races one still in flight by what that one will leave: two create-only writes at once are a lost race", async () => {
+    const { throttle, store } = await through();
+    const results = await Promise.all([0, 1].map((i) => store.put("race.json", String(i), { ifGenerationMatch: 0 }).then(() => "created", (e: unknown) => String(e))));
+    expect(results.filter((r) => r === "created")).toHaveLength(1);
+    const r = throttle.report();
+    expect(r.tooSoon).toEqual({});
+    expect(r.lostRace).toEqual({ [`t${n - 1}/race.json`]: 1 });
+    await throttle.close();
+  });
+
   it("answers with Cloud Storage's JSON error body", async () => {
     const { throttle, store } = await through();
     await store.put("c.json", "{}");

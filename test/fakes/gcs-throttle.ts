@@ -70,6 +70,8 @@ export interface ClassifiedRequest {
 }
 
 const decode = (s: string) => decodeURIComponent(s.replace(/\+/g, "%20"));
+/** The generation of an object whose write is in flight: matches no precondition. */
+const PENDING = "pending";
 
 /**
  * How Cloud Storage's JSON API bills a request, and which object it mutates. Multipart uploads
@@ -124,7 +126,11 @@ export class GcsThrottle {
   readonly #started: number;
   /** When each object name last had a mutation forwarded. */
   readonly #lastMutation = new Map<string, number>();
-  /** Each object's generation as the emulator last reported it; absent: no such object. */
+  /**
+   * Each object's generation as it will be once the mutations forwarded so far are applied:
+   * absent when there is no such object, PENDING while a write that will apply is in flight
+   * (its generation is not known yet, and no precondition written before it can match it).
+   */
   readonly #generation = new Map<string, string>();
   /** Forwarded mutation times, per object, within the last second. */
   readonly #recent = new Map<string, number[]>();
@@ -193,9 +199,7 @@ export class GcsThrottle {
       if (last !== undefined && now - last < this.#gap) {
         this.#report.refused.object++;
         this.#report.refusedObjects[name] = (this.#report.refusedObjects[name] ?? 0) + 1;
-        const current = this.#generation.get(name) ?? "0";
-        const wouldApply = kind.ifGenerationMatch === undefined || kind.ifGenerationMatch === current;
-        const sorted = wouldApply ? this.#report.tooSoon : this.#report.lostRace;
+        const sorted = this.#wouldApply(name, kind.ifGenerationMatch) ? this.#report.tooSoon : this.#report.lostRace;
         sorted[name] = (sorted[name] ?? 0) + 1;
         const bucket = /\/b\/([^/]+)/.exec(parsed.pathname)?.[1] ?? "";
         const message = `The object ${bucket}/${name} exceeded the rate limit for object mutation operations (create, update, and delete). Please reduce your request rate. See https://cloud.google.com/storage/docs/gcs429.`;
@@ -213,16 +217,35 @@ export class GcsThrottle {
       this.#lastMutation.set(name, now);
       this.#peak(this.#recent, name, now, "writes");
     }
+    // What this mutation will leave, known before its answer: a write racing it is judged by it.
+    const before = kind.mutates !== undefined ? this.#generation.get(kind.mutates) : undefined;
+    const applies = kind.mutates !== undefined && this.#wouldApply(kind.mutates, kind.ifGenerationMatch);
+    if (applies && req.method === "DELETE") this.#generation.delete(kind.mutates!);
+    else if (applies) this.#generation.set(kind.mutates!, PENDING);
     if (kind.class === "A") this.#report.classA++;
     else if (kind.class === "B") this.#report.classB++;
     else this.#report.free++;
     try {
       const upstream = await this.#forward(req, body);
       if (kind.mutates !== undefined && upstream.status >= 200 && upstream.status < 300) this.#track(kind.mutates, req.method ?? "GET", upstream.body);
+      else if (applies) this.#restore(kind.mutates!, before);
       res.writeHead(upstream.status, upstream.headers).end(upstream.body);
     } catch (error) {
       if (!res.headersSent) res.writeHead(502).end(String(error));
     }
+  }
+
+  /** Whether a mutation with this precondition would be applied to the object as it stands. */
+  #wouldApply(name: string, ifGenerationMatch: string | undefined): boolean {
+    if (ifGenerationMatch === undefined) return true;
+    const current = this.#generation.get(name);
+    return ifGenerationMatch === "0" ? current === undefined : ifGenerationMatch === current;
+  }
+
+  /** Undoes the prediction of a mutation the emulator did not apply after all. */
+  #restore(name: string, before: string | undefined): void {
+    if (before === undefined) this.#generation.delete(name);
+    else this.#generation.set(name, before);
   }
 
   /** The object's generation after a mutation the emulator applied. */
