@@ -7,7 +7,7 @@ STAMP := node_modules/.install-stamp
 # Only the first `npm ci` runs on the machine's node.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install build run test typecheck bench clean tools browser
+.PHONY: all install build run test test-live typecheck bench clean tools browser
 
 all: build
 
@@ -50,6 +50,13 @@ test: build typecheck tools browser
 	@echo "make test: node $$(node --version) ($$(command -v node))"
 	npx vitest run --reporter=default --reporter=json --outputFile.json=test-results/vitest.json; \
 	  status=$$?; node scripts/test-summary.mjs test-results/vitest.json || status=1; exit $$status
+
+# The live suite (test/live): settles what the Google fakes assume, against a throwaway project.
+# Needs SHARDRUN_LIVE_PROJECT, SHARDRUN_LIVE_REGION and SHARDRUN_LIVE_BUCKET (else it says why it
+# skips) and Application Default Credentials. Never part of `make test`.
+test-live: build
+	@echo "make test-live: node $$(node --version)"
+	npx vitest run --config vitest.live.config.ts
 
 bench: build
 	node dist/bench/run.js

@@ -80,7 +80,8 @@ export function cleanup(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   children.clear();
   for (const store of stores) {
-    for (const ex of executionStatuses(store)) {
+    // A folder store keeps its executions inside; a gs:// run started in the folder, below .shardrun.
+    for (const ex of [...executionStatuses(store), ...executionStatuses(join(store, ".shardrun"))]) {
       if (ex.state !== "running" && ex.state !== "pending") continue;
       if (ex.supervisorPid) kill(ex.supervisorPid, "SIGKILL");
       for (const t of ex.tasks) if (t.pid) kill(t.pid, "SIGKILL");
@@ -115,10 +116,10 @@ export interface CliResult {
 }
 
 /** Runs `shardrun ...args`, tracked so that `cleanup()` can stop it. */
-export function runCli(args: string[]): Promise<CliResult> {
+export function runCli(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: o.cwd ?? ROOT, env: { ...process.env, ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
     children.add(child);
     const out: Buffer[] = [];
     const err: Buffer[] = [];

@@ -1,10 +1,10 @@
 /**
- * `make bench`: three measures of shardrun on this machine, each a ratio taken within one run,
- * because the machine is noisy and wall times alone say little. Nothing here passes or fails
- * on time; a bench fails only when shardrun gets something wrong (a run not succeeding, an item
- * missing or doubled in the output).
+ * `make bench`: four measures of shardrun on this machine, each a ratio or a count taken within
+ * one run, because the machine is noisy and wall times alone say little. Nothing here passes or
+ * fails on time; a bench fails only when shardrun gets something wrong (a run not succeeding, an
+ * item missing or doubled in the output).
  *
- *   node dist/bench/run.js [overhead] [resume] [makespan]     (default: all three)
+ *   node dist/bench/run.js [overhead] [resume] [makespan] [gcs]     (default: all four)
  *   BENCH_SCALE=0.5 node dist/bench/run.js                     (scales item counts)
  *
  * Prints a table per bench, then one JSON line with every figure, also written to
@@ -14,11 +14,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { ROOT, cleanup, installCleanup, scaled } from "./lib.js";
+import { gcsBench, type GcsResult } from "./gcs.js";
 import { makespanBench, type MakespanResult } from "./makespan.js";
 import { overheadBench, type OverheadResult } from "./overhead.js";
 import { resumeBench, type ResumeResult } from "./resume.js";
 
-const BENCHES = ["overhead", "resume", "makespan"] as const;
+const BENCHES = ["overhead", "resume", "makespan", "gcs"] as const;
 type BenchName = (typeof BENCHES)[number];
 
 function selected(argv: string[]): BenchName[] {
@@ -35,7 +36,7 @@ async function main(): Promise<number> {
   scaled(1); // checks BENCH_SCALE before anything starts
   const log = (s: string) => process.stdout.write(s);
   const t0 = performance.now();
-  const results: { overhead?: OverheadResult; resume?: ResumeResult; makespan?: MakespanResult } = {};
+  const results: { overhead?: OverheadResult; resume?: ResumeResult; makespan?: MakespanResult; gcs?: GcsResult } = {};
   const errors: Record<string, string> = {};
 
   log(`shardrun bench: ${which.join(", ")}; BENCH_SCALE=${process.env.BENCH_SCALE ?? "1"}, ${cpus().length} cores, node ${process.version}\n\n`);
@@ -45,6 +46,7 @@ async function main(): Promise<number> {
       if (name === "overhead") results.overhead = await overheadBench(log);
       if (name === "resume") results.resume = await resumeBench(log);
       if (name === "makespan") results.makespan = await makespanBench(log, results.overhead?.fixedMs);
+      if (name === "gcs") results.gcs = await gcsBench(log);
     } catch (e) {
       errors[name] = e instanceof Error ? e.message : String(e);
       log(`(${name}) FAILED: ${errors[name]}\n\n`);
@@ -63,6 +65,7 @@ async function main(): Promise<number> {
       ...(results.overhead ? { overheadRatio: results.overhead.ratio, fixedMs: results.overhead.fixedMs, perShardMs: results.overhead.perShardMs } : {}),
       ...(results.resume ? { executionsPerItem: results.resume.ratio, kills: results.resume.kills, outputOk: results.resume.outputOk } : {}),
       ...(results.makespan ? { staticEfficiency: results.makespan.static.efficiency, dynamicEfficiency: results.makespan.dynamic.efficiency } : {}),
+      ...(results.gcs?.cases.length ? { peakBucketWritesPerSecond: Math.max(...results.gcs.cases.map((c) => c.peakBucketWritesPerSecond)) } : {}),
     },
     ...results,
     ...(Object.keys(errors).length ? { errors } : {}),
@@ -72,7 +75,7 @@ async function main(): Promise<number> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "latest.json"), line + "\n");
   log(line + "\n");
-  const wrong = Object.keys(errors).length > 0 || results.resume?.outputOk === false;
+  const wrong = Object.keys(errors).length > 0 || results.resume?.outputOk === false || (results.gcs?.cases.some((c) => c.state !== "succeeded" || c.tooSoon > 0) ?? false);
   return wrong ? 1 : 0;
 }
 

@@ -56,6 +56,8 @@ export async function runCommand(jobSpec: string, flags: RunFlags, io: Io): Prom
       ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
     },
     trigger: "cli",
+    // Driven right away: run.json is written once now, not again within a second.
+    driving: true,
   });
   if (!flags.json) io.stderr.write(`run ${run.runId}: ${run.plan.totalItems} items in ${run.plan.shardCount} shards, ${run.settings.tasks} tasks\n`);
   const hints = hintContext(io, s);

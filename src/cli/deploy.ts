@@ -7,7 +7,7 @@
 import { readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { ExitCode, UsageError } from "../core/errors.js";
-import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
+import { cloudSettings, hasDefaultCredentials, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
 import { prepareJob, resolveJob } from "../config/jobs.js";
 import { packageRoot } from "../config/paths.js";
@@ -33,7 +33,11 @@ export async function deployCommand(positionals: string[], flags: DeployFlags, i
     { allowPlaceholders: dryRun },
   );
   const image = flags.image ?? settings.image;
-  const offline = !settings.project || !settings.region;
+  const { cloudRunClientOptions } = await import("../launcher/cloud-run-endpoint.js");
+  const clientOptions = cloudRunClientOptions();
+  // A dry run without credentials compares nothing rather than fail on them.
+  const noCredentials = dryRun && !clientOptions && !hasDefaultCredentials();
+  const offline = !settings.project || !settings.region || noCredentials;
   if (!dryRun) {
     const missing = [offline && "--project and --region", !image && "--image (or SHARDRUN_IMAGE)"].filter(Boolean);
     if (missing.length) throw new UsageError(`deploy: needs ${missing.join(" and ")}, or set them in ${SETTINGS_FILE}; --dry-run shows what it would create`);
@@ -42,8 +46,6 @@ export async function deployCommand(positionals: string[], flags: DeployFlags, i
   const root = packageRoot();
   const names = positionals.length ? positionals : readdirSync(join(root, "jobs"), { withFileTypes: true }).filter((d) => d.isDirectory() && existsSync(join(root, "jobs", d.name, "index.ts"))).map((d) => d.name);
   const { buildJob, deployJob } = await import("../launcher/cloud-run-deploy.js");
-  const { cloudRunClientOptions } = await import("../launcher/cloud-run-endpoint.js");
-  const clientOptions = cloudRunClientOptions();
 
   const results: { job: string; action: string; changes: string[]; resource: unknown; compared: boolean }[] = [];
   for (const name of names) {
@@ -55,7 +57,8 @@ export async function deployCommand(positionals: string[], flags: DeployFlags, i
       image: image ?? "REGION-docker.pkg.dev/PROJECT_ID/shardrun/shardrun:latest",
       taskTimeoutSeconds: settings.taskTimeoutSeconds ?? 3600,
       maxRetries: settings.maxRetries ?? 3,
-      parallelism: settings.parallelism ?? job.tasks ?? 10,
+      // Unset on the job (see DeployJobSpec.parallelism); a value left in the settings file is refused by name.
+      parallelism: settings.parallelism ?? 0,
       taskCount: job.tasks ?? 10,
       env: { [ENV.logFormat]: "json" },
       ...(settings.serviceAccount ? { serviceAccount: settings.serviceAccount } : {}),
@@ -75,7 +78,11 @@ export async function deployCommand(positionals: string[], flags: DeployFlags, i
     return ExitCode.ok;
   }
   if (dryRun && offline) {
-    const why = settings.placeholders.length ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders` : "no project/region";
+    const why = noCredentials && settings.project && settings.region
+      ? "no Google credentials found: run `gcloud auth application-default login` to compare"
+      : settings.placeholders.length
+        ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders`
+        : "no project/region";
     io.stdout.write(`dry run, not compared with the cloud (${why}: pass --project and --region, or fill ${SETTINGS_FILE})\n`);
   }
   for (const r of results) {

@@ -5,7 +5,7 @@
  */
 import { Cron } from "croner";
 import { ExitCode, UsageError } from "../core/errors.js";
-import { cloudSettings, SETTINGS_FILE } from "../config/cloud.js";
+import { cloudSettings, hasDefaultCredentials, SETTINGS_FILE } from "../config/cloud.js";
 import { ENV } from "../config/env.js";
 import { loadScheduleCatalog } from "../schedules/load.js";
 import { listed, type ListedSchedule } from "../schedules/schedule.js";
@@ -57,7 +57,10 @@ export async function syncCommand(flags: SyncFlags, io: Io): Promise<number> {
   const serviceUrl = flags.serviceUrl ?? (env[ENV.serviceUrl] || undefined);
   const serviceAccount = flags.serviceAccount ?? settings.serviceAccount;
   const audience = flags.audience ?? (env[ENV.oidcAudience] || undefined);
-  const offline = !settings.project || !settings.region;
+  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../schedules/cloud-scheduler.js");
+  // A dry run without credentials compares nothing rather than fail on them.
+  const noCredentials = dryRun && !cloudSchedulerClientOptions() && !hasDefaultCredentials();
+  const offline = !settings.project || !settings.region || noCredentials;
   const missing = [
     offline && "--project and --region",
     !serviceUrl && `--service-url (or ${ENV.serviceUrl})`,
@@ -70,7 +73,6 @@ export async function syncCommand(flags: SyncFlags, io: Io): Promise<number> {
   // Cloud Scheduler jobs of a job that does not build are left as they are, not deleted.
   const keepJobsOf = catalog.unavailable.map((u) => u.job);
   for (const u of catalog.unavailable) io.stderr.write(`schedules sync: job ${u.job} does not load; its Cloud Scheduler jobs are left as they are: ${u.reason}\n`);
-  const { cloudSchedulerClientOptions, desiredJobs, syncSchedules, parentOf } = await import("../schedules/cloud-scheduler.js");
   const spec = {
     project: settings.project ?? "PROJECT_ID",
     region: settings.region ?? "REGION",
@@ -96,7 +98,11 @@ export async function syncCommand(flags: SyncFlags, io: Io): Promise<number> {
     return ExitCode.ok;
   }
   if (!result.compared) {
-    const why = settings.placeholders.length ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders` : "no project/region";
+    const why = noCredentials && settings.project && settings.region
+      ? "no Google credentials found: run `gcloud auth application-default login` to compare"
+      : settings.placeholders.length
+        ? `${settings.placeholders.join(", ")} in ${SETTINGS_FILE} still hold placeholders`
+        : "no project/region";
     io.stdout.write(`dry run, not compared with Cloud Scheduler (${why}: pass --project and --region, or fill ${SETTINGS_FILE})\n`);
   } else if (dryRun) {
     io.stdout.write(`dry run: compared with Cloud Scheduler in ${result.parent}; nothing changed\n`);

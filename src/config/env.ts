@@ -60,6 +60,12 @@ export const ENV = {
   oidcAudience: "SHARDRUN_OIDC_AUDIENCE",
   /** Cloud mode: comma-separated emails (service accounts) allowed to call the API. */
   allowedServiceAccounts: "SHARDRUN_ALLOWED_SERVICE_ACCOUNTS",
+  /**
+   * Cloud mode: "on" when Cloud Run's invoker IAM check stands in front of the service (it then
+   * verifies tokens and forwards them with the signature stripped); "off" (the default) when the
+   * service was deployed with `--no-invoker-iam-check` and verifies signatures itself.
+   */
+  invokerIamCheck: "SHARDRUN_INVOKER_IAM_CHECK",
 } as const;
 
 // Not z.coerce: it would read "" as 0, and an empty CLOUD_RUN_TASK_INDEX would pass as task 0.

@@ -15,6 +15,7 @@ export type ShardrunErrorCode =
   | "STORE_FULL"
   /** An object of a run is not what the checkpoint that names it recorded (missing, truncated, changed). */
   | "DAMAGED"
+  | "LAUNCH_UNCERTAIN"
   | "INTERNAL";
 
 /**
@@ -104,6 +105,16 @@ export class StoreFull extends ShardrunError {
   constructor(store: string, message: string, options?: { cause?: unknown }) {
     super("STORE_FULL", message, options);
     this.store = store;
+  }
+}
+
+/**
+ * A launcher could not tell whether its call started an execution (the answer was lost). Not
+ * retried: the call is not idempotent. The launch's own tasks settle it (DESIGN.md protocol 6).
+ */
+export class LaunchUncertain extends ShardrunError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("LAUNCH_UNCERTAIN", message, options);
   }
 }
 

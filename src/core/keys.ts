@@ -23,6 +23,8 @@ export const keys = {
   tasksPrefix: (runId: string, n: number) => `runs/${runId}/launches/${launchName(n)}/tasks/`,
   /** One bank of the run budget shared out to a launch's tasks. */
   budgetBank: (runId: string, n: number, bank: number) => `runs/${runId}/launches/${launchName(n)}/budget/${pad(bank, 5)}.json`,
+  /** Which execution works launch n, named once by whoever learns it first (protocol 6). */
+  launchClaim: (runId: string, n: number) => `runs/${runId}/launches/${launchName(n)}/execution.json`,
   deadLetter: (runId: string) => `runs/${runId}/dead-letter.jsonl`,
   /** An eagerly recorded step result, by the item's run-wide index (stable across reruns). */
   step: (runId: string, itemIndex: number, stepId: string) => `runs/${runId}/steps/${itemIndex}/${stepId}.json`,

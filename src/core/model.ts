@@ -91,6 +91,8 @@ export const RunRecord = z.object({
   args: z.record(z.string(), z.unknown()),
   trigger: z.string(),
   createdAt: z.string(),
+  /** When run.json was last written (a writer waits a second after it: Cloud Storage's limit per object). */
+  updatedAt: z.string().optional(),
   state: RunState,
   /** When the last drive that did work ended. */
   finishedAt: z.string().optional(),
@@ -273,6 +275,31 @@ export type TaskRecord = z.infer<typeof TaskRecord>;
 /** `launches/<n>/budget/<k>.json`: one bank of the run budget; absent means untouched (its full share). */
 export const BudgetBank = z.object({ left: z.object({ tokens: z.number(), usd: z.number() }) });
 export type BudgetBank = z.infer<typeof BudgetBank>;
+
+/**
+ * `runs/<id>/launches/<n>/execution.json`: the execution that works launch n. Created once
+ * (create-only) by whoever knows it first: the process that called the launcher, as soon as it
+ * has the execution's name, or a task of that execution as its first act. `null`: the launch
+ * was given up before anyone claimed it (its starter died, or it never started within the
+ * grace); a task of a late execution then does nothing. Tasks of any execution but the one
+ * named do nothing either, so a launch is worked by one execution at most.
+ */
+export const LaunchClaim = z.object({
+  v: z.literal(1),
+  execution: z.string().min(1).nullable(),
+  by: z.enum(["starter", "task", "driver"]),
+  at: z.string(),
+});
+export type LaunchClaim = z.infer<typeof LaunchClaim>;
+
+/**
+ * Whether two names denote one execution. The launcher knows its full name
+ * (`projects/…/executions/<id>`), a task only its own id (CLOUD_RUN_EXECUTION).
+ */
+export function sameExecution(a: string, b: string): boolean {
+  const id = (name: string) => name.slice(name.lastIndexOf("/") + 1);
+  return id(a) === id(b);
+}
 
 /** Serialized line of an output part. */
 export const OutputLine = z.object({ i: z.number().int(), key: z.string(), output: z.unknown() });

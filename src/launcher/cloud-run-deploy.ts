@@ -27,8 +27,20 @@ export const DeployJobSpec = z.strictObject({
   taskTimeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600),
   /** Retries per task after its first attempt; Cloud Run allows 0 to 10. */
   maxRetries: z.number().int().min(0).max(10),
-  /** Tasks running at once; fixed on the job, a launch cannot override it. */
-  parallelism: z.number().int().min(1),
+  /**
+   * The job's parallelism: 0, which leaves it unset. Cloud Run fixes parallelism on the job (a
+   * launch cannot override it) and refuses an execution whose task count is below it, while
+   * shardrun launches as many tasks as shards are open (a small run, a continuation). Unset, an
+   * execution runs all its tasks at once (execution_template.proto: "the maximum possible
+   * value"), so a run's parallelism is its task count (`run --tasks`).
+   * @default 0
+   */
+  parallelism: z
+    .number()
+    .int()
+    .min(0)
+    .max(0, "Expected parallelism 0 (unset): Cloud Run refuses an execution whose task count is below its job's parallelism, and shardrun launches as many tasks as shards are open; give a run --tasks instead")
+    .default(0),
   /** Default task count; every shardrun launch overrides it. @default 1 */
   taskCount: z.number().int().min(1).max(10_000).default(1),
   /** The identity tasks run as; it needs roles/storage.objectUser on the bucket. */
@@ -89,7 +101,8 @@ export function buildJob(input: DeployJobSpec): JobJson {
   return {
     client: "shardrun",
     template: {
-      parallelism: spec.parallelism,
+      // 0 is unset: left out, so that the request carries no parallelism at all.
+      ...(spec.parallelism ? { parallelism: spec.parallelism } : {}),
       taskCount: spec.taskCount,
       template: {
         containers: [
@@ -129,6 +142,7 @@ function managed(job: JobJson): Managed {
     taskTimeoutSeconds: Number(obj(task.timeout).seconds ?? 0),
     // Unset means Cloud Run's default of 3 (the field is in a oneof, so an explicit 0 is kept).
     maxRetries: task.maxRetries === undefined || task.maxRetries === null ? 3 : Number(task.maxRetries),
+    // Unset and 0 are one: the job runs every task of an execution at once.
     parallelism: Number(exec.parallelism ?? 0),
     taskCount: Number(exec.taskCount ?? 0),
     serviceAccount: str(task.serviceAccount),
@@ -206,7 +220,7 @@ export function jobJson(job: unknown): JobJson {
 
 /**
  * Creates the job, or updates it when a managed setting differs. With `dryRun`, only reads.
- * @example await deployJob({ project, region, name: "shardrun-docs", image, taskTimeoutSeconds: 3600, maxRetries: 3, parallelism: 10 })
+ * @example await deployJob({ project, region, name: "shardrun-docs", image, taskTimeoutSeconds: 3600, maxRetries: 3 })
  */
 export async function deployJob(input: DeployJobSpec, options: DeployOptions = {}): Promise<DeployResult> {
   const spec = parseSpec(input);

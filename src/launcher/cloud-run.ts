@@ -3,17 +3,23 @@
  *
  * A launch is one `RunJob` with overrides (task count, task timeout, container env). `RunJob` is
  * not idempotent (DESIGN.md protocol 6): an error after the request was sent does not say whether
- * an execution started. Every execution therefore carries its launch's identity in its env
- * (SHARDRUN_RUN, SHARDRUN_LAUNCH), and after an uncertain error the launcher looks for that
- * execution before it sends `RunJob` again. Status is read from the Execution and its Tasks and
- * mapped into the same ExecutionStatus the local launcher reports.
+ * an execution started, so it is never sent again then; `launch` rejects with LaunchUncertain
+ * and the launch's own tasks name their execution in the store. Listing executions cannot
+ * settle it: their order, how soon a new one is listed and whether the override env shows in
+ * them are not documented, and Cloud Run keeps only the last 1,000 finished ones.
+ *
+ * Parallelism is the job's, not the execution's, and an execution whose task count is below it
+ * is refused; `shardrun deploy` leaves it unset, so that every launch (a small run, a
+ * continuation for a few shards) is valid, and each execution runs all its tasks at once.
+ * Status is read from the Execution and its Tasks and mapped into the same ExecutionStatus the
+ * local launcher reports.
  */
 import { ExecutionsClient, JobsClient, TasksClient } from "@google-cloud/run";
 import type { ClientOptions } from "google-gax";
 import { z } from "zod";
 import { ENV } from "../config/env.js";
 import { nextRetryDelay, RetryPolicy } from "../core/backoff.js";
-import { errorMessage, ShardrunError } from "../core/errors.js";
+import { errorMessage, LaunchUncertain, ShardrunError } from "../core/errors.js";
 import type { ExecutionState, ExecutionStatus, LaunchRequest, Launcher, TaskState, TaskStatus } from "./port.js";
 
 export interface CloudRunLauncherOptions {
@@ -33,22 +39,17 @@ export interface CloudRunLauncherOptions {
    */
   containerName?: string;
   /**
-   * Backoff for reads and cancels on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, and
-   * for the search after an uncertain `RunJob`.
+   * Backoff for reads and cancels on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, for
+   * a `RunJob` refused by quota, and for polling its operation for the execution's name.
    * @default { attempts: 5, minDelayMs: 250, maxDelayMs: 5000, factor: 2, jitter: true }
    */
   retry?: Partial<RetryPolicy>;
   /**
    * `RunJob` calls per launch, the first included. A call is repeated only when it surely
-   * started nothing: rejected before it was sent, or no execution found after an uncertain error.
+   * started nothing (RESOURCE_EXHAUSTED: refused by quota).
    * @default 3
    */
   launchAttempts?: number;
-  /**
-   * Executions scanned (newest first) when looking for one a launch started.
-   * @default 500
-   */
-  maxScan?: number;
 }
 
 /** gRPC status codes (google.rpc.Code) that the launcher decides on. */
@@ -123,8 +124,6 @@ const Condition = z.object({
   reason: z.union([z.string(), z.number()]).nullish(),
   executionReason: z.union([z.string(), z.number()]).nullish(),
 });
-const EnvVar = z.object({ name: z.string().nullish(), value: z.string().nullish() });
-const Template = z.object({ containers: z.array(z.object({ env: z.array(EnvVar).nullish() })).nullish() }).nullish();
 const count = z.number().nullish().transform((n) => n ?? 0);
 const conditions = z.array(Condition).nullish().transform((c) => c ?? []);
 export const ExecutionResource = z.object({
@@ -138,7 +137,6 @@ export const ExecutionResource = z.object({
   failedCount: count,
   cancelledCount: count,
   conditions,
-  template: Template,
 });
 export type ExecutionResource = z.infer<typeof ExecutionResource>;
 export const TaskResource = z.object({
@@ -211,12 +209,13 @@ export function consoleUrl(project: string, region: string, execution: string): 
 
 export class CloudRunLauncher implements Launcher {
   readonly kind = "cloud-run" as const;
+  /** The job's parallelism is left unset (see `shardrun deploy`): an execution runs every task at once. */
+  readonly runsAllTasksAtOnce = true;
   readonly #project: string;
   readonly #region: string;
   readonly #containerName: string | undefined;
   readonly #retry: RetryPolicy;
   readonly #launchAttempts: number;
-  readonly #maxScan: number;
   readonly #jobs: JobsClient;
   readonly #executions: ExecutionsClient;
   readonly #tasks: TasksClient;
@@ -231,7 +230,6 @@ export class CloudRunLauncher implements Launcher {
     this.#containerName = options.containerName;
     this.#retry = RetryPolicy.parse({ ...DEFAULT_RETRY, ...options.retry });
     this.#launchAttempts = launchAttempts;
-    this.#maxScan = options.maxScan ?? 500;
     // Constructing a client opens no connection; the first call does.
     const clientOptions = options.clientOptions ?? {};
     this.#jobs = new JobsClient(clientOptions);
@@ -243,19 +241,25 @@ export class CloudRunLauncher implements Launcher {
     return `projects/${this.#project}/locations/${this.#region}/jobs/${jobName}`;
   }
 
-  /** A full execution name; a short one (`<job>-<5 chars>`) is taken as this project's and region's. */
+  /**
+   * A full execution name, from a full one, a relative one (`jobs/<job>/executions/<id>`, as a
+   * task names its own) or a short one (`<job>-<5 chars>`), the last two taken as this
+   * project's and region's.
+   */
   #executionPath(name: string): string {
     if (name.startsWith("projects/")) return name;
+    if (name.startsWith("jobs/")) return `projects/${this.#project}/locations/${this.#region}/${name}`;
     return `${this.#jobPath(name.replace(/-[a-z0-9]+$/, ""))}/executions/${name}`;
   }
 
   /**
    * Starts one execution and returns its full name. `parallelism` and `maxRetries` are the job's
-   * (set by deploy): Cloud Run cannot override them per execution.
+   * (set by deploy): Cloud Run cannot override them per execution. Rejects with LaunchUncertain
+   * when an execution may have started without its name reaching here.
    */
   async launch(request: LaunchRequest, signal?: AbortSignal): Promise<string> {
     const name = this.#jobPath(request.jobName);
-    // The identity a retried launch finds the execution by; set here so that it is always there.
+    // The launch's identity, for people and logs reading the execution (nothing searches by it).
     const env = { ...request.env, [ENV.run]: request.runId, [ENV.launch]: String(request.launch) };
     const runRequest = {
       name,
@@ -277,38 +281,38 @@ export class CloudRunLauncher implements Launcher {
         lastError = error;
         const code = grpcCode(error);
         if (code === GrpcCode.RESOURCE_EXHAUSTED) {
-          // Rejected by quota: nothing started, so sending it again is safe.
+          // Refused by quota: nothing started, so sending it again is safe.
           if (attempt < this.#launchAttempts) await sleep(nextRetryDelay(this.#retry, attempt), signal);
           continue;
         }
-        if (code !== undefined && !UNCERTAIN.has(code)) throw this.#runJobError(name, error);
-        const found = await this.#findPatiently(request, signal);
-        if (found) return found;
-        continue;
+        // No gRPC code: refused before it was sent (credentials, say). A definite refusal: none started.
+        if (code === undefined || !UNCERTAIN.has(code)) throw this.#runJobError(name, error, request.taskCount);
+        throw new LaunchUncertain(
+          `RunJob on ${name} failed after it may have been sent (${errorMessage(error)}); not sent again, since RunJob is not idempotent: the launch's tasks will name its execution if one started`,
+          { cause: error },
+        );
       }
-      return (await this.#executionOf(operation.name, operation.metadata, signal)) ?? (await this.#findPatiently(request, signal)) ?? this.#lost(name);
+      const execution = await this.#executionOf(operation.name, operation.metadata, signal);
+      if (execution) return execution;
+      throw new LaunchUncertain(`RunJob on ${name} started an execution, but its operation ${operation.name ?? ""} did not name it: the launch's tasks will`);
     }
     throw cloudRunError(`could not start an execution of ${name} after ${this.#launchAttempts} attempts`, lastError, {
-      [GrpcCode.UNAVAILABLE]: "if one started after all, a retried launch finds it by its SHARDRUN_RUN and SHARDRUN_LAUNCH",
-      [GrpcCode.DEADLINE_EXCEEDED]: "if one started after all, a retried launch finds it by its SHARDRUN_RUN and SHARDRUN_LAUNCH",
+      [GrpcCode.RESOURCE_EXHAUSTED]: "Cloud Run refused it for quota each time; nothing started",
     });
   }
 
-  #lost(name: string): never {
-    throw new ShardrunError("INTERNAL", `RunJob on ${name} succeeded but neither its operation nor the job's executions name the execution`);
-  }
-
-  #runJobError(name: string, error: unknown): ShardrunError {
+  #runJobError(name: string, error: unknown, taskCount: number): ShardrunError {
     return cloudRunError(`could not run Cloud Run job ${name}`, error, {
       [GrpcCode.NOT_FOUND]: "the job is not deployed: run `shardrun deploy` first",
       [GrpcCode.PERMISSION_DENIED]: "running a job with overrides needs run.jobs.runWithOverrides, in roles/run.developer on the job",
+      [GrpcCode.INVALID_ARGUMENT]: `if the job's parallelism is above this launch's ${taskCount} tasks, Cloud Run refuses the execution: run \`shardrun deploy\`, which leaves the job's parallelism unset`,
     });
   }
 
   /**
    * The execution a RunJob operation started. Its metadata is the Execution; if the first
    * answer does not carry it yet, poll the operation only until it does, never until the
-   * execution ends (the operation is done only then).
+   * execution ends (the operation is done only then). Null when it never says.
    */
   async #executionOf(operationName: string | null | undefined, metadata: unknown, signal?: AbortSignal): Promise<string | null> {
     let name = metadataName(metadata);
@@ -318,48 +322,11 @@ export class CloudRunLauncher implements Launcher {
         name = metadataName((await this.#jobs.checkRunJobProgress(operationName)).metadata);
       } catch (error) {
         const code = grpcCode(error);
-        if (code === undefined || !TRANSIENT.has(code)) throw cloudRunError(`could not read operation ${operationName}`, error);
+        // The execution started all the same: only its name is missing.
+        if (code === undefined || !TRANSIENT.has(code)) return null;
       }
     }
     return name;
-  }
-
-  /** Looks for the launch's execution a few times: a just-created one may not be listed yet. */
-  async #findPatiently(request: LaunchRequest, signal?: AbortSignal): Promise<string | null> {
-    for (let attempt = 1; ; attempt++) {
-      const found = await this.findExecution(request, signal);
-      if (found || attempt >= this.#retry.attempts) return found;
-      await sleep(nextRetryDelay(this.#retry, attempt), signal);
-    }
-  }
-
-  /**
-   * The execution of the job that carries this launch's SHARDRUN_RUN and SHARDRUN_LAUNCH (the
-   * earliest, should there be two); null when none does or the job does not exist.
-   */
-  async findExecution(request: Pick<LaunchRequest, "jobName" | "runId" | "launch">, signal?: AbortSignal): Promise<string | null> {
-    const parent = this.#jobPath(request.jobName);
-    const matches: ExecutionResource[] = [];
-    let pageToken = "";
-    let scanned = 0;
-    do {
-      let page;
-      try {
-        page = await retryTransient(this.#retry, () => this.#executions.listExecutions({ parent, pageSize: 100, pageToken }, { autoPaginate: false }), signal);
-      } catch (error) {
-        if (grpcCode(error) === GrpcCode.NOT_FOUND) return null;
-        throw cloudRunError(`could not list executions of ${parent}`, error);
-      }
-      const [executions, next] = page;
-      for (const raw of executions) {
-        scanned++;
-        const ex = ExecutionResource.parse(raw);
-        if (carriesLaunch(ex, request)) matches.push(ex);
-      }
-      pageToken = next?.pageToken ?? "";
-    } while (pageToken && scanned < this.#maxScan);
-    matches.sort((a, b) => (isoTime(a.createTime) ?? "").localeCompare(isoTime(b.createTime) ?? ""));
-    return matches[0]?.name ?? null;
   }
 
   async getExecution(name: string): Promise<ExecutionStatus | null> {
@@ -407,9 +374,9 @@ export class CloudRunLauncher implements Launcher {
     };
   }
 
-  /** The Cloud Console page of an execution, from its full name (no API call). */
+  /** The Cloud Console page of an execution, from its full or short name (no API call). */
   executionUrl(name: string): string | undefined {
-    const parts = parseExecutionName(name);
+    const parts = parseExecutionName(this.#executionPath(name));
     return parts ? consoleUrl(parts.project, parts.region, parts.execution) : undefined;
   }
 
@@ -436,11 +403,4 @@ export class CloudRunLauncher implements Launcher {
 function metadataName(metadata: unknown): string | null {
   const parsed = z.object({ name: z.string().nullish() }).nullish().safeParse(metadata);
   return (parsed.success && parsed.data?.name) || null;
-}
-
-function carriesLaunch(ex: ExecutionResource, request: Pick<LaunchRequest, "runId" | "launch">): boolean {
-  return (ex.template?.containers ?? []).some((c) => {
-    const env = new Map((c.env ?? []).map((e) => [e.name, e.value]));
-    return env.get(ENV.run) === request.runId && env.get(ENV.launch) === String(request.launch);
-  });
 }

@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -63,8 +63,8 @@ export class LocalLauncher implements Launcher {
       taskTimeoutSeconds: request.taskTimeoutSeconds,
       maxRetries: request.maxRetries,
       killGraceSeconds: this.#o.killGraceSeconds,
-      // SHARDRUN_RUN and SHARDRUN_LAUNCH are what findExecution matches on.
-      env: { ...compileCacheEnv(), ...this.#o.env, ...request.env, [ENV.run]: request.runId, [ENV.launch]: String(request.launch) },
+      // The job, as Cloud Run sets it; the launch's identity, as the Cloud Run launcher sets it.
+      env: { ...compileCacheEnv(), ...this.#o.env, ...request.env, [ENV.job]: request.jobName, [ENV.run]: request.runId, [ENV.launch]: String(request.launch) },
       command: this.#o.command,
       statusPath: this.#statusPath(name),
       logDir: join(this.#o.stateDir, name),
@@ -91,7 +91,9 @@ export class LocalLauncher implements Launcher {
     return name;
   }
 
-  async getExecution(name: string): Promise<ExecutionStatus | null> {
+  async getExecution(full: string): Promise<ExecutionStatus | null> {
+    // A task names its execution as Cloud Run would (`jobs/<job>/executions/<id>`): the id is ours.
+    const name = full.slice(full.lastIndexOf("/") + 1);
     const path = this.#statusPath(name);
     if (!existsSync(path)) return null;
     const s = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));
@@ -156,27 +158,8 @@ export class LocalLauncher implements Launcher {
     return existsSync(path) ? Number(readFileSync(path, "utf8")) || 0 : 0;
   }
 
-  async findExecution(request: Pick<LaunchRequest, "jobName" | "runId" | "launch">): Promise<string | null> {
-    if (!existsSync(this.#o.stateDir)) return null;
-    const found: { name: string; at: number }[] = [];
-    for (const file of readdirSync(this.#o.stateDir)) {
-      if (!file.startsWith(`${request.jobName}-`) || !file.endsWith(".spec.json")) continue;
-      const path = join(this.#o.stateDir, file);
-      let raw: unknown;
-      try {
-        raw = JSON.parse(readFileSync(path, "utf8"));
-      } catch {
-        continue; // being written by a launch right now
-      }
-      const spec = LocalSpec.safeParse(raw);
-      if (spec.success && spec.data.env[ENV.run] === request.runId && spec.data.env[ENV.launch] === String(request.launch)) {
-        found.push({ name: spec.data.name, at: statSync(path).mtimeMs });
-      }
-    }
-    return found.sort((a, b) => a.at - b.at)[0]?.name ?? null;
-  }
-
-  async cancel(name: string): Promise<void> {
+  async cancel(full: string): Promise<void> {
+    const name = full.slice(full.lastIndexOf("/") + 1);
     const path = this.#statusPath(name);
     if (!existsSync(path)) return;
     const s = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));

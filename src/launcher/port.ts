@@ -11,7 +11,10 @@ export interface LaunchRequest {
   /** Launch number within the run (0, 1, …). */
   launch: number;
   taskCount: number;
-  /** How many tasks run at once. Cloud Run fixes this on the job, not per execution. */
+  /**
+   * How many tasks run at once. The local launcher honours it; Cloud Run fixes parallelism on
+   * the job, not per execution (see `runsAllTasksAtOnce`).
+   */
   parallelism: number;
   taskTimeoutSeconds: number;
   /** Retries per task after its first attempt fails, as Cloud Run's `maxRetries`. */
@@ -54,19 +57,23 @@ export interface ExecutionStatus {
 
 export interface Launcher {
   readonly kind: "local" | "cloud-run" | "sim";
-  /** Starts one execution; returns its name. */
+  /**
+   * True when an execution runs all its tasks at once whatever `parallelism` asks: Cloud Run,
+   * whose jobs shardrun deploys with parallelism unset, because an execution whose task count
+   * is below its job's parallelism is refused.
+   * @default false
+   */
+  readonly runsAllTasksAtOnce?: boolean;
+  /**
+   * Starts one execution; returns its name. Rejects with `LaunchUncertain` when it cannot tell
+   * whether an execution started (it does not call again); any other rejection means none did.
+   */
   launch(request: LaunchRequest, signal?: AbortSignal): Promise<string>;
   /** Null when the execution is unknown. */
   getExecution(name: string): Promise<ExecutionStatus | null>;
   cancel(name: string): Promise<void>;
   /** A page a person can open for the execution, without asking the API (Cloud Console). */
   executionUrl?(name: string): string | undefined;
-  /**
-   * The execution a launch started, found by the SHARDRUN_RUN and SHARDRUN_LAUNCH env it
-   * carries; null when none did. Lets a retried launch adopt an execution whose start was never
-   * recorded (a lost response, or a process that died between starting it and recording it).
-   */
-  findExecution?(request: Pick<LaunchRequest, "jobName" | "runId" | "launch">, signal?: AbortSignal): Promise<string | null>;
   /**
    * Resolves when the execution's status may have changed (a task started or ended), or after
    * `timeoutMs`: lets a watcher react at once instead of polling. Optional.

@@ -2,6 +2,7 @@
  * Operations on a run besides driving it: refusing a rerun while a launch is live (after asking
  * the launcher whether it still is), cancelling, raising budgets, checking the job's version.
  */
+import { putRunRecord } from "./run-record.js";
 import type { Budget } from "../core/budget.js";
 import { PreconditionFailed, UsageError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
@@ -10,7 +11,7 @@ import type { Launcher } from "../launcher/port.js";
 import { isTerminal } from "../launcher/port.js";
 import { putJson } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
-import { recordLaunchEnd } from "./launch.js";
+import { claimLaunch, LAUNCH_START_GRACE_MS, recordLaunchEnd } from "./launch.js";
 import { mergeRunBudget } from "./plan.js";
 import { readLaunches, readRun } from "./read.js";
 
@@ -19,7 +20,7 @@ import { readLaunches, readRun } from "./read.js";
  * execution the launcher says ended (or no longer knows: a local supervisor that died, an execution
  * deleted) is recorded as ended first, so a run whose watcher and tasks are gone can go on.
  */
-export async function assertNotLive(store: ObjectStore, runId: string, launcher?: Launcher, startingGraceMs = 60_000): Promise<void> {
+export async function assertNotLive(store: ObjectStore, runId: string, launcher?: Launcher, startingGraceMs = LAUNCH_START_GRACE_MS): Promise<void> {
   for (const l of await readLaunches(store, runId)) {
     if (l.value.state !== "pending" && l.value.state !== "running") continue;
     if (launcher && launcher.kind === l.value.launcher) {
@@ -30,8 +31,9 @@ export async function assertNotLive(store: ObjectStore, runId: string, launcher?
           continue;
         }
       } else if (Date.now() - Date.parse(l.value.createdAt) >= startingGraceMs) {
-        const found = launcher.findExecution ? await launcher.findExecution({ jobName: "", runId, launch: l.value.n }).catch(() => null) : null;
-        if (!found) {
+        // Unclaimed past the grace: give it up (protocol 6); a late execution of it does nothing.
+        const claim = await claimLaunch(store, runId, l.value.n, null, "driver");
+        if (claim.execution === null) {
           await recordLaunchEnd(store, l, "failed");
           continue;
         }
@@ -56,7 +58,7 @@ export async function checkVersion(store: ObjectStore, runId: string, currentVer
     );
   }
   const next: RunRecord = { ...run.value, job: { ...run.value.job, version: currentVersion } };
-  await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+  await putRunRecord(store, run, next);
   return { from: recorded, to: currentVersion };
 }
 
@@ -66,7 +68,7 @@ export async function setRunBudget(store: ObjectStore, runId: string, budget: Bu
     const run = await readRun(store, runId);
     const next: RunRecord = { ...run.value, settings: { ...run.value.settings, budgets: mergeRunBudget(run.value.settings.budgets, budget) } };
     try {
-      await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+      await putRunRecord(store, run, next);
       return;
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;

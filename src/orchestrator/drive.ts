@@ -19,9 +19,10 @@ import type { ExecutionStatus, Launcher } from "../launcher/port.js";
 import { isTerminal } from "../launcher/port.js";
 import { putJson, type Versioned } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
-import { recordLaunchEnd, startLaunch } from "./launch.js";
+import { claimLaunch, LAUNCH_START_GRACE_MS, readLaunchClaim, recordLaunchEnd, startLaunch } from "./launch.js";
 import { listShards, readCheckpoints, readLaunches, readRun, readShardEntries, statusOf } from "./read.js";
 import { markLive, recordRunState } from "./run-index-hooks.js";
+import { putRunRecord } from "./run-record.js";
 
 export interface DriveOptions {
   store: ObjectStore;
@@ -95,8 +96,8 @@ export type AdvanceResult =
 
 export type AdvanceOptions = Omit<DriveOptions, "pollMs" | "signal" | "onProgress" | "attach"> & {
   /**
-   * How long a launch record without an execution counts as being started by another driver.
-   * @default 60000
+   * How long a launch that no execution has claimed counts as being started (protocol 6).
+   * @default LAUNCH_START_GRACE_MS (10 minutes)
    */
   startingGraceMs?: number;
 };
@@ -229,33 +230,27 @@ function toleranceReason(run: RunRecord): string {
   return `failure tolerance exceeded: more than ${t?.count !== undefined ? `${t.count} items` : `${t?.percent}% of items`} failed`;
 }
 
-/** How long a launch record without an execution counts as being started by someone. */
-const STARTING_GRACE_MS = 60_000;
-
 /** One look at a live launch: still live, ended (recorded), or over the failure tolerance. */
 async function checkLaunch(
   o: AdvanceOptions,
   launch: Versioned<LaunchRecord>,
   run: RunRecord,
 ): Promise<{ kind: "live"; status: RunStatus; execution: ExecutionStatus | null } | { kind: "ended" } | { kind: "tolerance" }> {
-  if (!launch.value.execution && o.launcher.findExecution && o.launcher.kind === launch.value.launcher) {
-    // A process died between starting the execution and recording it: adopt it if it exists.
-    const found = await o.launcher.findExecution({ jobName: `shardrun-${run.job.name}`, runId: run.runId, launch: launch.value.n });
-    if (found) {
-      const next: LaunchRecord = { ...launch.value, execution: found, state: "running" };
-      try {
-        launch = { value: next, generation: await putJson(o.store, keys.launch(run.runId, next.n), next, { ifGenerationMatch: launch.generation }) };
-      } catch (e) {
-        if (!(e instanceof PreconditionFailed)) throw e;
-        return { kind: "ended" }; // someone else recorded it; the caller reads their record
-      }
+  if (!launch.value.execution) {
+    // No execution has claimed the launch (readLaunches takes a claimed one from the claim).
+    // Its starter may be calling the launcher right now, or have died after starting it, whose
+    // tasks have yet to claim it: inside the grace it counts as starting, and nothing new is
+    // launched. Past the grace it is given up; a late execution's tasks then do nothing.
+    const young = (o.clock ?? realClock).now() - Date.parse(launch.value.createdAt) < (o.startingGraceMs ?? LAUNCH_START_GRACE_MS);
+    if (young && (await readLaunchClaim(o.store, run.runId, launch.value.n)) === null) {
+      return { kind: "live", status: await statusOf(o.store, run, o.launcher), execution: null };
     }
-  }
-  if (!launch.value.execution && (o.clock ?? realClock).now() - Date.parse(launch.value.createdAt) < (o.startingGraceMs ?? STARTING_GRACE_MS)) {
-    // Its record is written before the launcher is called (protocol 6): another driver may be
-    // starting it right now, and the execution may not be listed yet. Calling it failed would
-    // start a second execution of the same shards.
-    return { kind: "live", status: await statusOf(o.store, run, o.launcher), execution: null };
+    const claim = await claimLaunch(o.store, run.runId, launch.value.n, null, "driver");
+    if (claim.execution === null) {
+      await recordLaunchEnd(o.store, launch, "failed");
+      return { kind: "ended" };
+    }
+    launch = { ...launch, value: { ...launch.value, execution: claim.execution, state: "running" } };
   }
   if (launch.value.launcher !== o.launcher.kind) {
     // Started by another kind of launcher (a local run read with a cloud launcher, say): only
@@ -312,7 +307,7 @@ export async function setRunState(store: ObjectStore, run: Versioned<RunRecord>,
       ...(change.launchBase !== undefined ? { launchBase: change.launchBase } : {}),
     };
     try {
-      const written = { value: next, generation: await putJson(store, keys.run(next.runId), next, { ifGenerationMatch: current.generation }) };
+      const written = { value: next, generation: await putRunRecord(store, current, next) };
       await recordRunState(store, next);
       return written;
     } catch (e) {

@@ -5,6 +5,7 @@
  * new bundle. Runs recorded before bundles (a compiled module, no bundle) keep the old rule:
  * a rerun refuses changed code unless upgraded.
  */
+import { putRunRecord } from "./run-record.js";
 import { existsSync } from "node:fs";
 import { PreconditionFailed, UsageError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
@@ -51,7 +52,7 @@ export async function recordJobCode(store: ObjectStore, runId: string, prepared:
     if (from.bundle === prepared.key && from.version === prepared.version) return null;
     const next: RunRecord = { ...run.value, job: { ...from, module: prepared.module, version: prepared.version, bundle: prepared.key } };
     try {
-      await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+      await putRunRecord(store, run, next);
       return { from: from.version, to: prepared.version };
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;

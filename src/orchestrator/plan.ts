@@ -84,6 +84,13 @@ export interface PlanOptions {
   now?: Date;
   /** @default a new id from the job's name and `now` */
   runId?: string;
+  /**
+   * Record the run as being driven from its first launch (state "running", launch limit from
+   * launch 0), for a caller that drives it at once: run.json is then written once at the start,
+   * not twice within a second (Cloud Storage's limit per object).
+   * @default false (state "planned": someone starts driving it later)
+   */
+  driving?: boolean;
   /** Aborts the plan: it stops, removes what it wrote and throws PlanCancelled. */
   signal?: AbortSignal;
   /**
@@ -214,7 +221,8 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
       args,
       trigger: o.trigger,
       createdAt,
-      state: "planned",
+      updatedAt: new Date().toISOString(),
+      ...(o.driving ? { state: "running" as const, launchBase: 0 } : { state: "planned" as const }),
       plan: {
         policy,
         order,
@@ -301,7 +309,7 @@ async function commit(store: ObjectStore, record: RunRecord): Promise<void> {
 async function indexCommitted(store: ObjectStore, record: RunRecord, announced: Announcement | undefined): Promise<void> {
   // Live until its driver finishes it: reconcile drives a planned run whose planner went away.
   await markLive(store, record.runId).catch(() => undefined);
-  const entry: RunIndexEntry = { runId: record.runId, job: record.job.name, state: "planned", createdAt: record.createdAt, items: record.plan.totalItems, trigger: record.trigger };
+  const entry: RunIndexEntry = { runId: record.runId, job: record.job.name, state: record.state, createdAt: record.createdAt, items: record.plan.totalItems, trigger: record.trigger };
   try {
     await writeIndexEntry(store, entry, announced ? { ifGenerationMatch: announced.generation } : {});
   } catch (e) {

@@ -7,7 +7,7 @@ import pLimit from "p-limit";
 import { UsageError } from "../core/errors.js";
 import { isRunId, shardId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
-import { Checkpoint, LaunchRecord, RunRecord, ShardEntry } from "../core/model.js";
+import { Checkpoint, LaunchClaim, LaunchRecord, RunRecord, ShardEntry } from "../core/model.js";
 import { computeStatus, summarizeCheckpoint, type LaunchStatus, type RunStatus, type ShardSummary } from "../core/status.js";
 import type { Launcher } from "../launcher/port.js";
 import { getJson, parseJsonl, type Versioned } from "../store/json.js";
@@ -42,12 +42,25 @@ export async function readShardEntries(store: ObjectStore, run: RunRecord): Prom
   return out;
 }
 
+/**
+ * A run's launch records, oldest first. A live record without its execution gets it from the
+ * launch's claim (protocol 6): the record is written only at its start and end.
+ */
 export async function readLaunches(store: ObjectStore, runId: string): Promise<Versioned<LaunchRecord>[]> {
   const out: Versioned<LaunchRecord>[] = [];
-  for await (const key of listAll(store, keys.launchesPrefix(runId), { delimiter: "/" })) {
-    if (!key.endsWith(".json")) continue;
+  const prefix = keys.launchesPrefix(runId);
+  // One level: claims, task records and budget banks live below (launches/<n>/…), and a launch
+  // of 10,000 tasks has 10,000 task records.
+  for await (const key of listAll(store, prefix, { delimiter: "/" })) {
+    // Records only.
+    if (!/^\d+\.json$/.test(key.slice(prefix.length))) continue;
     const l = await getJson(store, key, LaunchRecord);
-    if (l) out.push(l);
+    if (!l) continue;
+    if (!l.value.execution && (l.value.state === "pending" || l.value.state === "running")) {
+      const claim = await getJson(store, keys.launchClaim(runId, l.value.n), LaunchClaim);
+      if (claim?.value.execution) l.value = { ...l.value, execution: claim.value.execution, state: "running" };
+    }
+    out.push(l);
   }
   return out.sort((a, b) => a.value.n - b.value.n);
 }

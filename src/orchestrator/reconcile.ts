@@ -17,8 +17,10 @@ import { silentLogger } from "../core/log.js";
 import { RunRecord } from "../core/model.js";
 import type { Launcher } from "../launcher/port.js";
 import { advanceRun, startDriving } from "./drive.js";
-import { recordLaunchEnd } from "./launch.js";
+import { claimLaunch, LAUNCH_START_GRACE_MS, readLaunchClaim, recordLaunchEnd } from "./launch.js";
 import { readLaunches, readRun } from "./read.js";
+import { putRunRecord, RUN_WRITE_GAP_MS } from "./run-record.js";
+import { sleep } from "../core/time.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
 import { markLive, recordRunState } from "./run-index-hooks.js";
@@ -40,11 +42,10 @@ export interface ReconcileOptions {
    */
   busy?: Set<string>;
   /**
-   * Leave a run alone while its newest launch has a record but no execution yet, for this long
-   * (ms): someone is calling the launcher right now. `advanceRun` would take such a launch for
-   * dead and start another, so two reconcilers at once would start two executions. After this
-   * long the launch is taken for failed (its starter died) and advanceRun settles it.
-   * @default 60000
+   * Leave a run alone while a launch has a record but no claimed execution yet, for this long
+   * (ms): someone is calling the launcher right now, or its tasks have yet to start and claim
+   * it (protocol 6). After this long the launch is given up and advanceRun settles it.
+   * @default LAUNCH_START_GRACE_MS (10 minutes)
    */
   startingGraceMs?: number;
   /** Also sweep runs cancelled this recently (ms), for a launch that raced the cancel. @default 600000 */
@@ -96,9 +97,14 @@ export async function withRunLease<T>(store: ObjectStore, runId: string, fn: () 
     if (e instanceof PreconditionFailed) return { ran: false };
     throw e;
   }
+  const takenAt = Date.now();
   try {
     return { ran: true, value: await fn() };
   } finally {
+    // Released no sooner than a second after it was taken: one write a second per object name
+    // (on a store that limits it).
+    const wait = store.limits.objectWriteGapMs > 0 ? takenAt + RUN_WRITE_GAP_MS - Date.now() : 0;
+    if (wait > 0) await sleep(wait);
     try {
       await store.delete(key, { ifGenerationMatch: generation });
     } catch (e) {
@@ -168,9 +174,9 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
           const leased = await withRunLease(o.store, runId, async (): Promise<ReconcileResult["runs"][number]> => {
             // A schedule fire advances without the lease: a launch record without its execution
             // may be its launch in progress.
-            const grace = o.startingGraceMs ?? 60_000;
-            const starting = (await readLaunches(o.store, runId)).some((l) => l.value.state === "pending" && !l.value.execution && now - Date.parse(l.value.createdAt) < grace);
-            if (starting) return { runId, outcome: "starting" };
+            const grace = o.startingGraceMs ?? LAUNCH_START_GRACE_MS;
+            const unclaimed = (await readLaunches(o.store, runId)).filter((l) => l.value.state === "pending" && !l.value.execution && now - Date.parse(l.value.createdAt) < grace);
+            for (const l of unclaimed) if ((await readLaunchClaim(o.store, runId, l.value.n)) === null) return { runId, outcome: "starting" };
             // A planned run was never started (its planner died, or it was planned elsewhere).
             if (r.value.state === "planned") await startDriving(o.store, runId);
             const step = await advanceRun({ store: o.store, launcher: o.launcher, runId, logger: log, startingGraceMs: grace });
@@ -225,7 +231,7 @@ export async function cancelRun(o: CancelOptions): Promise<CancelResult> {
       const { launchBase: _base, ...rest } = run.value;
       const next: RunRecord = { ...rest, state: "cancelled", finishedAt: now().toISOString(), reason: "cancelled on request" };
       try {
-        await putJson(o.store, keys.run(o.runId), next, { ifGenerationMatch: run.generation });
+        await putRunRecord(o.store, run, next);
         await recordRunState(o.store, next);
         // Live for the cancel sweep's window (an execution that raced the cancel); reconcile clears it.
         await markLive(o.store, o.runId, true);
@@ -241,23 +247,22 @@ export async function cancelRun(o: CancelOptions): Promise<CancelResult> {
 }
 
 /**
- * Cancels the executions of a run's live launches and records them cancelled. A launch still
- * without an execution is being started by someone: its execution is looked up and cancelled;
- * if none shows up within two minutes, the launch never started and is recorded as such.
+ * Cancels the executions of a run's live launches and records them cancelled. A launch no
+ * execution has claimed yet is given up (protocol 6): its execution, should one start, does
+ * nothing, and its starter cancels it.
  */
 async function sweepLaunches(store: ObjectStore, launcher: Launcher, runId: string, o: { now: number; logger?: Logger }): Promise<void> {
-  const run = await readRun(store, runId);
   for (const launch of await readLaunches(store, runId)) {
     const l = launch.value;
     if (l.state !== "pending" && l.state !== "running") continue;
     if (l.launcher !== launcher.kind) continue; // only the launcher that started it can stop it
-    const execution = l.execution ?? (await launcher.findExecution?.({ jobName: `shardrun-${run.value.job.name}`, runId, launch: l.n })) ?? null;
+    // Unclaimed: give it up now, so that an execution of it that starts late does nothing;
+    // if one of its tasks claimed it first, that is the execution to cancel.
+    const execution = l.execution ?? (await claimLaunch(store, runId, l.n, null, "driver")).execution;
     if (execution) {
       await launcher.cancel(execution);
       o.logger?.info("cancelled an execution", { runId, launch: l.n, execution });
-    } else if (o.now - Date.parse(l.createdAt) < 120_000) {
-      continue;
     }
-    await recordLaunchEnd(store, launch, "cancelled", new Date(o.now));
+    await recordLaunchEnd(store, { ...launch, value: { ...l, ...(execution ? { execution } : {}) } }, "cancelled", new Date(o.now));
   }
 }

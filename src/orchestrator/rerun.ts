@@ -19,6 +19,7 @@ import { readShard, readShardEntries } from "./plan-read.js";
 import { removeKeys } from "./plan-write.js";
 import type { ObjectStore } from "../store/port.js";
 import { readLaunches, readRun } from "./read.js";
+import { putRunRecord } from "./run-record.js";
 
 /** Refuses to rerun while a launch of the run is still live. */
 export async function assertNotLive(store: ObjectStore, runId: string): Promise<void> {
@@ -95,7 +96,7 @@ export async function planFailedItems(store: ObjectStore, runId: string, failed:
       };
       delete next.finishedAt;
       try {
-        await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+        await putRunRecord(store, run, next);
         committed = true;
         return { round: plan.round, shards: plan.shards };
       } catch (e) {
@@ -270,7 +271,7 @@ export async function checkVersion(store: ObjectStore, runId: string, currentVer
     );
   }
   const next: RunRecord = { ...run.value, job: { ...run.value.job, version: currentVersion } };
-  await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+  await putRunRecord(store, run, next);
   return { from: recorded, to: currentVersion };
 }
 
@@ -280,7 +281,7 @@ export async function setRunBudget(store: ObjectStore, runId: string, budget: Bu
     const run = await readRun(store, runId);
     const next: RunRecord = { ...run.value, settings: { ...run.value.settings, budgets: mergeRunBudget(run.value.settings.budgets, budget) } };
     try {
-      await putJson(store, keys.run(runId), next, { ifGenerationMatch: run.generation });
+      await putRunRecord(store, run, next);
       return;
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;

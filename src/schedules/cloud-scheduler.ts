@@ -179,7 +179,46 @@ type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj => (v && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : {});
 const seconds = (d: unknown): number => Number(obj(d).seconds ?? 0) + Number(obj(d).nanos ?? 0) / 1e9;
 
-/** The fields shardrun manages, in a form two jobs compare by. Headers it does not set are not its business. */
+/**
+ * A time zone as one name per zone: Cloud Scheduler gives an alias back under another name
+ * (`UTC` as `Etc/UTC`), and the runtime's tz database knows both as one.
+ */
+export function canonicalTimeZone(zone: string): string {
+  try {
+    return new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions().timeZone;
+  } catch {
+    return zone; // unknown here: compared as written
+  }
+}
+
+/**
+ * A URI as one string whatever its percent-encoding: Cloud Scheduler may give a target back with
+ * `:` in its path encoded (`…/x%3Afire`). Scheme and host are lowercased by the URL parser; each
+ * path segment, the query and the fragment are compared decoded.
+ */
+export function canonicalUri(uri: string): string {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return uri;
+  }
+  const decode = (part: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  };
+  const path = url.pathname.split("/").map(decode).join("/");
+  return `${url.protocol}//${url.host}${path}${decode(url.search)}${decode(url.hash)}`;
+}
+
+/**
+ * The fields shardrun manages, in a form two jobs compare by: canonical, since Cloud Scheduler
+ * gives jobs back in its own spelling (so a sync right after a sync changes nothing). Headers it
+ * does not set are not its business.
+ */
 function managed(job: SchedulerJobJson): Record<string, unknown> {
   const http = obj(job.httpTarget);
   const headers = obj(http.headers);
@@ -189,8 +228,8 @@ function managed(job: SchedulerJobJson): Record<string, unknown> {
   return {
     description: job.description ?? "",
     schedule: String(job.schedule ?? "").trim().replace(/\s+/g, " "),
-    timeZone: job.timeZone ?? "",
-    uri: http.uri ?? "",
+    timeZone: canonicalTimeZone(String(job.timeZone || "Etc/UTC")),
+    uri: canonicalUri(String(http.uri ?? "")),
     httpMethod: http.httpMethod ?? "",
     contentType: contentType ?? "",
     body: http.body ?? "",

@@ -20,6 +20,7 @@ import { RunRecord } from "../core/model.js";
 import type { Launcher } from "../launcher/port.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
 import { planRun } from "../orchestrator/plan.js";
+import { readLaunches } from "../orchestrator/read.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import { listAll, type ObjectStore } from "../store/port.js";
 import { loadScheduleCatalog } from "./load.js";
@@ -162,8 +163,10 @@ async function retriedFire(
     if (run.value.trigger !== scheduleTrigger(schedule.name)) {
       throw new ShardrunError("INTERNAL", `run ${runId} of schedule "${schedule.name}" exists with trigger "${run.value.trigger}": a run id collision; fire again later or start the run by hand`);
     }
-    // Planned but never driven: the fire that planned it died before its first launch.
-    const launchError = run.value.state === "planned" ? await drive(o, runId, logger) : undefined;
+    // Planned but never launched: the fire that planned it died before its first launch (a
+    // second fire's launch is create-only, so two at once start one execution).
+    const unlaunched = run.value.state === "planned" || (run.value.state === "running" && !(await readLaunches(o.store, runId)).length);
+    const launchError = unlaunched ? await drive(o, runId, logger) : undefined;
     return result(false, runId, launchError);
   }
   const leaseMs = o.planningLeaseMs ?? 60_000;
@@ -230,6 +233,8 @@ async function planAndStart(
         maxLaunches: s.maxLaunches ?? 5,
       },
       trigger: scheduleTrigger(schedule.name),
+      // Driven right away (below): run.json is written once now, not again within a second.
+      driving: true,
       runId: record.value.runId,
       now: now(),
       signal: lost.signal,

@@ -1,6 +1,6 @@
 /** JSON objects in the store, parsed with their schema on every read. */
 import type { z } from "zod";
-import { InvalidInputError } from "../core/errors.js";
+import { InvalidInputError, PreconditionFailed } from "../core/errors.js";
 import { formatZodError } from "../core/zod-format.js";
 import type { Generation, ObjectStore, PutOptions } from "./port.js";
 
@@ -27,6 +27,23 @@ export async function getJson<S extends z.ZodType>(store: ObjectStore, key: stri
 
 export function putJson(store: ObjectStore, key: string, value: unknown, options: PutOptions = {}): Promise<Generation> {
   return store.put(key, JSON.stringify(value), { contentType: "application/json", ...options });
+}
+
+/**
+ * Writes `value` only if `key` does not exist yet; otherwise reads what is there. Either way
+ * the answer is the object that won, so every caller agrees on it.
+ */
+export async function createOrRead<S extends z.ZodType>(store: ObjectStore, key: string, value: z.infer<S>, schema: S): Promise<{ created: boolean; value: z.infer<S> }> {
+  try {
+    await putJson(store, key, value, { ifGenerationMatch: 0 });
+    return { created: true, value };
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+  }
+  const found = await getJson(store, key, schema);
+  // Create-only objects are never deleted while anyone may race for them.
+  if (!found) throw new PreconditionFailed(key, "0");
+  return { created: false, value: found.value };
 }
 
 /** Lines of a JSONL object, each parsed with the schema. */

@@ -13,6 +13,7 @@ import { loadRunJob } from "../config/jobs.js";
 import { getJson } from "../store/json.js";
 import { openStore } from "../store/open.js";
 import { abortGraceMs } from "./item.js";
+import { checkLaunchClaim } from "./launch-claim.js";
 import { runTask } from "./task.js";
 import { startWatchdog, type Watchdog } from "./watchdog.js";
 
@@ -61,6 +62,13 @@ export async function workerMain(env: NodeJS.ProcessEnv = process.env): Promise<
     if (!run) throw new Error(`run ${config.runId} not found in ${store.url}`);
     const launch = await getJson(store, keys.launch(config.runId, config.launch), LaunchRecord);
     if (!launch) throw new Error(`launch ${config.launch} of run ${config.runId} not found in ${store.url}`);
+    // Protocol 6: only the execution that claimed the launch works it. Exit 0 otherwise, so
+    // that the task is not retried.
+    const elsewhere = await checkLaunchClaim(store, config.runId, config.launch, { job: config.jobName, execution: config.execution });
+    if (elsewhere) {
+      logger.warn(elsewhere);
+      return ExitCode.ok;
+    }
     const job = await loadRunJob(store, run.value.job);
     const itemTimeout = run.value.settings.itemTimeoutMs;
     // A spinning item blocks its own time limit: a thread the loop cannot starve ends the process.

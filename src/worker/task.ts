@@ -190,6 +190,11 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         }
       }
       if (!next) return "held";
+      // Another writer's checkpoint a moment ago (a retried attempt takes over at once): wait out
+      // the rest of that second on a store that takes one write a second per object. `updatedAt`
+      // is stamped before that write was sent, hence the margin.
+      const gap = store.limits.objectWriteGapMs > 0 ? Date.parse(cur.value.updatedAt) + store.limits.objectWriteGapMs + 200 - clock.now() : 0;
+      if (gap > 0) await clock.sleep(Math.min(gap, store.limits.objectWriteGapMs + 200));
       try {
         const generation = await stats.timed(() => putJson(store, cpKey, next, { ifGenerationMatch: cur.generation, metadata: checkpointMetadata(next) }));
         if (next.state === "done" || !next.leases.some((l) => l.epoch === epoch)) return "done";

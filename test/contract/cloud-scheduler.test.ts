@@ -42,7 +42,8 @@ describe("syncSchedules against the Cloud Scheduler fake", () => {
       state: "ENABLED",
       description: "shardrun: schedule docs-nightly of job summarize-docs",
       httpTarget: {
-        uri: `${SERVICE}/v1/schedules/docs-nightly:fire`,
+        // As Cloud Scheduler may give it back: ":" percent-encoded.
+        uri: `${SERVICE}/v1/schedules/docs-nightly%3Afire`,
         httpMethod: "POST",
         headers: { "Content-Type": "application/json" },
         oidcToken: { serviceAccountEmail: INVOKER, audience: SERVICE },
@@ -63,6 +64,21 @@ describe("syncSchedules against the Cloud Scheduler fake", () => {
     expect([r.create, r.update, r.pause, r.resume, r.delete]).toEqual([[], [], [], [], []]);
     expect(r.unchanged.sort()).toEqual(["shardrun-docs-hourly", "shardrun-docs-nightly", "shardrun-reconcile"]);
     expect(fake.writesSince(mark)).toEqual([]);
+  });
+
+  it("a second sync right after the first reports nothing to change, though UTC comes back as Etc/UTC and ':' encoded", async () => {
+    const utc = { ...nightly, timeZone: "UTC" };
+    await sync([utc, hourly]);
+    expect(fake.job("shardrun-docs-nightly")).toMatchObject({ timeZone: "Etc/UTC", httpTarget: { uri: `${SERVICE}/v1/schedules/docs-nightly%3Afire` } });
+    const mark = fake.requests.length;
+    for (const dryRun of [true, false]) {
+      const r = await sync([utc, hourly], { dryRun });
+      expect([r.create, r.update, r.pause, r.resume, r.delete]).toEqual([[], [], [], [], []]);
+      expect(r.unchanged.sort()).toEqual(["shardrun-docs-hourly", "shardrun-docs-nightly", "shardrun-reconcile"]);
+    }
+    expect(fake.writesSince(mark)).toEqual([]);
+    // A real change still shows: another zone, or another path.
+    expect((await sync([{ ...utc, timeZone: "Europe/London" }, hourly], { dryRun: true })).update.map((c) => c.changes)).toEqual([["timeZone"]]);
   });
 
   it("a changed cron or time zone updates that job only, with an update mask", async () => {

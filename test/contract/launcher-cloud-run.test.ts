@@ -17,6 +17,7 @@ import { mergedOutput } from "../../src/orchestrator/output.js";
 import { planRun } from "../../src/orchestrator/plan.js";
 import { FsObjectStore } from "../../src/store/fs.js";
 import { getJson } from "../../src/store/json.js";
+import { checkLaunchClaim } from "../../src/worker/launch-claim.js";
 import { CloudRunFake } from "../fakes/cloud-run-fake.js";
 import { compiledLocalLauncher, launcherContract, REPO, TASK_COMMAND, WORKER_COMMAND } from "./launcher-contract.js";
 
@@ -34,7 +35,9 @@ launcherContract("cloud-run (gRPC fake)", async (command) => {
   const launcher = new CloudRunLauncher({ project: fake.project, region: fake.region, clientOptions: fake.clientOptions(), retry: { minDelayMs: 20, maxDelayMs: 200 } });
   return {
     launcher,
-    prepare: async (r) => fake.putJob(r.jobName, { parallelism: r.parallelism, maxRetries: r.maxRetries }),
+    // A job whose parallelism is the request's (valid: at most its task count), so that the
+    // contract's parallelism checks hold; shardrun itself deploys it unset.
+    prepare: async (r) => fake.putJob(r.jobName, { parallelism: r.parallelism, taskCount: r.taskCount, maxRetries: r.maxRetries }),
     unknownExecution: `${fake.jobPath("shardrun-contract")}/executions/shardrun-contract-zzzzz`,
     cleanup: async () => {
       await launcher.close();
@@ -53,7 +56,8 @@ describe("CloudRunLauncher on the gRPC fake", () => {
     stateDir = await mkdtemp(join(tmpdir(), "shardrun-fake-run-"));
     backing = new compiled.LocalLauncher({ stateDir, command: TASK_COMMAND, killGraceSeconds: 1 });
     fake = await CloudRunFake.start({ backing });
-    fake.putJob("shardrun-docs", { parallelism: 2, maxRetries: 1 });
+    // As `shardrun deploy` leaves it: parallelism unset, so that any task count may run.
+    fake.putJob("shardrun-docs", { maxRetries: 1 });
     launcher = new CloudRunLauncher({ project: fake.project, region: fake.region, clientOptions: fake.clientOptions(), retry: { minDelayMs: 10, maxDelayMs: 100 } });
   });
   afterEach(async () => {
@@ -121,36 +125,41 @@ describe("CloudRunLauncher on the gRPC fake", () => {
     expect((await launcher.getExecution(execution))?.state).toMatch(/pending|running/);
   });
 
-  it("sends RunJob again after UNAVAILABLE when no execution started, and starts exactly one", async () => {
-    fake.inject("RunJob", { kind: "unavailable" });
+  it("sends RunJob again after RESOURCE_EXHAUSTED (refused by quota, nothing started), and starts exactly one", async () => {
+    fake.inject("RunJob", { kind: "quota" });
     const execution = await launcher.launch(request());
     expect(fake.calls("RunJob")).toHaveLength(2);
-    expect(fake.calls("ListExecutions").length).toBeGreaterThanOrEqual(1);
     expect(fake.executions()).toEqual([execution]);
     expect(await executionsStarted()).toBe(1);
   });
 
-  it.each(["UNAVAILABLE", "DEADLINE_EXCEEDED"] as const)("adopts the execution a RunJob whose response was lost (%s) started, and starts no second one", async (code) => {
-    fake.inject("RunJob", { kind: "lost-response", code });
-    const execution = await launcher.launch(request());
+  it.each([
+    ["UNAVAILABLE before anything happened", { kind: "unavailable" as const }, 0],
+    ["UNAVAILABLE after the execution started", { kind: "lost-response" as const, code: "UNAVAILABLE" as const }, 1],
+    ["DEADLINE_EXCEEDED after the execution started", { kind: "lost-response" as const, code: "DEADLINE_EXCEEDED" as const }, 1],
+  ])("does not send RunJob again after %s: it cannot tell whether one started (LaunchUncertain)", async (_what, fault, started) => {
+    fake.inject("RunJob", fault);
+    await expect(launcher.launch(request())).rejects.toMatchObject({ code: "LAUNCH_UNCERTAIN", message: expect.stringContaining("not sent again") });
     expect(fake.calls("RunJob")).toHaveLength(1);
-    expect(fake.executions()).toEqual([execution]);
-    expect(await executionsStarted()).toBe(1);
+    // No listing either: what ListExecutions shows cannot settle it.
+    expect(fake.calls("ListExecutions")).toHaveLength(0);
+    expect(await executionsStarted()).toBe(started);
   });
 
-  it("tells apart the launches of a run when it looks for a lost one", async () => {
-    const first = await launcher.launch(request({ launch: 1 }));
-    fake.inject("RunJob", { kind: "lost-response" });
-    const second = await launcher.launch(request({ launch: 2 }));
-    expect(second).not.toBe(first);
-    expect(fake.executions()).toEqual([first, second]);
-  });
-
-  it("gives up after its RunJob attempts without starting anything", async () => {
-    fake.inject("RunJob", { kind: "unavailable" }, 3);
+  it("gives up after its RunJob attempts when quota refuses each, without starting anything", async () => {
+    fake.inject("RunJob", { kind: "quota" }, 3);
     await expect(launcher.launch(request())).rejects.toThrow(/could not start an execution of .*shardrun-docs after 3 attempts/);
     expect(fake.calls("RunJob")).toHaveLength(3);
     expect(await executionsStarted()).toBe(0);
+  });
+
+  it("says how to fix a job deployed with a parallelism above the launch's task count", async () => {
+    fake.putJob("shardrun-parallel", { parallelism: 10, taskCount: 10 });
+    await expect(launcher.launch(request({ jobName: "shardrun-parallel", taskCount: 3 }))).rejects.toMatchObject({
+      code: "INVALID_INPUT",
+      message: expect.stringContaining("run `shardrun deploy`, which leaves the job's parallelism unset"),
+    });
+    expect(fake.calls("RunJob")).toHaveLength(1);
   });
 
   it("does not retry a RunJob on a job that is not deployed, and says how to fix it", async () => {
@@ -159,6 +168,14 @@ describe("CloudRunLauncher on the gRPC fake", () => {
       message: expect.stringContaining("run `shardrun deploy` first"),
     });
     expect(fake.calls("RunJob")).toHaveLength(1);
+  });
+
+  it("reads every task of an execution across ListTasks pages (google-gax 6: autoPaginate false gives the next request)", async () => {
+    fake.maxTasksPage = 2;
+    const execution = await launcher.launch(request({ taskCount: 5 }));
+    const status = await launcher.getExecution(execution);
+    expect(status?.tasks.map((t) => t.index)).toEqual([0, 1, 2, 3, 4]);
+    expect(fake.calls("ListTasks").map((r) => r.pageToken || "")).toEqual(["", "2", "4"]);
   });
 
   it("retries status reads on UNAVAILABLE", async () => {
@@ -184,35 +201,40 @@ describe("CloudRunLauncher on the gRPC fake", () => {
     expect(fake.calls("CancelExecution").map((r) => r.name)).toEqual([execution, execution]);
   });
 
-  it("lets a retried startLaunch adopt the execution a process started before it died", async () => {
+  it("lets a retried startLaunch take the execution that claimed the launch after its starter died", async () => {
     const store = new FsObjectStore(join(stateDir, "store"));
     const run = { runId: "20260101-000000-docs-ab12", job: { name: "docs" }, settings: { leaseTtlMs: 30_000 } } as RunRecord;
     const options = { store, run, n: 0, shards: [0, 1], taskCount: 2, parallelism: 2, taskTimeoutSeconds: 90, maxRetries: 1 };
-    // Dies after RunJob, before the execution name reached the launch record.
-    const dying: Launcher = { ...launcherPort(launcher), launch: async (r) => (await launcher.launch(r), Promise.reject(new Error("killed"))) };
-    await expect(startLaunch({ ...options, launcher: dying })).rejects.toThrow("killed");
+    // Dies right after RunJob: it never records or claims anything.
+    let ran = false;
+    const dying: Launcher = { ...launcherPort(launcher), launch: async (r) => (await launcher.launch(r), (ran = true), new Promise<string>(() => {})) };
+    void startLaunch({ ...options, launcher: dying });
+    while (!ran) await new Promise((r) => setTimeout(r, 20));
     expect((await getJson(store, keys.launch(run.runId, 0), LaunchRecord))?.value.execution).toBeUndefined();
+    // Not claimed yet: another process must not start a second execution.
+    await expect(startLaunch({ ...options, launcher })).rejects.toMatchObject({ code: "PRECONDITION_FAILED" });
+    // The execution's first task claims the launch, as the worker does.
+    const id = fake.executions()[0]!.split("/").pop()!;
+    expect(await checkLaunchClaim(store, run.runId, 0, { job: "shardrun-docs", execution: id })).toBeNull();
     const adopted = await startLaunch({ ...options, launcher });
-    expect(adopted.value).toMatchObject({ execution: fake.executions()[0], state: "running", taskCount: 2 });
-    expect((await startLaunch({ ...options, launcher })).value.execution).toBe(adopted.value.execution);
+    expect(adopted.value).toMatchObject({ execution: `jobs/shardrun-docs/executions/${id}`, state: "running", taskCount: 2 });
+    expect((await launcher.getExecution(adopted.value.execution!))?.name).toBe(fake.executions()[0]);
     expect(fake.calls("RunJob")).toHaveLength(1);
   });
 
-  it("still refuses to start a launch whose record has no execution when none carries it", async () => {
+  it("gives a launch up at once when the launcher refused it, and its late tasks then do nothing", async () => {
     const store = new FsObjectStore(join(stateDir, "store"));
-    const run = { runId: "20260101-000000-docs-ab12", job: { name: "docs" }, settings: { leaseTtlMs: 30_000 } } as RunRecord;
+    const run = { runId: "20260101-000000-docs-ab12", job: { name: "missing" }, settings: { leaseTtlMs: 30_000 } } as RunRecord;
     const options = { store, run, n: 0, shards: [0], taskCount: 1, parallelism: 1, taskTimeoutSeconds: 90, maxRetries: 1 };
-    // Dies after writing the record, before RunJob: nobody knows that from the outside.
-    const dying: Launcher = { ...launcherPort(launcher), launch: () => Promise.reject(new Error("killed")) };
-    await expect(startLaunch({ ...options, launcher: dying })).rejects.toThrow("killed");
-    await expect(startLaunch({ ...options, launcher })).rejects.toMatchObject({ code: "PRECONDITION_FAILED" });
-    expect(fake.calls("RunJob")).toHaveLength(0);
+    await expect(startLaunch({ ...options, launcher })).rejects.toMatchObject({ code: "NOT_FOUND" });
+    expect(await checkLaunchClaim(store, run.runId, 0, { job: "shardrun-missing", execution: "shardrun-missing-abcde" })).toMatch(/given up/);
+    await expect(startLaunch({ ...options, launcher })).rejects.toMatchObject({ code: "PRECONDITION_FAILED", message: expect.stringContaining("given up") });
   });
 });
 
 /** The port's methods of a launcher, bound, so that a test can replace one of them. */
 function launcherPort(l: CloudRunLauncher): Launcher {
-  return { kind: l.kind, launch: (r) => l.launch(r), getExecution: (n) => l.getExecution(n), cancel: (n) => l.cancel(n), findExecution: (r) => l.findExecution(r) };
+  return { kind: l.kind, launch: (r) => l.launch(r), getExecution: (n) => l.getExecution(n), cancel: (n) => l.cancel(n) };
 }
 
 describe("deployJob on the gRPC fake", () => {
@@ -229,7 +251,6 @@ describe("deployJob on the gRPC fake", () => {
       image: "europe-west1-docker.pkg.dev/p/shardrun/worker:1",
       taskTimeoutSeconds: 3600,
       maxRetries: 2,
-      parallelism: 5,
       serviceAccount: "shardrun-tasks@p.iam.gserviceaccount.com",
       env: { SHARDRUN_LOG_FORMAT: "json" },
       memory: "1Gi",
@@ -241,9 +262,9 @@ describe("deployJob on the gRPC fake", () => {
     await rm(stateDir, { recursive: true, force: true });
   });
   const deploy = (s: DeployJobSpec, dryRun = false) => deployJob(s, { dryRun, clientOptions: fake.clientOptions() });
+  // No parallelism: left unset (0 is not sent), so that every launch's task count is valid.
   const wanted = {
     template: {
-      parallelism: 5,
       taskCount: 1,
       template: {
         containers: [{ image: "europe-west1-docker.pkg.dev/p/shardrun/worker:1", env: [{ name: "SHARDRUN_LOG_FORMAT", value: "json" }], resources: { limits: { memory: "1Gi", cpu: "1" } } }],
@@ -307,6 +328,20 @@ describe("deployJob on the gRPC fake", () => {
     });
   });
 
+  it("leaves the job's parallelism unset, unsets one deployed before, and refuses any other", async () => {
+    fake.putJob("shardrun-docs", { parallelism: 10, taskCount: 10 });
+    const fixed = await deploy(spec);
+    expect(fixed.changes).toContain("parallelism");
+    expect(fake.calls("UpdateJob")[0]!.job.template.parallelism ?? 0).toBe(0);
+    expect((await deploy(spec)).action).toBe("unchanged");
+    // A 1-task launch, below any parallelism a job could be deployed with, runs.
+    const launcher = new CloudRunLauncher({ project: fake.project, region: fake.region, clientOptions: fake.clientOptions() });
+    const execution = await launcher.launch({ jobName: "shardrun-docs", runId: "20260101-000000-docs-ab12", launch: 0, taskCount: 1, parallelism: 1, taskTimeoutSeconds: 60, maxRetries: 0, env: { TEST_OUT: stateDir } });
+    expect(execution).toMatch(/executions\/shardrun-docs-/);
+    await launcher.close();
+    await expect(deploy({ ...spec, parallelism: 10 })).rejects.toMatchObject({ code: "INVALID_INPUT", message: expect.stringMatching(/parallelism.*Expected parallelism 0/) });
+  });
+
   it("rejects a bad spec before calling the API, naming the field", async () => {
     await expect(deploy({ ...spec, name: "Bad_Name" })).rejects.toMatchObject({ code: "INVALID_INPUT", message: expect.stringContaining("name") });
     await expect(deploy({ ...spec, env: { CLOUD_RUN_TASK_INDEX: "1" } })).rejects.toMatchObject({ code: "INVALID_INPUT", message: expect.stringContaining("CLOUD_RUN_") });
@@ -337,7 +372,7 @@ describe("a whole run: cloud-run launcher -> fake Cloud Run API -> worker proces
         settings: { leaseTtlMs: 5000, taskTimeoutSeconds: 60, maxRetries: 2, maxLaunches: 3, tasks: 3, parallelism: 3 },
         trigger: "test",
       });
-      fake.putJob(`shardrun-${job.name}`, { parallelism: 3, maxRetries: 2 });
+      fake.putJob(`shardrun-${job.name}`, { maxRetries: 2 });
       // One task attempt dies mid-run, as a crashed container would: Cloud Run retries it.
       let killed = 0;
       const killer = (async () => {

@@ -199,14 +199,14 @@ export function launcherContract(name: string, makeFixture: (command: string[]) 
       await expect(launcher.cancel(fixture.unknownExecution)).resolves.toBeUndefined();
     });
 
-    it("finds the execution a launch started by the launch's identity", async () => {
-      const r = request({ launch: 2 });
-      const execution = await launch(r);
-      expect(launcher.findExecution).toBeTypeOf("function");
-      expect(await launcher.findExecution!(r)).toBe(execution);
-      expect(await launcher.findExecution!({ ...r, launch: 3 })).toBeNull();
-      expect(await launcher.findExecution!({ ...r, runId: `${r.runId.slice(0, -4)}ffff` })).toBeNull();
+    it("knows an execution by the name its tasks give it (jobs/<CLOUD_RUN_JOB>/executions/<CLOUD_RUN_EXECUTION>)", async () => {
+      // Protocol 6: a task claims its launch under that name, and the driver reads it back.
+      const execution = await launch(request({ launch: 2 }));
       await finished(execution);
+      const env = (await envs())[0]!.env;
+      const named = `jobs/${env.CLOUD_RUN_JOB}/executions/${env.CLOUD_RUN_EXECUTION}`;
+      expect((await launcher.getExecution(named))?.state).toBe("succeeded");
+      expect(env).toMatchObject({ SHARDRUN_LAUNCH: "2" });
     });
   });
 }

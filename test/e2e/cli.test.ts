@@ -102,6 +102,17 @@ describe("shardrun CLI", () => {
     expect(docs.resource.template.template.containers[0]!.env.map((e) => e.name)).toContain("SHARDRUN_LOG_FORMAT");
   });
 
+  it("deploy --dry-run with a project and region but no credentials compares nothing and fills the manifest's placeholders in", async () => {
+    const home = tempDir("shardrun-home-");
+    const r = await cli(["deploy", "--dry-run", "--json", "--project", "p", "--region", "europe-west1"], ROOT, { HOME: home, CLOUDSDK_CONFIG: join(home, "gcloud"), GOOGLE_APPLICATION_CREDENTIALS: "" });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const docs = (JSON.parse(r.stdout) as { results: { job: string; compared: boolean; resource: { name?: string; template: { template: { serviceAccount?: string; containers: { image: string }[] } } } }[] }).results.find((x) => x.job === "summarize-docs")!;
+    expect(docs.compared).toBe(false);
+    expect(docs.resource.template.template.containers[0]!.image).toBe("europe-west1-docker.pkg.dev/p/shardrun/shardrun:latest");
+    expect(docs.resource.template.template.serviceAccount).toBe("shardrun-worker@p.iam.gserviceaccount.com");
+  });
+
   it.each([["status"], ["output"], ["rerun"]])("%s rejects a malformed run id", async (command) => {
     const r = await cli([command, "../../etc", "--local"].slice(0, command === "rerun" ? 3 : 2), cwd);
     expect(r.code).toBe(2);

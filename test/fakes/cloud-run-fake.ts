@@ -10,8 +10,22 @@
  *
  * Implemented: Jobs.GetJob/CreateJob/UpdateJob/RunJob, Executions.GetExecution/ListExecutions/
  * CancelExecution, Tasks.ListTasks, Operations.GetOperation. Every request is recorded, and
- * faults can be injected per method: UNAVAILABLE before anything happens, or a lost response
- * (the work is done, the client gets UNAVAILABLE or DEADLINE_EXCEEDED).
+ * faults can be injected per method: UNAVAILABLE or RESOURCE_EXHAUSTED before anything happens,
+ * or a lost response (the work is done, the client gets UNAVAILABLE or DEADLINE_EXCEEDED).
+ *
+ * It refuses what Cloud Run documents refusing, so that code cannot lean on leniency:
+ * - a parallelism above the task count (execution.proto: "Must be <= task_count";
+ *   google-cloud-node issue 4908), on CreateJob, UpdateJob and RunJob with a task count
+ *   override. A job whose parallelism is 0 (unset) runs each execution with all its tasks at
+ *   once (execution_template.proto: "the maximum possible value will be used");
+ * - RunJob overrides beyond task count, timeout and container env/args (there is no
+ *   parallelism or retries override in the proto, so a request cannot carry one).
+ * And it leaves undocumented behaviour to the test, so that code cannot depend on one guess:
+ * - the order ListExecutions returns executions in (`listOrder`), and how long a new
+ *   execution stays invisible to it (`listDelayMs`);
+ * - whether override env shows in `Execution.template` (`overrideEnvInTemplate`);
+ * - a job's history of finished executions (`addFinishedExecutions`): Cloud Run keeps the
+ *   last 1,000 completed executions of a job.
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -19,6 +33,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { googleAuthLibrary, grpc, protobuf, type ClientOptions } from "google-gax";
 import { protoServiceDefinition, shutdownServer } from "./grpc-service.js";
+import { seededRandom } from "../../src/core/time.js";
 import { isTerminal, type ExecutionStatus, type Launcher, type TaskStatus } from "../../src/launcher/port.js";
 
 const require = createRequire(import.meta.url);
@@ -39,11 +54,15 @@ export type FakeMethod =
   | "CancelExecution"
   | "ListTasks"
   | "GetOperation";
-export type Fault = { kind: "unavailable" } | { kind: "lost-response"; code?: "UNAVAILABLE" | "DEADLINE_EXCEEDED" };
+export type Fault = { kind: "unavailable" } | { kind: "quota" } | { kind: "lost-response"; code?: "UNAVAILABLE" | "DEADLINE_EXCEEDED" };
+
+export type ListOrder = "newest-first" | "oldest-first" | "random";
 
 export interface CloudRunFakeOptions {
   /** Starts each execution's tasks; its task program is what every job's container "runs". */
   backing: Launcher;
+  /** Seed of the "random" list order. @default 1 */
+  seed?: number;
   /** @default "fake-project" */
   project?: string;
   /** @default "europe-west1" */
@@ -64,12 +83,31 @@ interface FakeExecution {
   id: string;
   jobId: string;
   createTime: Date;
+  /** A finished execution from the job's history (addFinishedExecutions): no backing tasks. */
+  past?: ExecutionStatus;
   taskCount: number;
   parallelism: number;
   maxRetries: number;
   timeoutSeconds: number;
   template: Plain;
+  /** The env the RunJob overrides set (shown in `template` only with overrideEnvInTemplate). */
+  overrideEnv: Plain[];
   cancelling: boolean;
+}
+
+/** execution.proto: parallelism "Must be <= task_count"; 0 means unset. */
+function checkParallelism(parallelism: number, taskCount: number, where: string): void {
+  if (parallelism > taskCount) {
+    throw new StatusError(grpc.status.INVALID_ARGUMENT, `${where}: parallelism ${parallelism} must be less than or equal to task_count ${taskCount}`);
+  }
+}
+
+/** An execution template as it would read without the override env. */
+function withoutEnv(template: Plain, overrideEnv: Plain[]): Plain {
+  const names = new Set(overrideEnv.map((e) => e.name));
+  const copy = structuredClone(template);
+  for (const c of copy.containers ?? []) c.env = (c.env ?? []).filter((e: Plain) => !names.has(e.name));
+  return copy;
 }
 
 const ts = (date: Date | string | undefined) => {
@@ -101,6 +139,14 @@ export class CloudRunFake {
   readonly requests: { method: FakeMethod; request: Plain }[] = [];
   /** Polls of a RunJob operation that answer without metadata before it appears. @default 0 */
   metadataDelayPolls = 0;
+  /** The order ListExecutions returns (undocumented on Cloud Run). @default "newest-first" */
+  listOrder: ListOrder = "newest-first";
+  /** How long a new execution stays out of ListExecutions (GetExecution finds it at once). @default 0 */
+  listDelayMs = 0;
+  /** Whether override env shows in `Execution.template` (undocumented on Cloud Run). @default true */
+  overrideEnvInTemplate = true;
+  /** Largest page ListTasks returns, whatever the request asks. @default 1000 */
+  maxTasksPage = 1000;
   readonly #backing: Launcher;
   readonly #server = new grpc.Server();
   readonly #jobs = new Map<string, Plain>();
@@ -109,8 +155,11 @@ export class CloudRunFake {
   readonly #faults = new Map<FakeMethod, Fault[]>();
   #port = 0;
 
+  readonly #random: () => number;
+
   private constructor(options: CloudRunFakeOptions) {
     this.#backing = options.backing;
+    this.#random = seededRandom(options.seed ?? 1);
     this.project = options.project ?? "fake-project";
     this.region = options.region ?? "europe-west1";
   }
@@ -160,8 +209,12 @@ export class CloudRunFake {
     this.#faults.set(method, queue);
   }
 
-  /** Creates or replaces a job without going through the API (a job someone deployed). */
+  /**
+   * Creates or replaces a job without going through the API (a job someone deployed), checked
+   * as CreateJob checks it.
+   */
   putJob(id: string, settings: { taskCount?: number; parallelism?: number; maxRetries?: number; timeoutSeconds?: number; env?: Record<string, string> } = {}): void {
+    checkParallelism(settings.parallelism ?? 0, settings.taskCount ?? 1, "job.template");
     this.#storeJob(this.jobPath(id), {
       template: {
         taskCount: settings.taskCount ?? 1,
@@ -175,9 +228,46 @@ export class CloudRunFake {
     });
   }
 
+  /**
+   * Adds `count` finished executions to a job's history, created before anything started
+   * through the API, each carrying `env` (as their overrides would have): the executions
+   * Cloud Run keeps for a job (the last 1,000 completed).
+   */
+  addFinishedExecutions(jobId: string, count: number, env: Record<string, string> = {}): void {
+    const job = this.#job(this.jobPath(jobId));
+    const at = Date.now() - count * 1000;
+    const past = new Map<string, FakeExecution>();
+    for (let i = 0; i < count; i++) {
+      const id = `${jobId}-${(i + 36 ** 4).toString(36).slice(-5)}`;
+      const createTime = new Date(at + i * 1000);
+      const template: Plain = structuredClone(job.template?.template ?? {});
+      const container: Plain = template.containers?.[0] ?? {};
+      container.env = [...(container.env ?? []), ...Object.entries(env).map(([name, value]) => ({ name, value }))];
+      const status: ExecutionStatus = {
+        name: id,
+        state: "succeeded",
+        taskCount: 1,
+        running: 0,
+        succeeded: 1,
+        failed: 0,
+        cancelled: 0,
+        tasks: [{ index: 0, state: "succeeded", attempts: 1, lastExitCode: 0 }],
+        startedAt: createTime.toISOString(),
+        finishedAt: new Date(createTime.getTime() + 500).toISOString(),
+      };
+      const name = `${this.jobPath(jobId)}/executions/${id}`;
+      past.set(name, { name, id, jobId, createTime, past: status, taskCount: 1, parallelism: 1, maxRetries: 0, timeoutSeconds: 600, template, overrideEnv: [], cancelling: false });
+    }
+    // History comes before everything started since: keep the map in creation order.
+    const later = [...this.#executions];
+    this.#executions.clear();
+    for (const [k, v] of [...past, ...later]) this.#executions.set(k, v);
+    job.executionCount = Number(job.executionCount ?? 0) + count;
+  }
+
   /** Cancels what still runs, waits for it to end, and stops the server. */
   async close(): Promise<void> {
-    const names = [...this.#executions.values()];
+    const names = [...this.#executions.values()].filter((ex) => !ex.past);
     for (const ex of names) await this.#backing.cancel(ex.id);
     const deadline = Date.now() + 30_000;
     for (const ex of names) {
@@ -221,6 +311,7 @@ export class CloudRunFake {
       this.requests.push({ method, request: call.request });
       const fault = this.#faults.get(method)?.shift();
       if (fault?.kind === "unavailable") return callback({ code: grpc.status.UNAVAILABLE, details: "injected: service unavailable" });
+      if (fault?.kind === "quota") return callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: "injected: quota exceeded" });
       fn(call.request).then(
         (response) => {
           if (fault?.kind === "lost-response") {
@@ -292,6 +383,7 @@ export class CloudRunFake {
   }
 
   #validateJob(job: Plain | undefined): void {
+    checkParallelism(Number(job?.template?.parallelism ?? 0), Number(job?.template?.taskCount || 1), "job.template");
     const containers: Plain[] = job?.template?.template?.containers ?? [];
     if (!containers.length || containers.some((c) => !c.image)) throw new StatusError(grpc.status.INVALID_ARGUMENT, "template.template.containers[].image is required");
     for (const c of containers) {
@@ -309,18 +401,23 @@ export class CloudRunFake {
     const containers: Plain[] = template.containers ?? [];
     const taskCount = overrides.taskCount || job.template?.taskCount || 1;
     if (taskCount < 1 || taskCount > 10_000) throw new StatusError(grpc.status.INVALID_ARGUMENT, `task_count ${taskCount} is out of range`);
+    // The job's parallelism is the execution's: an override of the task count below it is refused.
+    checkParallelism(Number(job.template?.parallelism ?? 0), taskCount, "overrides");
+    const overrideEnv: Plain[] = [];
     for (const o of overrides.containerOverrides ?? []) {
       if (!o.name && containers.length > 1) throw new StatusError(grpc.status.INVALID_ARGUMENT, "container_overrides[].name is required for a job with several containers");
       const target = o.name ? containers.find((c) => c.name === o.name) : containers[0];
       if (!target) throw new StatusError(grpc.status.INVALID_ARGUMENT, `no container named '${o.name}'`);
       const env: Plain[] = (target.env ?? []).filter((e: Plain) => !(o.env ?? []).some((n: Plain) => n.name === e.name));
       target.env = [...env, ...(o.env ?? [])];
+      overrideEnv.push(...(o.env ?? []));
     }
     const timeoutSeconds = Number(overrides.timeout?.seconds ?? template.timeout?.seconds ?? 600);
     template.timeout = { seconds: timeoutSeconds };
     // max_retries is in a oneof, so an explicit 0 is kept; Cloud Run's default is 3.
     const maxRetries = "maxRetries" in template ? Number(template.maxRetries) : 3;
-    const parallelism = Math.min(taskCount, job.template?.parallelism || taskCount);
+    // 0 (unset): "the maximum possible value" for the execution, which here is every task.
+    const parallelism = Number(job.template?.parallelism || taskCount);
     const env = Object.fromEntries((containers[0]?.env ?? []).filter((e: Plain) => e.value !== undefined).map((e: Plain) => [e.name, e.value]));
     const id = await this.#backing.launch({
       jobName: jobId,
@@ -332,7 +429,7 @@ export class CloudRunFake {
       maxRetries,
       env: { ...env, CLOUD_RUN_JOB: jobId },
     });
-    const ex: FakeExecution = { name: `${req.name}/executions/${id}`, id, jobId, createTime: new Date(), taskCount, parallelism, maxRetries, timeoutSeconds, template, cancelling: false };
+    const ex: FakeExecution = { name: `${req.name}/executions/${id}`, id, jobId, createTime: new Date(), taskCount, parallelism, maxRetries, timeoutSeconds, template, overrideEnv, cancelling: false };
     this.#executions.set(ex.name, ex);
     job.executionCount = (job.executionCount ?? 0) + 1;
     job.latestCreatedExecution = { name: ex.name, createTime: ts(ex.createTime), completionStatus: "EXECUTION_RUNNING" };
@@ -359,16 +456,23 @@ export class CloudRunFake {
 
   async #listExecutions(req: Plain): Promise<Plain> {
     this.#job(req.parent);
-    // Newest first, as the Cloud Console lists them.
-    const all = [...this.#executions.values()].filter((e) => req.parent === this.jobPath(e.jobId)).reverse();
+    const visibleBefore = Date.now() - this.listDelayMs;
+    const all = [...this.#executions.values()].filter((e) => req.parent === this.jobPath(e.jobId) && e.createTime.getTime() <= visibleBefore);
+    if (this.listOrder === "newest-first") all.reverse();
+    if (this.listOrder === "random") {
+      for (let i = all.length - 1; i > 0; i--) {
+        const j = Math.floor(this.#random() * (i + 1));
+        [all[i], all[j]] = [all[j]!, all[i]!];
+      }
+    }
     const { items, nextPageToken } = page(all, req, 100);
     return { executions: await Promise.all(items.map((e) => this.#executionResource(e))), nextPageToken };
   }
 
   async #cancel(req: Plain): Promise<Plain> {
     const ex = this.#execution(req.name);
-    const status = await this.#backing.getExecution(ex.id);
-    if (status && isTerminal(status.state)) throw new StatusError(grpc.status.FAILED_PRECONDITION, `Execution '${req.name}' has already completed`);
+    const status = await this.#status(ex);
+    if (isTerminal(status.state)) throw new StatusError(grpc.status.FAILED_PRECONDITION, `Execution '${req.name}' has already completed`);
     ex.cancelling = true;
     await this.#backing.cancel(ex.id);
     const operation = `${this.parent}/operations/${randomUUID()}`;
@@ -379,11 +483,12 @@ export class CloudRunFake {
   async #listTasks(req: Plain): Promise<Plain> {
     const ex = this.#execution(req.parent);
     const status = await this.#status(ex);
-    const { items, nextPageToken } = page(status.tasks, req, 1000);
+    const { items, nextPageToken } = page(status.tasks, req, this.maxTasksPage);
     return { tasks: items.map((t) => this.#taskResource(ex, status, t)), nextPageToken };
   }
 
   async #status(ex: FakeExecution): Promise<ExecutionStatus> {
+    if (ex.past) return ex.past;
     const status = await this.#backing.getExecution(ex.id);
     if (!status) throw new StatusError(grpc.status.INTERNAL, `backing execution ${ex.id} vanished`);
     return status;
@@ -416,7 +521,7 @@ export class CloudRunFake {
       ...(isTerminal(s.state) ? { completionTime: ts(s.finishedAt ?? new Date()) } : {}),
       parallelism: ex.parallelism,
       taskCount: ex.taskCount,
-      template: ex.template,
+      template: this.overrideEnvInTemplate ? ex.template : withoutEnv(ex.template, ex.overrideEnv),
       conditions: [
         { type: "ResourcesAvailable", state: "CONDITION_SUCCEEDED" },
         { type: "Started", state: s.state === "pending" ? "CONDITION_PENDING" : "CONDITION_SUCCEEDED" },

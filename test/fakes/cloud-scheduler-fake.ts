@@ -10,6 +10,11 @@
  * attempt deadlines of 15 s to 30 min; pause only an enabled job, resume only a paused one.
  * Every request is recorded; faults can be injected per method.
  *
+ * It gives jobs back as the real service does, not as they were sent, so that a sync comparing
+ * the two must compare canonical forms: a time zone alias comes back as its canonical name
+ * (`UTC` → `Etc/UTC`, as Cloud Scheduler returns it), and `:` in the path of an HTTP target's
+ * URI comes back percent-encoded (`…/x:fire` → `…/x%3Afire`; `encodeUriColons`).
+ *
  * Not known to match the real service (tests must not lean on it): the exact error texts, and
  * the `User-Agent: Google-Cloud-Scheduler` header the fake adds to stored HTTP targets (Cloud
  * Scheduler documents sending it; whether a Job read back shows it is not documented), which is
@@ -53,6 +58,17 @@ class StatusError extends Error {
 }
 
 const OUTPUT_ONLY = ["userUpdateTime", "state", "status", "scheduleTime", "lastAttemptTime"];
+/**
+ * Time zone aliases and the names Cloud Scheduler gives them back as. Only `UTC` is known (from
+ * a real service); the live suite (test/live) prints what a real one returns.
+ */
+const CANONICAL_ZONES: Record<string, string> = { UTC: "Etc/UTC" };
+
+/** The URI with every `:` of its path, query and fragment percent-encoded. */
+function encodeColons(uri: string): string {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/[^/?#]*)(.*)$/i.exec(uri);
+  return m ? m[1]! + m[2]!.replace(/:/g, "%3A") : uri;
+}
 const TARGETS = ["pubsubTarget", "appEngineHttpTarget", "httpTarget"];
 const ts = (date: Date) => ({ seconds: String(Math.floor(date.getTime() / 1000)), nanos: (date.getTime() % 1000) * 1e6 });
 const camel = (path: string) => path.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -72,6 +88,8 @@ export class CloudSchedulerFake {
   /** Jobs by full name, in creation order (ListJobs order). */
   readonly #jobs = new Map<string, Plain>();
   readonly #faults = new Map<SchedulerMethod, grpc.status[]>();
+  /** Whether a target URI's `:` (after its host) comes back as `%3A`. @default true */
+  encodeUriColons = true;
   #port = 0;
 
   private constructor(options: CloudSchedulerFakeOptions) {
@@ -246,6 +264,7 @@ export class CloudSchedulerFake {
     if (TARGETS.filter((t) => job[t]).length !== 1) throw new StatusError(grpc.status.INVALID_ARGUMENT, "exactly one target is required");
     if (typeof job.schedule !== "string" || job.schedule.trim().split(/\s+/).length !== 5) throw new StatusError(grpc.status.INVALID_ARGUMENT, `schedule "${job.schedule}" is not unix-cron (five fields)`);
     job.timeZone ||= "Etc/UTC";
+    job.timeZone = CANONICAL_ZONES[job.timeZone] ?? job.timeZone;
     try {
       new Cron(job.schedule, { mode: "5-part", timezone: job.timeZone, paused: true });
     } catch (e) {
@@ -259,6 +278,7 @@ export class CloudSchedulerFake {
         throw new StatusError(grpc.status.INVALID_ARGUMENT, "attempt_deadline of an HTTP target must be 15 s to 30 min");
       }
       http.httpMethod ||= "POST";
+      if (this.encodeUriColons) http.uri = encodeColons(http.uri);
       http.headers = { ...http.headers, "User-Agent": "Google-Cloud-Scheduler" };
     }
     if (job.retryConfig && (job.retryConfig.retryCount < 0 || job.retryConfig.retryCount > 5)) throw new StatusError(grpc.status.INVALID_ARGUMENT, "retry_count must be 0 to 5");

@@ -9,7 +9,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import type { Job } from "../../src/core/job.js";
 import { keys } from "../../src/core/keys.js";
-import { RunRecord } from "../../src/core/model.js";
+import { LaunchClaim, RunRecord } from "../../src/core/model.js";
 import { defineJob } from "../../src/index.js";
 import type { ExecutionState, ExecutionStatus, LaunchRequest, Launcher } from "../../src/launcher/port.js";
 import { planRun } from "../../src/orchestrator/plan.js";
@@ -122,11 +122,28 @@ describe("reconcile", () => {
     launcher.failNext = true;
     const r = await reconcile({ store, launcher, concurrency: 1 });
     expect(r.runs).toEqual([{ runId: first, outcome: "error", error: "quota exceeded" }]);
-    // The failed launch left a record without an execution: for a while it may be someone's
-    // launch in progress, then it is taken for failed and launched again.
-    expect((await reconcile({ store, launcher })).runs).toEqual([{ runId: first, outcome: "starting" }]);
-    expect((await reconcile({ store, launcher, startingGraceMs: 0 })).runs).toEqual([{ runId: first, outcome: "launched" }]);
+    // The launcher refused it, so nothing started: the launch was given up at once (its claim
+    // says so), and the next reconcile launches again without waiting out the grace.
+    expect((await getJson(store, keys.launchClaim(first, 0), LaunchClaim))?.value.execution).toBeNull();
+    expect((await reconcile({ store, launcher })).runs).toEqual([{ runId: first, outcome: "launched" }]);
     expect(launcher.requests).toHaveLength(1);
+    expect((await readLaunches(store, first)).map((l) => [l.value.n, l.value.state])).toEqual([
+      [0, "failed"],
+      [1, "running"],
+    ]);
+  });
+
+  it("leaves a launch that nothing claimed be for the grace (its starter may be mid-call), then gives it up", async () => {
+    const first = await plan();
+    // A starter wrote launch 0's record and died before the launcher answered: no claim.
+    const hung: Launcher = { kind: "local", launch: () => new Promise<string>(() => {}), getExecution: (n) => launcher.getExecution(n), cancel: (n) => launcher.cancel(n) };
+    void reconcile({ store, launcher: hung });
+    while (!(await readLaunches(store, first)).length) await new Promise((r) => setTimeout(r, 10));
+    await putJson(store, `runs/${first}/driver.json`, { holder: "gone", until: 0 });
+    expect((await reconcile({ store, launcher })).runs).toEqual([{ runId: first, outcome: "starting" }]);
+    expect(launcher.requests).toHaveLength(0);
+    expect((await reconcile({ store, launcher, startingGraceMs: 0 })).runs).toEqual([{ runId: first, outcome: "launched" }]);
+    expect((await getJson(store, keys.launchClaim(first, 0), LaunchClaim))?.value).toMatchObject({ execution: null, by: "driver" });
     expect((await readLaunches(store, first)).map((l) => [l.value.n, l.value.state])).toEqual([
       [0, "failed"],
       [1, "running"],

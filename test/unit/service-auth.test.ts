@@ -6,7 +6,7 @@
 import { createSign, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ENV } from "../../src/config/env.js";
-import { authenticatorFromEnv, bearerToken, oidcAuthenticator, tokenAuthenticator } from "../../src/service/auth.js";
+import { authenticatorFromEnv, bearerToken, oidcAuthenticator, SIGNATURE_REMOVED, tokenAuthenticator } from "../../src/service/auth.js";
 import { HttpError } from "../../src/service/http-error.js";
 
 const AUDIENCE = "https://shardrun-scheduler-abc-ew.a.run.app";
@@ -129,7 +129,53 @@ describe("oidcAuthenticator (Google-signed ID tokens)", () => {
   });
 });
 
+describe("oidcAuthenticator behind Cloud Run's invoker IAM check (signatures removed by Cloud Run)", () => {
+  const strip = (token: string) => `${token.split(".").slice(0, 2).join(".")}.${SIGNATURE_REMOVED}`;
+  const behind = oidcAuthenticator({ audience: AUDIENCE, allowedEmails: [INVOKER], certs: CERTS, behindInvokerCheck: true });
+  const auth = oidcAuthenticator({ audience: AUDIENCE, allowedEmails: [INVOKER], certs: CERTS });
+
+  it("accepts a stripped token on its claims, and still verifies a token that kept its signature", async () => {
+    expect(await behind.authenticate({ authorization: `Bearer ${strip(jwt(claims()))}` })).toEqual({ kind: "oidc", subject: INVOKER });
+    expect((await behind.authenticate({ authorization: `Bearer ${jwt(claims())}` })).subject).toBe(INVOKER);
+    const forged = jwt(claims(), { signer: other.privateKey });
+    expect((await failure(behind.authenticate({ authorization: `Bearer ${forged}` }))).message).toMatch(/signature/);
+  });
+
+  const now = Math.floor(Date.now() / 1000);
+  it.each([
+    ["expired", claims({ iat: now - 7200, exp: now - 3600 }), /expired/],
+    ["for another audience", claims({ aud: "https://other-service.a.run.app" }), /another audience/],
+    ["from another issuer", claims({ iss: "https://evil.example" }), /not from Google/],
+    ["without an expiry", claims({ exp: undefined }), /malformed/],
+    ["issued for a week", claims({ exp: now + 7 * 86400 }), /too long/],
+  ])("still answers 401 to a stripped token %s", async (_what, c, message) => {
+    const e = await failure(behind.authenticate({ authorization: `Bearer ${strip(jwt(c))}` }));
+    expect(e.status).toBe(401);
+    expect(e.message).toMatch(message);
+  });
+
+  it("still answers 403 to a stripped token of an account not in the allow-list, or with no verified email", async () => {
+    for (const c of [claims({ email: "someone@my-project.iam.gserviceaccount.com" }), claims({ email_verified: false })]) {
+      expect((await failure(behind.authenticate({ authorization: `Bearer ${strip(jwt(c))}` }))).status).toBe(403);
+    }
+  });
+
+  it("answers 401 to a stripped token when no invoker check stands in front (anyone can strip a signature)", async () => {
+    const e = await failure(auth.authenticate({ authorization: `Bearer ${strip(jwt(claims()))}` }));
+    expect(e.status).toBe(401);
+    expect(e.message).toMatch(/signature/);
+  });
+});
+
 describe("authenticatorFromEnv", () => {
+  it("reads SHARDRUN_INVOKER_IAM_CHECK as on or off, and refuses anything else by name", async () => {
+    const env = (v?: string) => ({ [ENV.oidcAudience]: AUDIENCE, [ENV.allowedServiceAccounts]: INVOKER, ...(v === undefined ? {} : { [ENV.invokerIamCheck]: v }) });
+    const token = `Bearer ${jwt(claims()).split(".").slice(0, 2).join(".")}.${SIGNATURE_REMOVED}`;
+    for (const on of ["on", "true", "1"]) expect((await authenticatorFromEnv(env(on), undefined, { certs: CERTS })!.authenticate({ authorization: token })).subject).toBe(INVOKER);
+    for (const off of [undefined, "off", "false", "0"]) expect((await failure(authenticatorFromEnv(env(off), undefined, { certs: CERTS })!.authenticate({ authorization: token }))).status).toBe(401);
+    expect(() => authenticatorFromEnv(env("yes"))).toThrow(/SHARDRUN_INVOKER_IAM_CHECK.*"on" or "off"/);
+  });
+
   it("prefers OIDC, then the token, else nothing", () => {
     expect(authenticatorFromEnv({ [ENV.oidcAudience]: AUDIENCE, [ENV.allowedServiceAccounts]: INVOKER, [ENV.apiToken]: "x".repeat(20) })?.kind).toBe("oidc");
     expect(authenticatorFromEnv({ [ENV.apiToken]: "x".repeat(20) })?.kind).toBe("token");
