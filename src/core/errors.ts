@@ -24,16 +24,21 @@ export type ShardrunErrorCode =
  */
 export const SHARDRUN_ERROR: unique symbol = Symbol.for("shardrun.error");
 
-const CODES: ReadonlySet<string> = new Set<ShardrunErrorCode>([
-  "PRECONDITION_FAILED",
-  "NOT_FOUND",
-  "USAGE",
-  "INVALID_INPUT",
-  "NON_RETRIABLE",
-  "RETRY_AFTER",
-  "LEASE_LOST",
-  "INTERNAL",
-]);
+// A record, so that the compiler refuses a code left out here.
+const CODE_TABLE: Record<ShardrunErrorCode, true> = {
+  PRECONDITION_FAILED: true,
+  NOT_FOUND: true,
+  USAGE: true,
+  INVALID_INPUT: true,
+  NON_RETRIABLE: true,
+  RETRY_AFTER: true,
+  LEASE_LOST: true,
+  STORE_FULL: true,
+  DAMAGED: true,
+  LAUNCH_UNCERTAIN: true,
+  INTERNAL: true,
+};
+const CODES: ReadonlySet<string> = new Set(Object.keys(CODE_TABLE));
 
 export class ShardrunError extends Error {
   readonly code: ShardrunErrorCode;

@@ -25,6 +25,14 @@ describe("errors from another copy of the classes", () => {
     expect(other.isShardrunError(new NonRetriableError("no"), "NON_RETRIABLE")).toBe(true);
   });
 
+  it("are recognised for every code the project throws", () => {
+    expect(isShardrunError(new other.StoreFull("file:///tmp", "disk full"), "STORE_FULL")).toBe(true);
+    expect(isShardrunError(new other.LaunchUncertain("maybe"), "LAUNCH_UNCERTAIN")).toBe(true);
+    expect(isShardrunError(new other.LeaseLost("lost"), "LEASE_LOST")).toBe(true);
+    expect(isShardrunError(new other.ShardrunError("DAMAGED", "torn"), "DAMAGED")).toBe(true);
+    expect(isShardrunError(new other.ShardrunError("INTERNAL", "bug"))).toBe(true);
+  });
+
   it("carry their data: a retry delay, a budget mark", () => {
     expect(retryAfterMs(new other.RetryAfterError(1234))).toBe(1234);
     expect(retryAfterMs(new RetryAfterError(5))).toBe(5);
