@@ -201,7 +201,7 @@ async function audienceCheck(ctx: DoctorContext, ports: DoctorPorts, service: Se
   const wrong = jobs.filter((j) => !cloudRunAccepts.has(audienceOf(j)) || (serviceRight && !serviceAccepts.includes(audienceOf(j))));
   if (wrong.length) {
     const audiences = [...new Set(wrong.map((j) => audienceOf(j) || "none"))];
-    problems.push(`Cloud Scheduler job${wrong.length === 1 ? "" : "s"} ${wrong.map((j) => String(j.name).split("/").pop()).join(", ")} send tokens for ${audiences.join(", ")}`);
+    problems.push(`Cloud Scheduler job${wrong.length === 1 ? "" : "s"} ${wrong.map((j) => String(j.name).split("/").pop()).join(", ")} ${wrong.length === 1 ? "sends" : "send"} tokens for ${audiences.join(", ")}`);
     fixes.push(syncFix(ctx, serviceUrlOf(ctx, service)!, oidcAccount(ctx, service)));
   }
   if (problems.length) return failed(name, `${service.uri}: ${problems.join("; ")}`, fixes);
