@@ -143,13 +143,24 @@ async function rolesCheck(ctx: DoctorContext, ports: DoctorPorts, service: Servi
   return ok(name, `${held.join("; ")}${tail}`);
 }
 
-/** The service URL Cloud Scheduler should call, and where it came from; null when none is known. */
+/** The service URL Cloud Scheduler should call; null when none is known. */
 function serviceUrlOf(ctx: DoctorContext, service: ServiceInfo | null): string | null {
   return ctx.serviceUrl ?? (service?.uri || null);
 }
 
+/**
+ * manifests/service.yaml with its placeholders filled in, deployed. REGION is replaced where it
+ * stands alone (not in SHARDRUN_REGION); the audience's HASH is known only once the service
+ * has its URL, and the audience check says how to set it then.
+ */
 function deployServiceFix(ctx: DoctorContext): string {
-  return shellCommand("gcloud", "run", "services", "replace", "manifests/service.yaml", "--region", ctx.region, "--project", ctx.project);
+  const fill = [
+    ["-e", `s/PROJECT_ID/${ctx.project}/g`],
+    ["-e", `s/REGION-docker/${ctx.region}-docker/g`],
+    ["-e", `s/: REGION$/: ${ctx.region}/`],
+    ...(ctx.bucket ? [["-e", `s#gs://BUCKET/#gs://${ctx.bucket}/#`]] : []),
+  ].flat();
+  return `${shellCommand("sed", ...fill, "manifests/service.yaml")} > service.yaml && ${shellCommand("gcloud", "run", "services", "replace", "service.yaml", "--region", ctx.region, "--project", ctx.project)}`;
 }
 
 function syncFix(ctx: DoctorContext, url: string, account: string): string {

@@ -76,7 +76,8 @@ describe("doctor checks", () => {
     ports.service = async () => null;
     const failed = await failing(ports);
     expect(failed.map((c) => c.name)).toEqual(["schedules", "audience"]);
-    for (const c of failed) expect(c.fix).toBe("gcloud run services replace manifests/service.yaml --region r --project p");
+    const fix = "sed -e s/PROJECT_ID/p/g -e s/REGION-docker/r-docker/g -e 's/: REGION$/: r/' -e 's#gs://BUCKET/#gs://b/#' manifests/service.yaml > service.yaml && gcloud run services replace service.yaml --region r --project p";
+    for (const c of failed) expect(c.fix).toBe(fix);
     const roles = (await runChecks(ctx, ports)).find((c) => c.name === "roles")!;
     expect(roles.found).toContain("invoker role not checked (no service shardrun-scheduler)");
   });
