@@ -19,7 +19,7 @@ export interface DeployFlags {
 }
 
 /** Why a job's parallelism is left unset, for people reading what deploy did. */
-export const PARALLELISM_NOTE = "parallelism unset: every task of an execution runs at once, so a run's --tasks is its parallelism and every launch is valid";
+const PARALLELISM_NOTE = "parallelism unset: every task of an execution runs at once, so a run's --tasks is its parallelism and every launch is valid";
 
 export async function deployCommand(positionals: string[], flags: DeployFlags, io: Io): Promise<number> {
   const dryRun = flags.dryRun === true;

@@ -214,7 +214,7 @@ function differences(deployed: Managed, desired: Managed): (keyof Managed)[] {
   return (Object.keys(desired) as (keyof Managed)[]).filter((k) => desired[k] !== undefined && JSON.stringify(deployed[k]) !== JSON.stringify(desired[k]));
 }
 
-/** A managed setting's value for people: parallelism 0 is "unset", env by its names. */
+/** A managed setting's value for people: parallelism 0 is "unset", env as NAME=value pairs. */
 function shown(key: keyof Managed, value: Managed[keyof Managed]): string {
   if (value === undefined) return "unset";
   if (key === "parallelism") return value === 0 ? "unset" : String(value);
