@@ -31,6 +31,7 @@ export async function runCommand(jobSpec: string, flags: RunFlags, io: Io): Prom
   const prepared = await prepareJob(resolveJob(jobSpec, io.cwd));
   const s = await openCliStore(flags, io);
   const launcher = await launcherFor(flags, s, io, "run", killGrace);
+  warnParallelism(launcher, settings.parallelism, io);
   const policy = shardPolicyOf(settings);
   const runBudget = budgetOf(settings.budgets);
 
@@ -63,6 +64,18 @@ export async function runCommand(jobSpec: string, flags: RunFlags, io: Io): Prom
   const hints = hintContext(io, s);
   const status = await drive(s, launcher, run.runId, io, flags.json === true, hints, flags.local === true, { maxLaunches: settings.maxLaunches });
   return finish(status, io, flags.json === true, hints, flags.local === true);
+}
+
+/**
+ * Cloud Run fixes parallelism on the job and refuses an execution whose task count is below it,
+ * so `shardrun deploy` leaves it unset and every task of an execution runs at once: there a
+ * --parallelism below the task count cannot hold, and the user is told what does.
+ */
+function warnParallelism(launcher: Launcher, parallelism: number | undefined, io: Io): void {
+  if (!launcher.runsAllTasksAtOnce || parallelism === undefined) return;
+  io.stderr.write(
+    `shardrun: note: on Cloud Run every task of an execution runs at once (the jobs are deployed with parallelism unset, so that every launch is valid): --parallelism ${parallelism} is not applied; --tasks ${parallelism} runs ${parallelism} at once\n`,
+  );
 }
 
 async function drive(
@@ -199,6 +212,7 @@ export async function rerunCommand(runId: string, flags: RerunFlags, io: Io): Pr
   const killGrace = killGraceFromFlags(flags);
   const s = await openCliStore(flags, io);
   const launcher = await launcherFor(flags, s, io, "rerun", killGrace);
+  warnParallelism(launcher, settings.parallelism, io);
   const run = await readRun(s, runId);
   await assertNotLive(s, runId, launcher);
   // The recorded bundle, unless --upgrade rebuilds the job from its source now.

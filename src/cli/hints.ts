@@ -7,6 +7,7 @@ import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ENV } from "../config/env.js";
+import { shellQuote } from "../core/shell.js";
 
 export interface HintContext {
   env: NodeJS.ProcessEnv;
@@ -17,7 +18,7 @@ export interface HintContext {
   storeUrl: string;
 }
 
-const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+const quote = shellQuote;
 
 function onPath(env: NodeJS.ProcessEnv, name: string): boolean {
   for (const dir of (env.PATH ?? "").split(delimiter)) {

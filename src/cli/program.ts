@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { SETTING_DEFAULTS } from "../core/settings.js";
 import { addLaunchOptions, addStoreOptions, collect, type RerunFlags, type RunFlags, type StoreFlags } from "./flags.js";
 import type { DeployFlags } from "./deploy.js";
+import type { DoctorFlags } from "./doctor.js";
 import type { Io } from "./io.js";
 import type { SyncFlags } from "./schedules.js";
 import type { ServeFlags } from "./serve.js";
@@ -40,7 +41,7 @@ export function buildProgram(io: Io, exit: Exit, version: string): Command {
       // main.ts prints commander's errors itself, as one line.
       outputError: () => {},
     })
-    .addHelpText("after", `\nEvery command takes --help; run, status, runs, rerun, deploy and schedules take --json.\n${EXIT_CODES}\n${examples("shardrun run summarize-docs --local --tasks 2 --shards 8", "shardrun status <runId>", "shardrun help run")}`);
+    .addHelpText("after", `\nEvery command takes --help; run, status, runs, rerun, deploy, doctor and schedules take --json.\n${EXIT_CODES}\n${examples("shardrun run summarize-docs --local --tasks 2 --shards 8", "shardrun status <runId>", "shardrun help run")}`);
 
   const act = <A extends unknown[]>(fn: (...args: A) => Promise<number>) => async (...args: A) => exit(await fn(...args));
 
@@ -135,6 +136,36 @@ ${examples("shardrun verify 20261122-020000-summarize-docs-ab12", "shardrun reru
       `\nOne Cloud Run job shardrun-<job> per job, through the Cloud Run Admin API: image, task timeout, retries,\nparallelism, service account, memory and CPU from manifests/shardrun.json, the environment (SHARDRUN_PROJECT,\nSHARDRUN_REGION, SHARDRUN_IMAGE) and these flags.\n${examples("shardrun deploy --dry-run", "shardrun deploy summarize-docs --project my-project --region europe-west1")}`,
     )
     .action(act(async (jobs: string[], flags: DeployFlags) => (await import("./deploy.js")).deployCommand(jobs, flags, io)));
+
+  program
+    .command("doctor")
+    .description("check a Google Cloud project before a first run: credentials, bucket, jobs, roles, schedules, audience")
+    .option("--project <project>", "Google Cloud project (or SHARDRUN_PROJECT, GOOGLE_CLOUD_PROJECT, manifests/shardrun.json)")
+    .option("--region <region>", "Cloud Run region (or SHARDRUN_REGION, manifests/shardrun.json)")
+    .option("--store <url>", "the runs' bucket, gs://bucket/prefix (or SHARDRUN_STORE_URL, manifests/shardrun.json)")
+    .option("--image <image>", "the image the jobs should run, as given to deploy (or SHARDRUN_IMAGE, manifests/shardrun.json)")
+    .option("--service <name>", "the scheduler service's name (default shardrun-scheduler)")
+    .option("--service-url <url>", "the URL Cloud Scheduler calls, as given to schedules sync (default: the service's URL, or SHARDRUN_SERVICE_URL)")
+    .option("--service-account <email>", "the identity of Cloud Scheduler's OIDC tokens, as given to schedules sync (default: the service's own)")
+    .option("--json", "{project, region, ok, checks: [{name, ok, found, fix}]}")
+    .addHelpText(
+      "after",
+      `
+Reads the project, changes nothing, and prints one line per check with what it found; a failed check comes
+with the command that fixes it (a gcloud command, or shardrun deploy / schedules sync):
+  credentials  which Application Default Credentials are found, whose they are, and that they give a token
+  bucket       the bucket exists, and you hold the object permissions the store uses on it
+  job <name>   each job under jobs/ is deployed as Cloud Run job shardrun-<name> as deploy would set it
+               (image, version label, parallelism unset, task count, timeout, retries, service account)
+  roles        the worker and scheduler service accounts hold the roles manifests/iam.sh grants, and
+               Cloud Scheduler's identity may invoke the service
+  schedules    Cloud Scheduler matches the jobs' schedules (schedules sync --dry-run would change nothing)
+  audience     the service's URL, its SHARDRUN_OIDC_AUDIENCE and the audience of Cloud Scheduler's tokens
+               agree, and SHARDRUN_INVOKER_IAM_CHECK matches the service's invoker IAM check
+Exit codes: 0 every check passed, 2 some check failed (or bad usage: one line naming the flag), 1 internal error.
+${examples("shardrun doctor --project my-project --region europe-west1 --store gs://my-bucket/shardrun", "shardrun doctor --json | jq '.checks[] | select(.ok == false)'")}`,
+    )
+    .action(act(async (flags: DoctorFlags) => (await import("./doctor.js")).doctorCommand(flags, io)));
 
   addStoreOptions(program.command("serve").description("the scheduler service: HTTP API, dashboard, reconcile, schedules"))
     .option("--local", "launch local processes, listen on 127.0.0.1, reconcile on a timer and fire the jobs' schedules from this process")

@@ -49,6 +49,10 @@ export const ENV = {
   cloudRunEndpoint: "SHARDRUN_CLOUD_RUN_ENDPOINT",
   /** host:port of a Cloud Scheduler API emulator or fake (plaintext, no credentials). */
   cloudSchedulerEndpoint: "SHARDRUN_CLOUD_SCHEDULER_ENDPOINT",
+  /** Base URL (http://host:port) of a Resource Manager API fake, for `doctor` (plaintext, no credentials). */
+  resourceManagerEndpoint: "SHARDRUN_RESOURCE_MANAGER_ENDPOINT",
+  /** Base URL (http://host:port) of an IAM API fake, for `doctor` (plaintext, no credentials). */
+  iamEndpoint: "SHARDRUN_IAM_ENDPOINT",
   /** `schedules sync`: the scheduler service's URL, which Cloud Scheduler jobs call. */
   serviceUrl: "SHARDRUN_SERVICE_URL",
   // The scheduler service (`shardrun serve`).

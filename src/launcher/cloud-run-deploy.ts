@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import { JobsClient } from "@google-cloud/run";
 import { protobuf, type ClientOptions } from "google-gax";
 import { z } from "zod";
+import { ENV } from "../config/env.js";
 import { InvalidInputError } from "../core/errors.js";
 import { formatZodError } from "../core/zod-format.js";
 import { cloudRunError, grpcCode, GrpcCode, DEFAULT_RETRY, retryTransient } from "./cloud-run.js";
@@ -54,6 +55,12 @@ export const DeployJobSpec = z.strictObject({
   memory: z.string().regex(/^\d+(Mi|Gi)$/, 'Expected memory like "512Mi" or "2Gi"').optional(),
   /** CPU limit, e.g. "1" or "2". @default Cloud Run's default (1) */
   cpu: z.string().regex(/^\d+(\.\d+)?$/, 'Expected cpu like "1" or "2"').optional(),
+  /**
+   * The shardrun version that deploys the job, recorded as the label `shardrun-version` (label
+   * values allow no dots: "0.1.0" is "0-1-0"), so that `shardrun doctor` can tell a job deployed
+   * by another version. @default none (no label)
+   */
+  version: z.string().min(1).optional(),
 });
 export type DeployJobSpec = z.input<typeof DeployJobSpec>;
 
@@ -73,6 +80,8 @@ export interface DeployResult {
   job: JobJson;
   /** The managed settings that differ from the deployed job; empty for create and unchanged. */
   changes: string[];
+  /** Each change as "<setting> <deployed> -> <wanted>", for people (update only). */
+  details?: string[];
 }
 
 /** The managed settings of a job, in a form two jobs can be compared by. */
@@ -86,6 +95,55 @@ interface Managed {
   parallelism: number;
   taskCount: number;
   serviceAccount: string | undefined;
+  version: string | undefined;
+}
+
+/** The label that records which shardrun version deployed a job. */
+export const VERSION_LABEL = "shardrun-version";
+
+/**
+ * A version as a label value: Cloud Run labels take lowercase letters, digits, `_` and `-`, at
+ * most 63 characters.
+ */
+export function versionLabel(version: string): string {
+  return version.toLowerCase().replace(/[^a-z0-9_-]/g, "-").slice(0, 63);
+}
+
+/** The settings of a deployment that every job shares (manifests/shardrun.json, env, flags). */
+export interface DeploySettings {
+  project?: string | undefined;
+  region?: string | undefined;
+  image?: string | undefined;
+  serviceAccount?: string | undefined;
+  taskTimeoutSeconds?: number | undefined;
+  maxRetries?: number | undefined;
+  parallelism?: number | undefined;
+  memory?: string | undefined;
+  cpu?: string | undefined;
+}
+
+/**
+ * The spec `shardrun deploy` sends for one job, and `shardrun doctor` compares with: one place,
+ * so that the two never disagree. Settings still unknown (a dry run without a project) are
+ * written as the placeholders the manifests use.
+ */
+export function deploySpecFor(job: { name: string; tasks?: number | undefined }, settings: DeploySettings, version?: string): DeployJobSpec {
+  return {
+    project: settings.project ?? "PROJECT_ID",
+    region: settings.region ?? "REGION",
+    name: `shardrun-${job.name}`,
+    image: settings.image ?? "REGION-docker.pkg.dev/PROJECT_ID/shardrun/shardrun:latest",
+    taskTimeoutSeconds: settings.taskTimeoutSeconds ?? 3600,
+    maxRetries: settings.maxRetries ?? 3,
+    // Unset on the job (see DeployJobSpec.parallelism); a value left in the settings file is refused by name.
+    parallelism: settings.parallelism ?? 0,
+    taskCount: job.tasks ?? 10,
+    env: { [ENV.logFormat]: "json" },
+    ...(settings.serviceAccount ? { serviceAccount: settings.serviceAccount } : {}),
+    ...(settings.memory ? { memory: settings.memory } : {}),
+    ...(settings.cpu ? { cpu: settings.cpu } : {}),
+    ...(version ? { version } : {}),
+  };
 }
 
 function parseSpec(input: DeployJobSpec): z.infer<typeof DeployJobSpec> {
@@ -100,6 +158,7 @@ export function buildJob(input: DeployJobSpec): JobJson {
   const limits = { ...(spec.memory ? { memory: spec.memory } : {}), ...(spec.cpu ? { cpu: spec.cpu } : {}) };
   return {
     client: "shardrun",
+    ...(spec.version ? { labels: { [VERSION_LABEL]: versionLabel(spec.version) } } : {}),
     template: {
       // 0 is unset: left out, so that the request carries no parallelism at all.
       ...(spec.parallelism ? { parallelism: spec.parallelism } : {}),
@@ -146,12 +205,35 @@ function managed(job: JobJson): Managed {
     parallelism: Number(exec.parallelism ?? 0),
     taskCount: Number(exec.taskCount ?? 0),
     serviceAccount: str(task.serviceAccount),
+    version: str(obj(job.labels)[VERSION_LABEL]),
   };
 }
 
 /** Settings that differ; one the spec leaves unset (service account, limits) is not managed. */
-function differences(deployed: Managed, desired: Managed): string[] {
+function differences(deployed: Managed, desired: Managed): (keyof Managed)[] {
   return (Object.keys(desired) as (keyof Managed)[]).filter((k) => desired[k] !== undefined && JSON.stringify(deployed[k]) !== JSON.stringify(desired[k]));
+}
+
+/** A managed setting's value for people: parallelism 0 is "unset", env as NAME=value pairs. */
+function shown(key: keyof Managed, value: Managed[keyof Managed]): string {
+  if (value === undefined) return "unset";
+  if (key === "parallelism") return value === 0 ? "unset" : String(value);
+  if (key === "env") return (value as [string, string][]).map(([k, v]) => `${k}=${v}`).join(",") || "none";
+  return String(value);
+}
+
+/** Describes the managed settings of a job deployed as `job` (for `shardrun doctor`). */
+export function describeJob(job: JobJson): string {
+  const m = managed(job);
+  return [
+    `image ${m.image}`,
+    `version ${m.version ?? "unlabelled"}`,
+    `parallelism ${shown("parallelism", m.parallelism)}`,
+    `${m.taskCount} tasks`,
+    `timeout ${m.taskTimeoutSeconds} s`,
+    `${m.maxRetries} retries`,
+    `service account ${m.serviceAccount ?? "default"}`,
+  ].join(", ");
 }
 
 /** Output-only Job fields: not sent back on update (etag is, to make the update conditional). */
@@ -198,6 +280,9 @@ function merge(existing: JobJson, desired: JobJson): JobJson {
     template: { ...task, ...wantRest, containers, ...(serviceAccount ? { serviceAccount } : {}) },
   };
   job.client = desired.client;
+  // Labels others set are kept; shardrun's own is replaced.
+  const labels = { ...obj(job.labels), ...obj(desired.labels) };
+  if (Object.keys(labels).length) job.labels = labels;
   return job;
 }
 
@@ -251,15 +336,17 @@ export async function deployJob(input: DeployJobSpec, options: DeployOptions = {
         throw cloudRunError(`could not create Cloud Run job ${name}`, error, hints);
       }
     }
-    const changes = differences(managed(existing), managed(desired));
+    const [have, want] = [managed(existing), managed(desired)];
+    const changes = differences(have, want);
     if (!changes.length) return { action: "unchanged", job: existing, changes };
+    const details = changes.map((k) => `${k} ${shown(k, have[k])} -> ${shown(k, want[k])}`);
     const job = merge(existing, desired);
-    if (options.dryRun) return { action: "update", job: jobJson(job), changes };
+    if (options.dryRun) return { action: "update", job: jobJson(job), changes, details };
     try {
       // The etag read above makes this conditional: a concurrent change fails it (ABORTED).
       const [operation] = await client.updateJob({ job });
       const [updated] = await operation.promise();
-      return { action: "update", job: jobJson(updated), changes };
+      return { action: "update", job: jobJson(updated), changes, details };
     } catch (error) {
       throw cloudRunError(`could not update Cloud Run job ${name}`, error, {
         ...hints,

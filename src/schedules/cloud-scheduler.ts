@@ -337,3 +337,24 @@ export async function syncSchedules(o: SyncSchedulesOptions): Promise<SyncResult
     await client.close();
   }
 }
+
+/**
+ * The jobs shardrun made in a location, as Cloud Scheduler gives them back (for `shardrun
+ * doctor`, which compares their OIDC audiences with the service's). Only reads.
+ */
+export async function listManagedJobs(o: { project: string; region: string; clientOptions?: ClientOptions }): Promise<SchedulerJobJson[]> {
+  const parent = parentOf(o.project, o.region);
+  const client = new CloudSchedulerClient(o.clientOptions ?? {});
+  try {
+    const jobs: SchedulerJobJson[] = [];
+    for await (const job of client.listJobsAsync({ parent }, { autoPaginate: false })) {
+      const json = jobJson(job);
+      if (isManaged(json)) jobs.push(json);
+    }
+    return jobs;
+  } catch (e) {
+    throw schedulerError(`could not list the Cloud Scheduler jobs of ${parent}`, e, o.project);
+  } finally {
+    await client.close();
+  }
+}

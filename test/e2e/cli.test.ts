@@ -14,7 +14,7 @@ beforeAll(() => {
 const noRunsWritten = (dir: string) => !existsSync(join(dir, ".shardrun", "runs")) || readdirSync(join(dir, ".shardrun", "runs")).length === 0;
 
 describe("shardrun CLI", () => {
-  it.each(["run", "status", "runs", "output", "rerun", "deploy", "serve", "schedules", "worker"])("has help with examples for %s, as --help and as help <command>", async (command) => {
+  it.each(["run", "status", "runs", "output", "rerun", "deploy", "doctor", "serve", "schedules", "worker"])("has help with examples for %s, as --help and as help <command>", async (command) => {
     const r = await cli([command, "--help"], cwd);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: shardrun ${command}`);

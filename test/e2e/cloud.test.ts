@@ -190,6 +190,19 @@ describe.skipIf(!found.bin)("on Google Cloud (fakes, Cloud Storage's rate limits
     expectNoRateLimitHit("rerun --failed-items");
   });
 
+  it("a run given --parallelism below its task count is told that Cloud Run runs every task at once, and its launch is valid", async () => {
+    const count = 12;
+    const r = await cli(["run", SLEEPY, ...where, "--store", STORE, "--tasks", "3", "--parallelism", "1", "--json", "--arg", `count=${count}`, "--arg", "sleepMs=5"], dir, env);
+    expect(r.stderr).toContain("--parallelism 1 is not applied; --tasks 1 runs 1 at once");
+    expect(r.code).toBe(0);
+    const status = JSON.parse(r.stdout) as Status;
+    expect(status).toMatchObject({ state: "succeeded", items: { total: count, succeeded: count } });
+    // The job's parallelism stays unset, so a 3-task execution is valid whatever --parallelism said.
+    expect(fake.calls("RunJob").at(-1)!.overrides.taskCount).toBe(3);
+    once(await output(status.runId), count);
+    expectNoRateLimitHit("--parallelism on Cloud Run");
+  });
+
   it("stops a run at its token budget, and rerun --budget-tokens finishes it", async () => {
     const count = 80;
     const first = await cli(["run", SLEEPY, ...where, "--store", STORE, "--tasks", "2", "--json", "--budget-tokens", "2000", "--arg", `count=${count}`, "--arg", "sleepMs=10", "--arg", "tokens=100"], dir, env);

@@ -9,7 +9,8 @@
  * the backing launcher's command is (WORKER_COMMAND for a whole run).
  *
  * Implemented: Jobs.GetJob/CreateJob/UpdateJob/RunJob, Executions.GetExecution/ListExecutions/
- * CancelExecution, Tasks.ListTasks, Operations.GetOperation. Every request is recorded, and
+ * CancelExecution, Tasks.ListTasks, Operations.GetOperation, and Services.GetService/GetIamPolicy
+ * (test/fakes/cloud-run-services.ts). Every request is recorded, and
  * faults can be injected per method: UNAVAILABLE or RESOURCE_EXHAUSTED before anything happens,
  * or a lost response (the work is done, the client gets UNAVAILABLE or DEADLINE_EXCEEDED).
  *
@@ -32,7 +33,8 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { googleAuthLibrary, grpc, protobuf, type ClientOptions } from "google-gax";
-import { protoServiceDefinition, shutdownServer } from "./grpc-service.js";
+import { FakeServices } from "./cloud-run-services.js";
+import { protoServiceDefinition, shutdownServer, StatusError } from "./grpc-service.js";
 import { seededRandom } from "../../src/core/time.js";
 import { isTerminal, type ExecutionStatus, type Launcher, type TaskStatus } from "../../src/launcher/port.js";
 
@@ -53,7 +55,9 @@ export type FakeMethod =
   | "ListExecutions"
   | "CancelExecution"
   | "ListTasks"
-  | "GetOperation";
+  | "GetOperation"
+  | "GetService"
+  | "GetIamPolicy";
 export type Fault = { kind: "unavailable" } | { kind: "quota" } | { kind: "lost-response"; code?: "UNAVAILABLE" | "DEADLINE_EXCEEDED" };
 
 export type ListOrder = "newest-first" | "oldest-first" | "random";
@@ -67,15 +71,6 @@ export interface CloudRunFakeOptions {
   project?: string;
   /** @default "europe-west1" */
   region?: string;
-}
-
-class StatusError extends Error {
-  constructor(
-    readonly code: grpc.status,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 interface FakeExecution {
@@ -147,6 +142,8 @@ export class CloudRunFake {
   overrideEnvInTemplate = true;
   /** Largest page ListTasks returns, whatever the request asks. @default 1000 */
   maxTasksPage = 1000;
+  /** Cloud Run services (the scheduler service): put them here, as `gcloud run services replace` would. */
+  readonly services: FakeServices;
   readonly #backing: Launcher;
   readonly #server = new grpc.Server();
   readonly #jobs = new Map<string, Plain>();
@@ -162,6 +159,7 @@ export class CloudRunFake {
     this.#random = seededRandom(options.seed ?? 1);
     this.project = options.project ?? "fake-project";
     this.region = options.region ?? "europe-west1";
+    this.services = new FakeServices(this.project, this.region);
   }
 
   static async start(options: CloudRunFakeOptions): Promise<CloudRunFake> {
@@ -226,6 +224,14 @@ export class CloudRunFake {
         },
       },
     });
+  }
+
+  /** Changes a deployed job as someone would in the console, checked as UpdateJob checks it. */
+  editJob(id: string, edit: (job: Plain) => void): void {
+    const job = structuredClone(this.#job(this.jobPath(id)));
+    edit(job);
+    this.#validateJob(job);
+    this.#storeJob(this.jobPath(id), job);
   }
 
   /**
@@ -294,6 +300,7 @@ export class CloudRunFake {
         CancelExecution: (req) => this.#cancel(req),
       },
       [`${V2}.Tasks`]: { ListTasks: (req) => this.#listTasks(req) },
+      [`${V2}.Services`]: this.services.handlers(),
       "google.longrunning.Operations": { GetOperation: (req) => this.#getOperation(req) },
     };
     for (const [service, methods] of Object.entries(handlers)) {

@@ -19,9 +19,12 @@
  * - Every request is counted by class as Cloud Storage bills it: class A (writes, lists), class
  *   B (reads), free (deletes); and the peaks: the bucket's writes in any second, and the
  *   mutations of any one object in any second.
+ * - With `iam`, it answers bucket IAM requests (a bucket's policy, testPermissions), which
+ *   fake-gcs-server does not implement (test/fakes/gcs-iam.ts).
  */
 import http from "node:http";
 import type net from "node:net";
+import type { FakeBucketIam } from "./gcs-iam.js";
 
 export interface GcsThrottleOptions {
   /** fake-gcs-server's URL. */
@@ -34,6 +37,8 @@ export interface GcsThrottleOptions {
   doublingMs?: number;
   /** @default Date.now */
   now?: () => number;
+  /** Bucket IAM to answer in front of the emulator. @default none (such requests go to the emulator, which has no IAM) */
+  iam?: FakeBucketIam;
 }
 
 /** What the throttle saw, for a test to assert and a bench to print. */
@@ -124,6 +129,7 @@ export class GcsThrottle {
   readonly #doublingMs: number;
   readonly #now: () => number;
   readonly #started: number;
+  readonly #iam: FakeBucketIam | undefined;
   /** When each object name last had a mutation forwarded. */
   readonly #lastMutation = new Map<string, number>();
   /**
@@ -158,6 +164,7 @@ export class GcsThrottle {
     this.#doublingMs = o.doublingMs ?? 20 * 60_000;
     this.#now = o.now ?? Date.now;
     this.#started = this.#now();
+    this.#iam = o.iam;
     this.url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   }
 
@@ -190,6 +197,15 @@ export class GcsThrottle {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
+    const iam = /^\/storage\/v1\/b\/([^/]+)\/iam(\/testPermissions)?\/?$/.exec(parsed.pathname);
+    if (iam && this.#iam) {
+      const bucket = decodeURIComponent(iam[1]!);
+      const answer = (await this.#bucketExists(bucket))
+        ? this.#iam.answer(req.method ?? "GET", bucket, iam[2] ?? "", parsed.searchParams)
+        : { status: 404, body: { error: { code: 404, message: "The specified bucket does not exist.", errors: [{ message: "The specified bucket does not exist.", domain: "global", reason: "notFound" }] } } };
+      res.writeHead(answer.status, { "content-type": "application/json; charset=UTF-8" }).end(JSON.stringify(answer.body));
+      return;
+    }
     const kind = classify(req.method ?? "GET", parsed.pathname, parsed.searchParams, body);
     const now = this.#now();
     if (kind.mutates !== undefined) {
@@ -272,6 +288,16 @@ export class GcsThrottle {
       this.#report.peakObjectAttemptsPerSecond = recent.length;
       this.#report.hottestObject = name;
     }
+  }
+
+  #bucketExists(bucket: string): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const r = http.get({ agent: this.#agent, host: this.#target.hostname, port: this.#target.port, path: `/storage/v1/b/${encodeURIComponent(bucket)}` }, (response) => {
+        response.resume();
+        response.on("end", () => resolve(response.statusCode === 200));
+      });
+      r.on("error", reject);
+    });
   }
 
   #forward(req: http.IncomingMessage, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {

@@ -43,3 +43,13 @@ export function shutdownServer(server: grpc.Server): Promise<void> {
     });
   });
 }
+
+/** A gRPC status a fake answers with (code and message, as the service would send them). */
+export class StatusError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}

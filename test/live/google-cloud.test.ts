@@ -22,8 +22,13 @@ import { CloudSchedulerClient } from "@google-cloud/scheduler";
 import { Storage } from "@google-cloud/storage";
 import { GoogleAuth } from "google-auth-library";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NEEDS, STORE_PERMISSIONS } from "../../src/core/iam.js";
+import { findCredentials, projectIamPolicy, serviceAccountIamPolicy } from "../../src/doctor/google-auth.js";
 import { ExecutionResource, executionState, grpcCode, GrpcCode, TaskResource, taskStatus } from "../../src/launcher/cloud-run.js";
+import { VERSION_LABEL, versionLabel } from "../../src/launcher/cloud-run-deploy.js";
+import { readService } from "../../src/launcher/cloud-run-service.js";
 import { GcsObjectStore } from "../../src/store/gcs.js";
+import { bucketIamPolicy, bucketPermissions } from "../../src/store/gcs-bucket.js";
 
 const PROJECT = process.env.SHARDRUN_LIVE_PROJECT ?? "";
 const REGION = process.env.SHARDRUN_LIVE_REGION ?? "";
@@ -207,6 +212,52 @@ describe.skipIf(missing.length > 0)(`live Google Cloud (project ${PROJECT}, regi
     }
   });
 
+  it("what shardrun doctor reads: ADC, bucket permissions and policy, IAM policies, a job's version label", async () => {
+    const credentials = await findCredentials();
+    report("ADC as the doctor finds them", credentials);
+    expect.soft(credentials.token).toBe(true);
+    const held = await bucketPermissions(BUCKET, STORE_PERMISSIONS);
+    const missingBucket = await bucketPermissions(`${ID}-no-such-bucket`, STORE_PERMISSIONS).then((v) => v, (e: unknown) => String(e).slice(0, 200));
+    report("testIamPermissions on the bucket, and on a bucket that does not exist", { held, missingBucket });
+    expect.soft(held).toEqual([...STORE_PERMISSIONS]);
+    // The fake (gcs-iam.ts) answers 404 for a missing bucket, which the adapter reads as null.
+    expect.soft(missingBucket).toBeNull();
+    const bucketPolicy = await bucketIamPolicy(BUCKET).then((p) => ({ bindings: p?.bindings.length }), (e: unknown) => String(e).slice(0, 200));
+    report("the bucket's IAM policy (needs storage.buckets.getIamPolicy)", bucketPolicy);
+    const project = await projectIamPolicy(PROJECT).then((p) => ({ bindings: p.bindings.length, conditional: p.bindings.filter((b) => b.conditional).length }), (e: unknown) => String(e).slice(0, 200));
+    report("projects.getIamPolicy (Resource Manager v1, version 3)", project);
+    expect.soft(project).toMatchObject({ bindings: expect.any(Number) });
+    const noAccount = await serviceAccountIamPolicy(PROJECT, `${ID}@${PROJECT}.iam.gserviceaccount.com`).then((p) => p, (e: unknown) => String(e).slice(0, 200));
+    report("serviceAccounts.getIamPolicy of an account that does not exist", noAccount);
+    // The fake (iam-fake.ts) answers 404, which the adapter reads as null.
+    expect.soft(noAccount).toBeNull();
+    const jobId = `${ID}-label`;
+    const label = await codeOf(
+      jobs.createJob({ parent, jobId, job: { labels: { [VERSION_LABEL]: versionLabel("0.1.0+3f9a") }, template: { taskCount: 1, template: { containers: [{ image: JOB_IMAGE }] } } } }).then(async ([op]) => {
+        const [job] = await op.promise();
+        created.push(job.name!);
+      }),
+    );
+    report(`CreateJob with label ${VERSION_LABEL}=${versionLabel("0.1.0+3f9a")}`, label);
+    expect.soft(label).toBe("OK");
+    // The role table of src/core/iam.ts: each role it accepts holds the permissions of its need.
+    const permissionsOf: Record<keyof typeof NEEDS, readonly string[]> = {
+      objects: STORE_PERMISSIONS,
+      runJobs: ["run.jobs.runWithOverrides", "run.executions.cancel"],
+      actAs: ["iam.serviceAccounts.actAs"],
+      invoke: ["run.routes.invoke"],
+    };
+    const auth = await new GoogleAuth({ scopes: ["https://www.googleapis.com/auth/cloud-platform"] }).getClient();
+    for (const [need, n] of Object.entries(NEEDS) as [keyof typeof NEEDS, (typeof NEEDS)[keyof typeof NEEDS]][]) {
+      for (const role of [n.role, ...n.also]) {
+        const res = await auth.request<{ includedPermissions?: string[] }>({ url: `https://iam.googleapis.com/v1/${role}` });
+        const lacking = permissionsOf[need].filter((p) => !(res.data.includedPermissions ?? []).includes(p));
+        report(`${role} for ${need}: permissions it lacks`, lacking);
+        expect.soft(lacking).toEqual([]);
+      }
+    }
+  });
+
   it("a call to a service through Cloud Run's front end, with the invoker IAM check on and off", async () => {
     const services = new ServicesClient();
     const name = `${parent}/services/${ID}`;
@@ -214,6 +265,10 @@ describe.skipIf(missing.length > 0)(`live Google Cloud (project ${PROJECT}, regi
       const [op] = await services.createService({ parent, serviceId: ID, service: { template: { containers: [{ image: ECHO_IMAGE, ports: [{ containerPort: 8080 }] }] } } });
       const [service] = await op.promise();
       const url = service.uri!;
+      // What the doctor compares Cloud Scheduler's audience with: the URLs Cloud Run accepts.
+      const read = await readService({ project: PROJECT, region: REGION, name: ID });
+      report("the service as the doctor reads it", { uri: read?.uri, urls: read?.urls, customAudiences: read?.customAudiences, invokerIamDisabled: read?.invokerIamDisabled });
+      expect.soft(read?.urls).toContain(url);
       const token = await idToken(url);
       if (!token) {
         report("service call", "skipped: no ID token (set SHARDRUN_LIVE_ID_TOKEN, e.g. from `gcloud auth print-identity-token`)");
@@ -231,11 +286,20 @@ describe.skipIf(missing.length > 0)(`live Google Cloud (project ${PROJECT}, regi
         return { status: res.status, forwardedSignature: forwarded?.split(".")[2]?.slice(0, 40) };
       };
       const forged = `${token.split(".").slice(0, 2).join(".")}.SIGNATURE_REMOVED_BY_GOOGLE`;
-      const on = { valid: await call(`Bearer ${token}`), none: await call(), forged: await call(`Bearer ${forged}`) };
+      // The doctor takes every URL of the service (and its custom audiences) as an audience the front end accepts.
+      const otherUrl = read?.urls.find((u) => u !== url);
+      const otherToken = otherUrl ? await idToken(otherUrl) : null;
+      const on = {
+        valid: await call(`Bearer ${token}`),
+        none: await call(),
+        forged: await call(`Bearer ${forged}`),
+        ...(otherToken ? { forItsOtherUrl: await call(`Bearer ${otherToken}`) } : {}),
+      };
       report("invoker IAM check on: a valid ID token, none, a stripped one", on);
       expect.soft(on.valid).toMatchObject({ status: 200, forwardedSignature: "SIGNATURE_REMOVED_BY_GOOGLE" });
       // The front end fake refuses no token with 403 and a forged one with 401, forwarding neither.
       expect.soft([on.none.status, on.forged.status]).toEqual([403, 401]);
+      if (on.forItsOtherUrl) expect.soft(on.forItsOtherUrl.status).toBe(200);
       const [update] = await services.updateService({ service: { name, invokerIamDisabled: true, template: { containers: [{ image: ECHO_IMAGE, ports: [{ containerPort: 8080 }] }] } } });
       await update.promise();
       const off = { valid: await call(`Bearer ${token}`) };
