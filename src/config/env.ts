@@ -49,6 +49,8 @@ export const ENV = {
   cloudRunEndpoint: "SHARDRUN_CLOUD_RUN_ENDPOINT",
   /** host:port of a Cloud Scheduler API emulator or fake (plaintext, no credentials). */
   cloudSchedulerEndpoint: "SHARDRUN_CLOUD_SCHEDULER_ENDPOINT",
+  /** host:port of a Cloud Logging API emulator or fake (plaintext, no credentials), for `shardrun logs`. */
+  cloudLoggingEndpoint: "SHARDRUN_CLOUD_LOGGING_ENDPOINT",
   /** `schedules sync`: the scheduler service's URL, which Cloud Scheduler jobs call. */
   serviceUrl: "SHARDRUN_SERVICE_URL",
   // The scheduler service (`shardrun serve`).

@@ -107,6 +107,8 @@ export interface PlanOptions {
   /** Environment the default limits are read from. @default process.env */
   env?: NodeJS.ProcessEnv;
   onProgress?: (planned: { phase: "read" | "write"; items: number; shards: number }) => void;
+  /** Called once the run's id is chosen (with `announce`: once the run is visible as `planning`). */
+  onStart?: (runId: string) => void;
 }
 
 /** The plan was cancelled (its AbortSignal, or `cancelPlanning`); what it wrote was removed. */
@@ -183,6 +185,7 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
   let committed = false;
   try {
     if (announced) await announced.start();
+    o.onStart?.(runId);
     spoolDir = await mkdtemp(join(o.spoolDir ?? tmpdir(), "shardrun-plan-")).catch((e: unknown) => {
       throw spoolFailed(runId, o.spoolDir ?? tmpdir(), e);
     });
@@ -199,6 +202,8 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     }).catch((e: unknown) => {
       throw isDiskError(e) ? spoolFailed(runId, spoolDir!, e) : e;
     });
+    // Every item is read and checked: what is left is writing it.
+    o.onProgress?.({ phase: "write", items: spool.count, shards: 0 });
     const costs = spool.costs;
     const ordered = costs ? heaviestFirst(spool.count, (i) => costs.at(i)) : undefined;
     // Sorted: the costs are of no more use, and the second pass is where memory peaks.

@@ -7,7 +7,8 @@ import { createRoute, z } from "@hono/zod-openapi";
 import pLimit from "p-limit";
 import type { RunRecord } from "../core/model.js";
 import { readFailedItems } from "../orchestrator/drive.js";
-import { listRuns, readRunStatus, statusOf } from "../orchestrator/read.js";
+import { readRunStatus, statusOf } from "../orchestrator/read.js";
+import { listRunSummaries } from "../orchestrator/run-list.js";
 import type { Guards, ServiceApp, ServiceDeps } from "./context.js";
 import { errors, noRun, optional } from "./route-kit.js";
 import { requireRun } from "./routes-runs.js";
@@ -29,11 +30,13 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gu
     createRoute({ method: "get", path: "/", operationId: "runsPage", summary: "Dashboard: the runs.", middleware: [guard.page] as const, responses: { 200: html, ...errors } }),
     async (c) => {
       const { renderRunsPage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
-      const runs = await listRuns(deps.store, PAGE_RUNS);
+      // From the runs index: an unreadable run is listed as such, and never fails the page.
+      const runs = await listRunSummaries(deps.store, { limit: PAGE_RUNS });
       const limit = pLimit(8);
       const views = await Promise.all(
         runs.map((r) =>
           limit(async () => {
+            if (r.state === "unreadable" || r.state === "planning") return r;
             try {
               const st = await readRunStatus(deps.store, r.runId, deps.launcher);
               return { ...r, state: st.state, progress: { succeeded: st.items.succeeded, failed: st.items.failed, total: st.items.total }, usage: st.usage };
