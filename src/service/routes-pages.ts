@@ -5,6 +5,8 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import pLimit from "p-limit";
+import { errorMessage, isShardrunError } from "../core/errors.js";
+import { keys } from "../core/keys.js";
 import type { RunRecord } from "../core/model.js";
 import { readFailedItems } from "../orchestrator/drive.js";
 import { readRunStatus, statusOf } from "../orchestrator/read.js";
@@ -40,8 +42,10 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gu
             try {
               const st = await readRunStatus(deps.store, r.runId, deps.launcher);
               return { ...r, state: st.state, progress: { succeeded: st.items.succeeded, failed: st.items.failed, total: st.items.total }, usage: st.usage };
-            } catch {
-              return r; // a run being written or damaged: list it without progress
+            } catch (e) {
+              // Damaged since it was indexed: listed as such, never a failed page.
+              if (isShardrunError(e, "INVALID_INPUT")) return { ...r, state: "unreadable" as const, reason: errorMessage(e), object: keys.run(r.runId) };
+              return r; // a run being written: list it without progress
             }
           }),
         ),

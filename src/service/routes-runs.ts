@@ -18,6 +18,7 @@ import { planningStatus, type RunStatus } from "../core/status.js";
 import { modulePath, moduleVersion, prepareJob, resolveJob, type PreparedJob, type ResolvedJob } from "../config/jobs.js";
 import { settleRerunCode } from "../orchestrator/job-version.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
+import { PlanLimitExceeded } from "../core/plan.js";
 import { planRun } from "../orchestrator/plan.js";
 import { readRun, readRunStatus } from "../orchestrator/read.js";
 import { readFailedItems, setRunState } from "../orchestrator/drive.js";
@@ -152,7 +153,11 @@ function decodeToken(token: string): { createdAt: string; runId: string } {
 
 /** The status of a run for `{id}` routes: committed, or still planning; 404 (with why, if its plan failed) otherwise. */
 async function requireView(deps: ServiceDeps, id: string): Promise<RunStatus> {
-  const st = await readRunView(deps.store, id, deps.launcher);
+  const st = await readRunView(deps.store, id, deps.launcher).catch((e: unknown) => {
+    // A run.json that does not parse is the store's damage, not the caller's mistake.
+    if (isShardrunError(e, "INVALID_INPUT")) throw new HttpError(500, "run_unreadable", `run ${id} cannot be read: ${errorMessage(e)}`);
+    throw e;
+  });
   if (st) return st;
   const failed = deps.planFailures.get(id);
   throw new HttpError(404, "not_found", failed ? `no run ${id}: ${failed}; nothing of it was left in the store` : `no run ${id}`, { field: "id" });
@@ -184,10 +189,7 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       const start = startPlan(settings);
       const abort = new AbortController();
       let runId: string | undefined;
-      let onStarted!: () => void;
-      const started = new Promise<void>((r) => (onStarted = r));
-      let onRead!: () => void;
-      const read = new Promise<void>((r) => (onRead = r));
+      let announce: (() => Promise<void>) | undefined;
       const planning = planRun({
         store: deps.store,
         job,
@@ -200,14 +202,12 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
         trigger: "api",
         now: deps.now(),
         driving: true,
-        announce: true,
+        // Written only if the plan outlasts the wait below: a refused request writes nothing.
+        announce: "deferred",
         signal: abort.signal,
-        onStart: (id) => {
+        onStart: (id, now) => {
           runId = id;
-          onStarted();
-        },
-        onProgress: (p) => {
-          if (p.phase === "write") onRead();
+          announce = now;
         },
       });
       const outcome = planning.then(
@@ -215,11 +215,28 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
         (error: unknown) => ({ ok: false as const, error }),
       );
       let timer: NodeJS.Timeout | undefined;
-      const waited = new Promise<void>((r) => (timer = setTimeout(r, deps.planAnswerMs)));
-      // The announcement first (the run is visible), then every item read, the plan's end, or the wait.
-      const first = await Promise.race([outcome, started.then(() => Promise.race([outcome, read.then(() => null), waited.then(() => null)]))]);
+      const waited = new Promise<null>((r) => (timer = setTimeout(() => r(null), deps.planAnswerMs)));
+      // The plan's end, or the wait: most plans end within it, and a request over a limit (or with
+      // duplicate keys, or a bad items file) is refused then, with nothing written.
+      let first = await Promise.race([outcome, waited]);
       clearTimeout(timer);
-      if (first && !first.ok) throw first.error; // refused at once; the plan removed what it wrote
+      // Not even an id yet (its checks before the first write are slow): wait for the plan.
+      if (!first && runId === undefined) first = await outcome;
+      if (first && !first.ok) {
+        const e = first.error;
+        if (e instanceof PlanLimitExceeded) throw new HttpError(400, "limit_exceeded", `body: ${e.message}`, { field: e.limit });
+        throw e;
+      }
+      if (!first) {
+        // Still planning: visible (and cancellable) before the 202 says so.
+        try {
+          await announce?.();
+        } catch (e) {
+          abort.abort(e);
+          await outcome;
+          throw e;
+        }
+      }
       const id = runId!;
       const log = c.var.logger.child({ run: id });
       const after = outcome.then(async (o) => {
@@ -309,6 +326,8 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       if (deps.busy.has(runId)) throw busy();
       deps.busy.add(runId);
       try {
+        // A live launch refuses it before the lease is taken: a refused rerun writes nothing.
+        await refuseLive(deps, runId);
         const leased = await withRunLease(deps.store, runId, () => rerun(deps, run, settings, c.var.logger.child({ run: runId }), c.var.principal.subject));
         if (!leased.ran) throw busy();
       } finally {
@@ -376,6 +395,14 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
 
 type Ctx = Parameters<Parameters<ServiceApp["openapi"]>[1]>[0];
 
+/** 409 while a launch of the run is live; a launch recorded as live whose execution is gone (its supervisor died) is settled first. */
+async function refuseLive(deps: ServiceDeps, runId: string): Promise<void> {
+  await assertNotLive(deps.store, runId, deps.launcher).catch((e: unknown) => {
+    if (!(e instanceof RunLive)) throw e;
+    throw new HttpError(409, "run_live", `run ${runId} has a live launch (${e.launch}): wait for it, or cancel the run first`);
+  });
+}
+
 async function cancelCommitted(c: Ctx, deps: ServiceDeps, runId: string, log: Logger) {
   const result = await cancelRun({ store: deps.store, launcher: deps.launcher, runId, logger: log, now: deps.now });
   if (result.kind === "finished") throw new HttpError(409, "run_finished", `run ${runId} already finished (${result.state}): nothing to cancel`);
@@ -386,11 +413,8 @@ async function cancelCommitted(c: Ctx, deps: ServiceDeps, runId: string, log: Lo
 /** A rerun's steps, under the run's driver lease. */
 async function rerun(deps: ServiceDeps, run: Versioned<RunRecord>, settings: z.output<typeof RerunBody>, log: Logger, caller: string): Promise<void> {
   const runId = run.value.runId;
-  // A launch recorded as live whose execution is gone (its supervisor died) is settled first.
-  await assertNotLive(deps.store, runId, deps.launcher).catch((e: unknown) => {
-    if (!(e instanceof RunLive)) throw e;
-    throw new HttpError(409, "run_live", `run ${runId} has a live launch (${e.launch}): wait for it, or cancel the run first`);
-  });
+  // Again under the lease: another process's rerun may have launched since the first look.
+  await refuseLive(deps, runId);
   if (settings.upgrade) {
     // Rebuilt from the source on this service, and recorded when it changed.
     try {
