@@ -15,7 +15,7 @@ import { chooseFailed, describeLeftOut } from "../orchestrator/failed-choice.js"
 import type { ObjectStore } from "../store/port.js";
 import { keyValues, killGraceFromFlags, rerunSettingsFromFlags, startSettingsFromFlags, type ReadFlags, type RerunFlags, type RunFlags } from "./flags.js";
 import { commandHint, type HintContext } from "./hints.js";
-import { hintContext, launcherFor, openCliStore, refuseLive, type Io } from "./io.js";
+import { hintContext, launcherFor, openCliStore, readerFor, refuseLive, type Io } from "./io.js";
 import { ProgressBars } from "./progress-bars.js";
 import { failureReasons, summary } from "./summary.js";
 
@@ -173,7 +173,8 @@ export async function verifyCommand(runId: string, flags: ReadFlags, io: Io): Pr
   else {
     io.stdout.write(`run ${runId}: ${problems.length} problem${problems.length === 1 ? "" : "s"}\n`);
     for (const p of problems) io.stdout.write(`  ${p.object}\n    ${p.problem}${p.repairable ? "" : " (not repairable item by item)"}\n`);
-    if (problems.some((p) => p.repairable)) io.stdout.write(`repair: ${commandHint(hintContext(io, s), "rerun", runId, "--local", "--repair")}\n`);
+    const local = (await readerFor(s, io, flags, runId)).local;
+    if (problems.some((p) => p.repairable)) io.stdout.write(`repair: ${commandHint(hintContext(io, s), "rerun", runId, ...(local ? ["--local"] : []), "--repair")}\n`);
   }
   return problems.length ? ExitCode.internal : ExitCode.ok;
 }

@@ -83,17 +83,15 @@ export async function runsCommand(flags: RunsFlags, io: Io): Promise<number> {
   const now = Date.now();
   const rows = runs.map((r) => row(r, now));
   const widths = HEADER.map((h, k) => Math.max(h.length, ...rows.map((cells) => cells[k]!.length)));
-  const line = (cells: string[]) =>
+  // Padded before the state is coloured, so that escape codes do not upset the columns.
+  const line = (cells: readonly string[], state?: string) =>
     cells
-      .map((cell, k) => (RIGHT.has(k) ? cell.padStart(widths[k]!) : cell.padEnd(widths[k]!)))
+      .map((cell, k) => (k === 2 && state ? paintState(c, state) + " ".repeat(widths[k]! - cell.length) : RIGHT.has(k) ? cell.padStart(widths[k]!) : cell.padEnd(widths[k]!)))
       .join("  ")
       .trimEnd();
-  io.stdout.write(c.dim(line([...HEADER])) + "\n");
+  io.stdout.write(c.dim(line(HEADER)) + "\n");
   for (const [k, r] of runs.entries()) {
-    const cells = rows[k]!;
-    // Colour after padding, so that escape codes do not upset the columns.
-    const text = line(cells).replace(cells[2]!.padEnd(widths[2]!), paintState(c, r.state) + " ".repeat(widths[2]! - cells[2]!.length));
-    io.stdout.write(text + "\n");
+    io.stdout.write(line(rows[k]!, r.state) + "\n");
     if (r.state === "unreadable") io.stdout.write(`  ${c.red(`${r.object}: ${r.reason}`)}\n`);
   }
   if (runs.length === limit) io.stdout.write(c.dim(`(the newest ${limit}; --limit to see more)`) + "\n");

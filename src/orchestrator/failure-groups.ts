@@ -44,7 +44,8 @@ export function messageShape(message: string, key?: string): string {
     .replace(/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, "<id>")
     // A word of letters and digits mixed (not a plain word, not a plain number).
     .replace(/\b(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{6,}\b/g, "<id>")
-    .replace(/[-+]?\b\d+(?:[.,]\d+)*(?:e[-+]?\d+)?\b/gi, "<n>")
+    // A unit may follow (2.5s, 300ms).
+    .replace(/[-+]?\b\d+(?:[.,]\d+)*(?:e[-+]?\d+)?(?!\d|[.,]\d)/gi, "<n>")
     .replace(/\s+/g, " ")
     .trim();
   return s.length > SHAPE_CHARS ? `${s.slice(0, SHAPE_CHARS)}…` : s;
