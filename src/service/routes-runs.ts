@@ -107,6 +107,11 @@ async function firstStep(deps: ServiceDeps, runId: string, log: Logger, o: { tas
   }
 }
 
+/** A plan's failure as the answer to its request: a limit names itself. */
+function refusal(e: unknown): unknown {
+  return e instanceof PlanLimitExceeded ? new HttpError(400, "limit_exceeded", `body: ${e.message}`, { field: e.limit }) : e;
+}
+
 /** Background plan failures remembered for their run's 404 (the newest this many). */
 const PLAN_FAILURES_KEPT = 1000;
 
@@ -222,11 +227,8 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       clearTimeout(timer);
       // Not even an id yet (its checks before the first write are slow): wait for the plan.
       if (!first && runId === undefined) first = await outcome;
-      if (first && !first.ok) {
-        const e = first.error;
-        if (e instanceof PlanLimitExceeded) throw new HttpError(400, "limit_exceeded", `body: ${e.message}`, { field: e.limit });
-        throw e;
-      }
+      // Refused at once; the plan removed what it wrote.
+      if (first && !first.ok) throw refusal(first.error);
       if (!first) {
         // Still planning: visible (and cancellable) before the 202 says so.
         try {
@@ -254,7 +256,13 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       deps.plans.set(id, entry);
       // Planned within the wait: answer once its first launch is made, as the run it now is.
       if (first?.ok) await entry.done;
-      return c.json(await requireView(deps, id), 202, { Location: `/v1/runs/${id}` });
+      const view = await readRunView(deps.store, id, deps.launcher).catch(() => null);
+      if (!view) {
+        // Neither announced nor committed: it ended just after the wait. Answer as it ended.
+        const o = await outcome;
+        if (!o.ok) throw refusal(o.error);
+      }
+      return c.json(view ?? (await requireView(deps, id)), 202, { Location: `/v1/runs/${id}` });
     },
   );
 

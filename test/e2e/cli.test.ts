@@ -41,6 +41,10 @@ describe("shardrun CLI", () => {
     const r = await cli(["--help"], cwd);
     expect(r.code).toBe(0);
     for (const c of ["run", "status", "runs", "output", "rerun", "failures", "cancel", "watch", "logs", "init", "worker"]) expect(r.stdout).toContain(`  ${c}`);
+    // The one exit-code table, and the state words.
+    expect(r.stdout).toMatch(/^ {2}130 {2}Ctrl-C: stopped watching; the run goes on/m);
+    expect(r.stdout).toMatch(/^ {4}5 {2}the run was cancelled$/m);
+    expect(r.stdout).toContain("Run states: planning, pending, running, succeeded, partial, failed, cancelled, budget_exhausted");
   });
 
   it("names the missing job and where jobs are looked up", async () => {

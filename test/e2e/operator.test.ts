@@ -287,6 +287,9 @@ describe("facts about runs", () => {
     expect(st.launches[0]!.taskList).toEqual([expect.objectContaining({ index: 0, state: "failed", attempts: 2, timeouts: 2, lastExit: "killed by SIGKILL" })]);
     const text = await cli(["status", st.runId], dir);
     expect(text.stdout).toMatch(/^\s+task 0: failed, 2 attempts, 2 timed out, last: killed by SIGKILL$/m);
+    // Stopped at its launch limit: the hint is the plain rerun that finishes it.
+    expect(text.stdout).toMatch(/^ {2}unfinished \d+ items: .* rerun \S+ --local$/m);
+    expect(text.stdout).not.toContain("--failed-items");
 
     const b = await cli(["run", SLEEPY, "--local", "--json", "--tasks", "2", "--budget-tokens", "300", "--arg", "count=40", "--arg", "sleepMs=50", "--arg", "tokens=100"], dir);
     expect(b.code).toBe(4);
