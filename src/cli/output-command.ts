@@ -1,21 +1,14 @@
 /**
- * `shardrun output`: the merged outputs (each succeeded item once, protocol 2), as JSONL or CSV,
- * to stdout, a file or a bucket object, with the dead letter when asked.
- *
- * CSV: one row per item, columns `i`, `key`, then the top-level fields of the outputs in the
- * order they first appear (a field named like a fixed column gets an `output.` prefix). Nested
- * objects and arrays are written as JSON text in their cell; an output that is not an object
- * goes in one `output` column; a field an item lacks is an empty cell. With --failed, the columns
- * `status` (ok or failed), `reason`, `error` and `attempts` follow, and failed items are rows too.
+ * `shardrun output`: the merged outputs (each succeeded item once, protocol 2), as JSONL or CSV
+ * (orchestrator/output-format.ts), to stdout, a file or a bucket object, with the dead letter
+ * when asked.
  */
 import { createWriteStream, existsSync, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { ExitCode, UsageError } from "../core/errors.js";
-import type { FailedItemView } from "../core/status.js";
-import { readFailedItems } from "../orchestrator/drive.js";
-import { mergedOutput } from "../orchestrator/output.js";
+import { OUTPUT_FORMATS, formatOutput, type OutputFormat } from "../orchestrator/output-format.js";
 import { readRun } from "../orchestrator/read.js";
 import { openStore } from "../store/open.js";
 import type { ReadFlags } from "./flags.js";
@@ -33,9 +26,6 @@ interface Sink {
   close(): Promise<void>;
   abort(): Promise<void>;
 }
-
-const FORMATS = ["jsonl", "csv"] as const;
-type Format = (typeof FORMATS)[number];
 
 function streamSink(stream: NodeJS.WritableStream): Sink {
   return {
@@ -67,7 +57,7 @@ function fileSink(path: string): Sink {
 }
 
 /** A bucket object (`gs://bucket/path/file`), uploaded in one request once the output is whole. */
-function objectSink(location: string, cwd: string, format: Format): Sink {
+function objectSink(location: string, cwd: string, format: OutputFormat): Sink {
   const slash = location.lastIndexOf("/");
   if (slash <= "gs://".length || slash === location.length - 1) throw new UsageError(`--out: expected gs://bucket/path/to/file, got "${location}"`);
   const chunks: Buffer[] = [];
@@ -81,7 +71,7 @@ function objectSink(location: string, cwd: string, format: Format): Sink {
   };
 }
 
-function sinkFor(out: string | undefined, io: Io, format: Format): Sink {
+function sinkFor(out: string | undefined, io: Io, format: OutputFormat): Sink {
   if (out === undefined || out === "-") return streamSink(io.stdout);
   if (out.startsWith("gs://")) return objectSink(out, io.cwd, format);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(out)) throw new UsageError(`--out: expected a file path or gs://bucket/path/to/file, got "${out}"`);
@@ -89,70 +79,23 @@ function sinkFor(out: string | undefined, io: Io, format: Format): Sink {
   return fileSink(path);
 }
 
-/** A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break. */
-export function csvField(value: unknown): string {
-  const text = value === undefined || value === null ? "" : typeof value === "string" ? value : typeof value === "object" ? JSON.stringify(value) : String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-const FIXED = ["i", "key"];
-const FAILURE_COLUMNS = ["status", "reason", "error", "attempts"];
-
-/** The columns of the outputs' top-level fields, in the order they first appear. */
-async function outputColumns(lines: AsyncIterable<string>): Promise<{ fields: string[]; scalar: boolean }> {
-  const fields = new Set<string>();
-  let scalar = false;
-  for await (const line of lines) {
-    const { output } = JSON.parse(line) as { output: unknown };
-    if (output !== null && typeof output === "object" && !Array.isArray(output)) for (const k of Object.keys(output)) fields.add(k);
-    else scalar = true;
-  }
-  return { fields: [...fields], scalar };
-}
-
 export async function outputCommand(runId: string, flags: OutputFlags, io: Io): Promise<number> {
-  const format = (flags.format ?? "jsonl") as Format;
-  if (!FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${FORMATS.join(", ")}, got "${flags.format}"`);
+  const format = (flags.format ?? "jsonl") as OutputFormat;
+  if (!OUTPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${OUTPUT_FORMATS.join(", ")}, got "${flags.format}"`);
   const s = await openCliStore(flags, io);
   const run = await readRun(s, runId);
   if (flags.out && !flags.out.startsWith("gs://")) {
     const dir = dirname(resolve(io.cwd, flags.out));
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out: no folder ${dir}`);
   }
-  const failed: FailedItemView[] = flags.failed ? await readFailedItems(s, run.value) : [];
   const sink = sinkFor(flags.out, io, format);
   let buf = "";
-  const push = async (text: string) => {
-    buf += text;
-    if (buf.length > 1 << 16) {
-      await sink.write(buf);
-      buf = "";
-    }
-  };
   try {
-    if (format === "jsonl") {
-      for await (const line of mergedOutput(s, runId)) await push(line + "\n");
-      for (const f of failed) {
-        const { i, key, shard: _s, ...rest } = f;
-        await push(JSON.stringify({ i, key, failed: rest }) + "\n");
-      }
-    } else {
-      // Two passes over the parts: the columns first, so that no row is held.
-      const { fields, scalar } = await outputColumns(mergedOutput(s, runId));
-      const taken = new Set([...FIXED, ...(flags.failed ? FAILURE_COLUMNS : []), ...(scalar ? ["output"] : [])]);
-      const names = fields.map((f) => (taken.has(f) ? `output.${f}` : f));
-      const header = [...FIXED, ...(scalar ? ["output"] : []), ...names, ...(flags.failed ? FAILURE_COLUMNS : [])];
-      await push(header.map(csvField).join(",") + "\r\n");
-      for await (const line of mergedOutput(s, runId)) {
-        const { i, key, output } = JSON.parse(line) as { i: number; key: string; output: unknown };
-        const isObject = output !== null && typeof output === "object" && !Array.isArray(output);
-        const o = isObject ? (output as Record<string, unknown>) : {};
-        const cells = [i, key, ...(scalar ? [isObject ? undefined : output] : []), ...fields.map((f) => o[f]), ...(flags.failed ? ["ok", "", "", ""] : [])];
-        await push(cells.map(csvField).join(",") + "\r\n");
-      }
-      for (const f of failed) {
-        const cells = [f.i, f.key, ...(scalar ? [undefined] : []), ...fields.map(() => undefined), "failed", f.reason, f.error, f.attempts];
-        await push(cells.map(csvField).join(",") + "\r\n");
+    for await (const text of formatOutput(s, run.value, { format, failed: flags.failed === true })) {
+      buf += text;
+      if (buf.length > 1 << 16) {
+        await sink.write(buf);
+        buf = "";
       }
     }
     if (buf) await sink.write(buf);

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { ExitCode } from "../../src/core/errors.js";
 import { EXIT_CODES, exitCodeOf, LISTED_STATES, RUN_STATES, shownState, type ShownState } from "../../src/core/states.js";
 import type { FailedItemView } from "../../src/core/status.js";
-import { csvField } from "../../src/cli/output-command.js";
+import { csvField } from "../../src/orchestrator/output-format.js";
 import { sinceFlag } from "../../src/cli/inspect.js";
 import { matchesFilter, parseLogLine } from "../../src/log/records.js";
 import { byReasons, groupFailures, messageShape } from "../../src/orchestrator/failure-groups.js";
