@@ -1,21 +1,23 @@
 /** The run commands: thin layers over the orchestrator. Flags are parsed by commander (program.ts). */
-import { ExitCode } from "../core/errors.js";
-import { SETTING_DEFAULTS, budgetOf, parseTolerance, shardPolicyOf } from "../core/settings.js";
+import { ExitCode, errorMessage } from "../core/errors.js";
+import { SETTING_DEFAULTS, budgetOf } from "../core/settings.js";
+import { exitCodeOf } from "../core/states.js";
 import type { RunStatus } from "../core/status.js";
 import type { Launcher } from "../launcher/port.js";
 import { driveRun } from "../orchestrator/drive.js";
-import { mergedOutput, repairRun, verifyRun } from "../orchestrator/output.js";
-import { listRuns, readRun, readRunStatus } from "../orchestrator/read.js";
+import { startPlan } from "../orchestrator/start-settings.js";
+import { repairRun, verifyRun } from "../orchestrator/output.js";
+import { readRun } from "../orchestrator/read.js";
 import { planFailedItems } from "../orchestrator/rerun.js";
-import { assertNotLive, setRunBudget } from "../orchestrator/control.js";
+import { setRunBudget } from "../orchestrator/control.js";
 import { readFailedItems, setRunState } from "../orchestrator/drive.js";
 import { chooseFailed, describeLeftOut } from "../orchestrator/failed-choice.js";
 import type { ObjectStore } from "../store/port.js";
-import { keyValues, killGraceFromFlags, rerunSettingsFromFlags, startSettingsFromFlags, wholeFlag, type RerunFlags, type RunFlags, type StoreFlags } from "./flags.js";
-import { colorsFor, formatDuration, paintState } from "./format.js";
+import { keyValues, killGraceFromFlags, rerunSettingsFromFlags, startSettingsFromFlags, type ReadFlags, type RerunFlags, type RunFlags } from "./flags.js";
 import { commandHint, type HintContext } from "./hints.js";
-import { hintContext, launcherFor, openCliStore, readerFor, type Io } from "./io.js";
+import { hintContext, launcherFor, openCliStore, readerFor, refuseLive, type Io } from "./io.js";
 import { ProgressBars } from "./progress-bars.js";
+import { failureReasons, summary } from "./summary.js";
 
 export type { Io } from "./io.js";
 
@@ -32,38 +34,38 @@ export async function runCommand(jobSpec: string, flags: RunFlags, io: Io): Prom
   const s = await openCliStore(flags, io);
   const launcher = await launcherFor(flags, s, io, "run", killGrace);
   warnParallelism(launcher, settings.parallelism, io);
-  const policy = shardPolicyOf(settings);
-  const runBudget = budgetOf(settings.budgets);
+  const start = startPlan(settings);
+  const source = flags.items !== undefined ? (await import("../orchestrator/items-source.js")).itemsFromJsonl(flags.items, { cwd: io.cwd }) : undefined;
 
+  // Ctrl-C while planning stops the plan, which removes what it wrote.
+  const planning = new AbortController();
+  const onInt = () => planning.abort();
+  process.once("SIGINT", onInt);
   const run = await planRun({
+    signal: planning.signal,
     store: s,
     job: prepared.job,
     module: prepared.module,
     version: prepared.version,
     bundle: { key: prepared.key, bytes: prepared.bundle.bytes },
     args,
-    ...(policy ? { policy } : {}),
-    settings: {
-      leaseTtlMs: 30_000,
-      taskTimeoutSeconds: settings.taskTimeoutSeconds,
-      maxRetries: settings.maxRetries,
-      maxLaunches: settings.maxLaunches,
-      ...(settings.maxFailedItems !== undefined ? { maxFailedItems: parseTolerance(settings.maxFailedItems) } : {}),
-      ...(runBudget ? { runBudget } : {}),
-      ...(settings.tasks !== undefined ? { tasks: settings.tasks } : {}),
-      ...(settings.parallelism !== undefined ? { parallelism: settings.parallelism } : {}),
-      ...(settings.itemTimeoutSeconds !== undefined ? { itemTimeoutMs: settings.itemTimeoutSeconds * 1000 } : {}),
-      ...(settings.crashLimit !== undefined ? { crashLimit: settings.crashLimit } : {}),
-      ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
-    },
+    ...start,
+    ...(source ? { source } : {}),
     trigger: "cli",
     // Driven right away: run.json is written once now, not again within a second.
     driving: true,
-  });
+  })
+    .catch((e: unknown) => {
+      if (!planning.signal.aborted) throw e;
+      io.stderr.write(`\nstopped planning: ${errorMessage(e)}\n`);
+      return null;
+    })
+    .finally(() => process.off("SIGINT", onInt));
+  if (!run) return ExitCode.interrupted;
   if (!flags.json) io.stderr.write(`run ${run.runId}: ${run.plan.totalItems} items in ${run.plan.shardCount} shards, ${run.settings.tasks} tasks\n`);
   const hints = hintContext(io, s);
-  const status = await drive(s, launcher, run.runId, io, flags.json === true, hints, flags.local === true, { maxLaunches: settings.maxLaunches });
-  return finish(status, io, flags.json === true, hints, flags.local === true);
+  const watched = await drive(s, launcher, run.runId, io, flags.json === true, hints, { maxLaunches: settings.maxLaunches });
+  return finish(s, watched, io, flags.json === true, hints, flags.local === true);
 }
 
 /**
@@ -78,133 +80,65 @@ function warnParallelism(launcher: Launcher, parallelism: number | undefined, io
   );
 }
 
-async function drive(
+/** How a watch ended: the run's status, and whether the user stopped watching (Ctrl-C). */
+export interface Watched {
+  status: RunStatus;
+  interrupted: boolean;
+}
+
+/**
+ * Drives a run with progress bars until it ends. Ctrl-C stops watching only: the tasks go on
+ * (they run in their own process group, or on Cloud Run), and the command that re-attaches is
+ * printed as the user would type it.
+ */
+export async function drive(
   s: ObjectStore,
   launcher: Launcher,
   runId: string,
   io: Io,
   json: boolean,
   hints: HintContext,
-  local: boolean,
-  o: { maxLaunches: number; taskCount?: number; parallelism?: number; shards?: string[] },
-): Promise<RunStatus> {
+  o: { maxLaunches?: number; taskCount?: number; parallelism?: number; shards?: string[]; attach?: boolean },
+): Promise<Watched> {
   const progress = json ? null : new ProgressBars({ stream: io.stderr, ...(io.env ? { env: io.env } : {}) });
   const stop = new AbortController();
   const onInt = () => {
     progress?.stop();
     io.stderr.write(
-      `\nstopped watching; the run goes on. See where it is: ${commandHint(hints, "status", runId)}\n` +
-        `Once its launch has ended, this finishes what is left: ${commandHint(hints, "rerun", runId, ...(local ? ["--local"] : []))}\n`,
+      `\nstopped watching; the run goes on. Watch it again (and let it continue): ${commandHint(hints, "watch", runId)}\n` +
+        `See where it is: ${commandHint(hints, "status", runId)}   Stop it: ${commandHint(hints, "cancel", runId)}\n`,
     );
     stop.abort();
   };
   process.once("SIGINT", onInt);
   try {
-    return await driveRun({
+    const status = await driveRun({
       store: s,
       launcher,
       runId,
-      maxLaunches: o.maxLaunches,
+      ...(o.maxLaunches !== undefined ? { maxLaunches: o.maxLaunches } : {}),
       ...(o.taskCount !== undefined ? { taskCount: o.taskCount } : {}),
       ...(o.parallelism !== undefined ? { parallelism: o.parallelism } : {}),
       ...(o.shards ? { shards: o.shards } : {}),
+      ...(o.attach ? { attach: true } : {}),
       signal: stop.signal,
       ...(progress ? { onProgress: (st, ex) => progress.update(st, ex) } : {}),
     });
+    return { status, interrupted: stop.signal.aborted };
   } finally {
     progress?.stop();
     process.off("SIGINT", onInt);
   }
 }
 
-function finish(status: RunStatus, io: Io, json: boolean, hints: HintContext, local: boolean): number {
-  if (json) io.stdout.write(JSON.stringify(status, null, 2) + "\n");
-  else io.stdout.write(summary(status, io, hints, local));
-  if (status.state === "succeeded") return ExitCode.ok;
-  if (status.state === "budget_exhausted") return ExitCode.runIncomplete;
-  if (status.items.failed > 0 && status.items.pending === 0) return ExitCode.itemsFailed;
-  return status.state === "failed" && status.items.pending > 0 ? ExitCode.runIncomplete : ExitCode.itemsFailed;
-}
-
-/** What to run next for a run that stopped short, written so that it runs as printed. */
-function nextSteps(st: RunStatus, hints: HintContext, local: boolean): string[] {
-  const where = local ? ["--local"] : [];
-  const live = st.state === "running" || st.state === "pending";
-  if (live) return [];
-  const lines: string[] = [];
-  if (st.state === "budget_exhausted") {
-    const b = st.budgets.run;
-    const raise = b?.tokens !== undefined ? ["--budget-tokens", String(b.tokens * 2)] : b?.usd !== undefined ? ["--budget-usd", String(b.usd * 2)] : b?.ms !== undefined ? ["--budget-minutes", String(Math.ceil((b.ms * 2) / 60_000))] : [];
-    lines.push(`  budget    raise it and go on: ${commandHint(hints, "rerun", st.runId, ...where, ...raise)}`);
-  } else if (st.items.pending > 0) {
-    lines.push(`  unfinished ${st.items.pending} items: ${commandHint(hints, "rerun", st.runId, ...where)}`);
+/** Prints how the watch ended; the exit code is the run's state (core/states.ts), 130 after Ctrl-C. */
+export async function finish(s: ObjectStore, w: Watched, io: Io, json: boolean, hints: HintContext, local: boolean): Promise<number> {
+  if (json) io.stdout.write(JSON.stringify(w.status, null, 2) + "\n");
+  else if (!w.interrupted) {
+    const reasons = w.status.items.failed ? await failureReasons(s, w.status.runId) : undefined;
+    io.stdout.write(summary(w.status, io, hints, { local, ...(reasons ? { failureReasons: reasons } : {}) }));
   }
-  if (st.items.failed) lines.push(`  failed    ${commandHint(hints, "rerun", st.runId, ...where, "--failed-items")}`);
-  return lines;
-}
-
-function summary(st: RunStatus, io: Io, hints: HintContext, local: boolean): string {
-  const c = colorsFor(io.stdout, io.env ?? process.env);
-  const took = st.finishedAt ? ` in ${formatDuration(Date.parse(st.finishedAt) - Date.parse(st.createdAt))}` : "";
-  const budget = st.budgets.run;
-  return [
-    `run ${st.runId} (${st.job}): ${paintState(c, st.state)}${took}${st.reason ? ` — ${st.reason}` : ""}`,
-    `  items     ${st.items.succeeded} succeeded, ${st.items.failed ? c.red(`${st.items.failed} failed`) : "0 failed"}, ${st.items.pending} pending of ${st.items.total}`,
-    `  shards    ${st.shards.done}/${st.shards.total} done`,
-    `  launches  ${st.launches.map((l) => `#${l.n} ${l.execution ?? "-"} (${l.taskCount} tasks, ${l.state})`).join("; ") || "none"}`,
-    ...st.launches.filter((l) => l.url).map((l) => `            #${l.n} ${l.url}`),
-    `  executions ${st.executions} item executions for ${st.items.total} items`,
-    ...(st.usage.tokens || st.usage.usd || budget
-      ? [
-          `  spend     ${st.usage.tokens} tokens, $${st.usage.usd}${budget ? ` (run budget: ${[budget.tokens !== undefined && `${budget.tokens} tokens`, budget.usd !== undefined && `$${budget.usd}`, budget.ms !== undefined && `${Math.round(budget.ms / 60000)} min`].filter(Boolean).join(", ")})` : ""}`,
-        ]
-      : []),
-    `  outputs   ${commandHint(hints, "output", st.runId)}`,
-    ...nextSteps(st, hints, local),
-    "",
-  ].join("\n");
-}
-
-export async function statusCommand(runId: string, flags: StoreFlags & { json?: boolean }, io: Io): Promise<number> {
-  const s = await openCliStore(flags, io);
-  await readRun(s, runId);
-  const reader = await readerFor(s, io, flags, runId);
-  const st = await readRunStatus(s, runId, reader.launcher);
-  if (flags.json) io.stdout.write(JSON.stringify(st, null, 2) + "\n");
-  else {
-    io.stdout.write(summary(st, io, hintContext(io, s), reader.local));
-    const grid = st.shardList.map((sh) => (sh.state === "done" ? (sh.failed ? "x" : "#") : sh.state === "running" ? ">" : ".")).join("");
-    io.stdout.write(`  grid      ${grid}   (# done, x done with failures, > running, . pending)\n`);
-  }
-  return ExitCode.ok;
-}
-
-export async function runsCommand(flags: StoreFlags & { json?: boolean; limit?: string }, io: Io): Promise<number> {
-  const limit = wholeFlag(flags.limit, "--limit", 1, 100_000) ?? 50;
-  const runs = await listRuns(await openCliStore(flags, io), limit);
-  if (flags.json) {
-    io.stdout.write(JSON.stringify(runs, null, 2) + "\n");
-    return ExitCode.ok;
-  }
-  if (!runs.length) io.stdout.write("no runs yet\n");
-  const c = colorsFor(io.stdout, io.env ?? process.env);
-  for (const r of runs) io.stdout.write(`${r.runId.padEnd(48)} ${r.job.padEnd(20)} ${paintState(c, r.state.padEnd(10))} ${String(r.items).padStart(7)} items  ${r.createdAt}\n`);
-  return ExitCode.ok;
-}
-
-export async function outputCommand(runId: string, flags: StoreFlags, io: Io): Promise<number> {
-  const s = await openCliStore(flags, io);
-  await readRun(s, runId);
-  let buf = "";
-  for await (const line of mergedOutput(s, runId)) {
-    buf += line + "\n";
-    if (buf.length > 1 << 16) {
-      if (!io.stdout.write(buf)) await new Promise<void>((r) => io.stdout.once("drain", () => r()));
-      buf = "";
-    }
-  }
-  io.stdout.write(buf);
-  return ExitCode.ok;
+  return w.interrupted ? ExitCode.interrupted : exitCodeOf(w.status);
 }
 
 export async function rerunCommand(runId: string, flags: RerunFlags, io: Io): Promise<number> {
@@ -214,7 +148,7 @@ export async function rerunCommand(runId: string, flags: RerunFlags, io: Io): Pr
   const launcher = await launcherFor(flags, s, io, "rerun", killGrace);
   warnParallelism(launcher, settings.parallelism, io);
   const run = await readRun(s, runId);
-  await assertNotLive(s, runId, launcher);
+  await refuseLive(s, runId, launcher, hintContext(io, s));
   // The recorded bundle, unless --upgrade rebuilds the job from its source now.
   const { settleRerunCode } = await import("../orchestrator/job-version.js");
   const upgraded = await settleRerunCode(s, runId, settings.upgrade);
@@ -236,16 +170,16 @@ export async function rerunCommand(runId: string, flags: RerunFlags, io: Io): Pr
     if (!flags.json) io.stderr.write(`rerun ${runId}: ${shards.length ? `${choice.retry.length} failed items re-planned into ${shards.length} new shards` : "no failed items to rerun"}${leftOut ? `; ${leftOut}` : ""}\n`);
   }
   const hints = hintContext(io, s);
-  const status = await drive(s, launcher, runId, io, flags.json === true, hints, flags.local === true, {
+  const watched = await drive(s, launcher, runId, io, flags.json === true, hints, {
     maxLaunches: settings.maxLaunches ?? SETTING_DEFAULTS.maxLaunches,
     ...(settings.tasks !== undefined ? { taskCount: settings.tasks } : {}),
     ...(settings.parallelism !== undefined ? { parallelism: settings.parallelism } : {}),
     ...(shards ? { shards } : {}),
   });
-  return finish(status, io, flags.json === true, hints, flags.local === true);
+  return finish(s, watched, io, flags.json === true, hints, flags.local === true);
 }
 
-export async function verifyCommand(runId: string, flags: StoreFlags & { json?: boolean }, io: Io): Promise<number> {
+export async function verifyCommand(runId: string, flags: ReadFlags, io: Io): Promise<number> {
   const s = await openCliStore(flags, io);
   const problems = await verifyRun(s, runId);
   if (flags.json) io.stdout.write(JSON.stringify({ runId, ok: problems.length === 0, problems }, null, 2) + "\n");
@@ -253,7 +187,8 @@ export async function verifyCommand(runId: string, flags: StoreFlags & { json?: 
   else {
     io.stdout.write(`run ${runId}: ${problems.length} problem${problems.length === 1 ? "" : "s"}\n`);
     for (const p of problems) io.stdout.write(`  ${p.object}\n    ${p.problem}${p.repairable ? "" : " (not repairable item by item)"}\n`);
-    if (problems.some((p) => p.repairable)) io.stdout.write(`repair: ${commandHint(hintContext(io, s), `rerun ${runId} --local --repair`)}\n`);
+    const local = (await readerFor(s, io, flags, runId)).local;
+    if (problems.some((p) => p.repairable)) io.stdout.write(`repair: ${commandHint(hintContext(io, s), "rerun", runId, ...(local ? ["--local"] : []), "--repair")}\n`);
   }
   return problems.length ? ExitCode.internal : ExitCode.ok;
 }

@@ -38,6 +38,9 @@ export interface RunFlags extends LaunchFlags {
   itemTimeout?: string;
   crashLimit?: string;
   concurrency?: string;
+  maxItems?: string;
+  maxShards?: string;
+  items?: string;
   arg: string[];
 }
 
@@ -70,6 +73,8 @@ const FLAG_OF: Record<string, string> = {
   itemTimeoutSeconds: "--item-timeout",
   crashLimit: "--crash-limit",
   concurrency: "--concurrency",
+  maxItems: "--max-items",
+  maxShards: "--max-shards",
 };
 
 export function addStoreOptions(cmd: Command): Command {
@@ -91,6 +96,11 @@ export function addLaunchOptions(cmd: Command, o: { maxLaunchesDefault: boolean 
     .option("--budget-minutes <m>", "run budget in wall time since the run was planned")
     .option("--kill-grace <seconds>", `local: seconds from SIGTERM to SIGKILL at a task timeout (0-3600; default ${SETTING_DEFAULTS.killGraceSeconds})`)
     .addOption(new Option("--json", "print the final status as JSON on stdout (no progress bars)"));
+}
+
+/** The flags of commands that only read a run, and may print it as JSON. */
+export interface ReadFlags extends StoreFlags {
+  json?: boolean;
 }
 
 /** Flag text as the schemas take it: numbers as numbers, anything else as the text (which they refuse by name). */
@@ -132,8 +142,12 @@ export function startSettingsFromFlags(f: RunFlags): StartSettings {
     itemTimeoutSeconds: value(f.itemTimeout),
     crashLimit: value(f.crashLimit),
     concurrency: value(f.concurrency),
+    maxItems: value(f.maxItems),
+    maxShards: value(f.maxShards),
   });
   return parseSettings(StartSettings, raw, {
+    maxItems: f.maxItems,
+    maxShards: f.maxShards,
     itemTimeoutSeconds: f.itemTimeout,
     crashLimit: f.crashLimit,
     concurrency: f.concurrency,

@@ -10,7 +10,8 @@ import { readLaunches } from "../orchestrator/read.js";
 import { openStore } from "../store/open.js";
 import type { ObjectStore } from "../store/port.js";
 import type { StoreFlags } from "./flags.js";
-import type { HintContext } from "./hints.js";
+import { assertNotLive, RunLive } from "../orchestrator/control.js";
+import { commandHint, type HintContext } from "./hints.js";
 
 export interface Io {
   stdout: NodeJS.WriteStream;
@@ -73,4 +74,26 @@ export async function readerFor(s: ObjectStore, io: Io, flags: StoreFlags, runId
     return { launcher: new LocalLauncher({ stateDir: localStateDir(s, io.cwd) }), local: false };
   }
   return { launcher: new LocalLauncher({ stateDir: localStateDir(s, io.cwd) }), local: true };
+}
+
+/**
+ * The launcher to drive an existing run with (`watch`): the kind its launches used, so that a
+ * continuation starts where the run ran and a live launch is asked about by the launcher that
+ * started it. A run in a local folder store can only run locally; `--local` forces it.
+ */
+export async function launcherForRun(s: ObjectStore, io: Io, flags: StoreFlags & { local?: boolean | undefined }, runId: string, command: string): Promise<{ launcher: Launcher; local: boolean }> {
+  const launches = await readLaunches(s, runId);
+  const last = launches[launches.length - 1]?.value.launcher;
+  const local = flags.local === true || s.url.startsWith("file://") || last === "local";
+  return { launcher: await launcherFor({ ...flags, local }, s, io, command), local };
+}
+
+/** assertNotLive, with its hints written as the user types the CLI. */
+export async function refuseLive(s: ObjectStore, runId: string, launcher: Launcher, hints: HintContext): Promise<void> {
+  try {
+    await assertNotLive(s, runId, launcher);
+  } catch (e) {
+    if (!(e instanceof RunLive)) throw e;
+    throw new UsageError(`run ${runId} has a live launch (${e.launch}): watch it (${commandHint(hints, "watch", runId)}) or cancel it (${commandHint(hints, "cancel", runId)})`);
+  }
 }

@@ -53,6 +53,8 @@ export const ENV = {
   resourceManagerEndpoint: "SHARDRUN_RESOURCE_MANAGER_ENDPOINT",
   /** Base URL (http://host:port) of an IAM API fake, for `doctor` (plaintext, no credentials). */
   iamEndpoint: "SHARDRUN_IAM_ENDPOINT",
+  /** host:port of a Cloud Logging API emulator or fake (plaintext, no credentials), for `shardrun logs`. */
+  cloudLoggingEndpoint: "SHARDRUN_CLOUD_LOGGING_ENDPOINT",
   /** `schedules sync`: the scheduler service's URL, which Cloud Scheduler jobs call. */
   serviceUrl: "SHARDRUN_SERVICE_URL",
   // The scheduler service (`shardrun serve`).

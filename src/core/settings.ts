@@ -59,6 +59,8 @@ export const settingFields = {
   itemTimeoutSeconds: wholeNumber(1, 7 * 24 * 3600).describe("An item attempt running longer is aborted (ctx.signal), and failed `timeout` if it ignores that."),
   crashLimit: wholeNumber(1, 100).describe("Crashes of a task process while an item was in flight before the item fails `crashed` (poison items)."),
   concurrency: wholeNumber(1, 1000).describe("Items at once in each task (default: the job's)."),
+  maxItems: wholeNumber(1, 1_000_000_000).describe("Most items this run may plan; a plan over it stops with nothing written (default: SHARDRUN_MAX_ITEMS, else 10,000,000)."),
+  maxShards: wholeNumber(1, 1_000_000).describe("Most shards this run may have, rerun rounds included (default: SHARDRUN_MAX_SHARDS, else 200,000)."),
   /** Local launcher only: seconds from SIGTERM to SIGKILL at a task timeout. */
   killGraceSeconds: wholeNumber(0, 3600).describe("Local tasks: seconds from SIGTERM to SIGKILL at a timeout."),
 };
@@ -89,6 +91,8 @@ export const startSettingsShape = {
   itemTimeoutSeconds: settingFields.itemTimeoutSeconds.optional(),
   crashLimit: settingFields.crashLimit.optional(),
   concurrency: settingFields.concurrency.optional(),
+  maxItems: settingFields.maxItems.optional(),
+  maxShards: settingFields.maxShards.optional(),
 };
 
 /** Shard count and items per shard are two ways to say one thing. */
@@ -121,6 +125,11 @@ export type RerunSettings = z.infer<typeof RerunSettings>;
 /** The shard policy the settings ask for, if any. */
 export function shardPolicyOf(s: Pick<StartSettings, "shards" | "itemsPerShard">): { count: number } | { itemsPerShard: number } | undefined {
   return s.shards !== undefined ? { count: s.shards } : s.itemsPerShard !== undefined ? { itemsPerShard: s.itemsPerShard } : undefined;
+}
+
+/** The plan limits the settings ask for (only those given). */
+export function limitsOf(s: Pick<StartSettings, "maxItems" | "maxShards">): { maxItems?: number; maxShards?: number } {
+  return { ...(s.maxItems !== undefined ? { maxItems: s.maxItems } : {}), ...(s.maxShards !== undefined ? { maxShards: s.maxShards } : {}) };
 }
 
 /** Budget limits from settings (minutes become ms); undefined when none is set. */

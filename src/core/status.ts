@@ -6,8 +6,10 @@
 import { addUsage, ZERO_USAGE, type Budgets, type Usage } from "./budget.js";
 import type { Checkpoint, LaunchRecord, RunRecord, RunState, ShardEntry } from "./model.js";
 import { rangeCount, rangeIndices } from "./ranges.js";
+import type { ShownState } from "./states.js";
 
-export type StatusState = "planning" | "pending" | "running" | "succeeded" | "failed" | "partial" | "cancelled" | "budget_exhausted";
+/** A run's state as status shows it: core/states.ts's one list. */
+export type StatusState = ShownState;
 
 export interface TaskView {
   index: number;
@@ -202,7 +204,8 @@ export function computeStatus(
     job: run.job.name,
     state: deriveState(run.state, { live, allDone: done === shardCount, succeeded, failed, launched: launches.length > 0 }),
     createdAt: run.createdAt,
-    ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}),
+    // A run being driven again keeps its last finish time on record; it is not finished now.
+    ...(run.finishedAt && FINISHED.has(run.state) ? { finishedAt: run.finishedAt } : {}),
     ...(run.reason ? { reason: run.reason } : {}),
     items: { total, succeeded, failed, pending: Math.max(0, total - succeeded - failed) },
     shards: { total: shardCount, done, running: runningShards },
@@ -214,6 +217,9 @@ export function computeStatus(
     shardList,
   };
 }
+
+/** Recorded states of a run whose last drive has ended. */
+const FINISHED: ReadonlySet<RunState> = new Set(["succeeded", "partial", "failed", "cancelled", "budget_exhausted"]);
 
 function deriveState(
   recorded: RunState,
@@ -239,4 +245,25 @@ export function toleranceExceeded(tolerance: RunRecord["settings"]["maxFailedIte
   if (tolerance.count !== undefined && failed > tolerance.count) return true;
   if (tolerance.percent !== undefined && failed > (tolerance.percent / 100) * total) return true;
   return false;
+}
+
+/**
+ * The status of a run still being planned (or cancelled while it was), from its index entry:
+ * it has no run.json yet, so no shards, launches or spend.
+ */
+export function planningStatus(entry: { runId: string; job: string; state: "planning" | "cancelled"; createdAt: string; items: number }): RunStatus {
+  return {
+    runId: entry.runId,
+    job: entry.job,
+    state: entry.state,
+    createdAt: entry.createdAt,
+    ...(entry.state === "cancelled" ? { reason: "cancelled while it was planned" } : {}),
+    items: { total: entry.items, succeeded: 0, failed: 0, pending: entry.items },
+    shards: { total: 0, done: 0, running: 0 },
+    launches: [],
+    executions: 0,
+    usage: ZERO_USAGE,
+    budgets: {},
+    shardList: [],
+  };
 }

@@ -146,7 +146,6 @@ function fields(st) {
 }
 var LABELS = { done: "done", partial: "done with failures", redone: "failures re-run", running: "running", pending: "pending" };
 var redone = new Set(boot.redone);
-var STATE_LABELS = { budget_exhausted: "budget spent" };
 function cellState(s) {
   if (s.state !== "done") return s.state;
   return s.failed === 0 ? "done" : redone.has(s.id) ? "redone" : "partial";
@@ -157,7 +156,7 @@ function cellTitle(s) {
 }
 function setBadge(el, state) {
   el.className = "badge badge-" + (/^[a-z_]+$/.test(state) ? state : "other");
-  el.textContent = STATE_LABELS[state] || state;
+  el.textContent = state;
 }
 function el(tag, cls, text) {
   var e = document.createElement(tag);

@@ -3,6 +3,7 @@
  * chart's geometry. Everything that ends up in a page from a run (job names, args, keys, errors)
  * goes through `esc`; nothing here reads the clock or the store.
  */
+import { LISTED_STATES } from "../core/states.js";
 import { DASHBOARD_CSS } from "./style.js";
 
 const ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
@@ -39,21 +40,10 @@ export function safeUrl(url: string | undefined): string | undefined {
 export const LIVE_STATES: ReadonlySet<string> = new Set(["pending", "running"]);
 export const isLive = (state: string): boolean => LIVE_STATES.has(state);
 
-const STATE_LABELS: Record<string, string> = {
-  pending: "pending",
-  running: "running",
-  planned: "planned",
-  succeeded: "succeeded",
-  partial: "partial",
-  failed: "failed",
-  cancelled: "cancelled",
-  budget_exhausted: "budget spent",
-};
-
-/** A coloured state badge; unknown states get the neutral colour rather than being dropped. */
+/** A coloured state badge, in the CLI's and the API's words (core/states.ts); unknown states get the neutral colour. */
 export function badge(state: string, attrs = ""): string {
-  const known = state in STATE_LABELS ? state : "other";
-  return `<span class="badge badge-${esc(known)}"${attrs ? ` ${attrs}` : ""}>${esc(STATE_LABELS[state] ?? state)}</span>`;
+  const known = (LISTED_STATES as readonly string[]).includes(state) ? state : "other";
+  return `<span class="badge badge-${esc(known)}"${attrs ? ` ${attrs}` : ""}>${esc(state)}</span>`;
 }
 
 export function formatDuration(ms: number): string {

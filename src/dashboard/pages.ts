@@ -15,7 +15,7 @@
  */
 import type { FailedItemView, LaunchStatus, RunStatus, ShardStatus } from "../core/status.js";
 import type { Budget } from "../core/budget.js";
-import type { RunSummary } from "../orchestrator/read.js";
+import type { RunSummary } from "../orchestrator/run-list.js";
 import { RUN_SCRIPT, RUNS_SCRIPT } from "./client.js";
 import {
   CHART,
@@ -109,7 +109,7 @@ function runRow(r: RunSummaryView, base: string, now: Date): string {
     : `<div class="nums">${formatInt(r.items)} items</div>`;
   const spend = r.usage ? `${esc(formatUsd(r.usage.usd))}<div class="muted">${esc(formatTokens(r.usage.tokens))} tokens</div>` : `<span class="muted">–</span>`;
   return `<tr data-run="${esc(r.runId)}">
-<td><a class="job" href="${esc(href)}" data-internal>${esc(r.job)}</a><span class="id mono">${esc(r.runId)}</span></td>
+<td><a class="job" href="${esc(href)}" data-internal>${esc(r.job)}</a><span class="id mono">${esc(r.runId)}</span>${r.reason ? `<div class="muted unreadable">${esc(r.object ?? "")}: ${esc(r.reason)}</div>` : ""}</td>
 <td class="hide-sm"><span class="mono">${esc(r.trigger)}</span></td>
 <td>${badge(r.state)}</td>
 <td class="progress-cell">${progress}</td>

@@ -197,8 +197,16 @@ function compileCacheEnv(env: NodeJS.ProcessEnv = process.env): Record<string, s
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // A killed supervisor whose parent went first waits to be reaped by init; an init that does
+  // not reap (a container's, a microVM's) leaves it a zombie for good: dead all the same.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    // Gone since the signal (where there is a /proc), or no /proc (macOS): signal 0 is all there is.
+    return !existsSync("/proc/self/stat");
   }
 }

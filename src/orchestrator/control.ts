@@ -39,7 +39,19 @@ export async function assertNotLive(store: ObjectStore, runId: string, launcher?
         }
       }
     }
-    throw new UsageError(`run ${runId} has a live launch (${l.value.execution ?? `#${l.value.n}`}): wait for it, watch it (shardrun watch ${runId}) or cancel it (shardrun cancel ${runId})`);
+    throw new RunLive(runId, l.value.execution ?? `#${l.value.n}`);
+  }
+}
+
+/** A run has a launch whose execution is still live: it cannot be rerun now. */
+export class RunLive extends UsageError {
+  readonly runId: string;
+  /** The live launch: its execution, or `#n` while none has claimed it. */
+  readonly launch: string;
+  constructor(runId: string, launch: string) {
+    super(`run ${runId} has a live launch (${launch}): wait for it, watch it (shardrun watch ${runId}) or cancel it (shardrun cancel ${runId})`);
+    this.runId = runId;
+    this.launch = launch;
   }
 }
 

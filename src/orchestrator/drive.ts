@@ -291,6 +291,8 @@ export interface RunStateChange {
   finishedAt?: string;
   reason?: string;
   launchBase?: number;
+  /** Failed items, when the caller counted them: the runs index lists them. */
+  failed?: number;
 }
 
 export async function setRunState(store: ObjectStore, run: Versioned<RunRecord>, state: RunRecord["state"], change: RunStateChange = {}): Promise<Versioned<RunRecord>> {
@@ -301,14 +303,15 @@ export async function setRunState(store: ObjectStore, run: Versioned<RunRecord>,
     const next: RunRecord = {
       ...rest,
       state,
-      // A drive that did no work keeps the time the last one that did finished.
-      ...(change.finishedAt ? { finishedAt: change.finishedAt } : oldFinish && state !== "running" ? { finishedAt: oldFinish } : {}),
+      // A drive that did no work keeps the time the last one that did finished: kept while a
+      // rerun drives (status shows it only once the run has finished again).
+      ...(change.finishedAt ? { finishedAt: change.finishedAt } : oldFinish ? { finishedAt: oldFinish } : {}),
       ...(change.reason ? { reason: change.reason } : {}),
       ...(change.launchBase !== undefined ? { launchBase: change.launchBase } : {}),
     };
     try {
       const written = { value: next, generation: await putRunRecord(store, current, next) };
-      await recordRunState(store, next);
+      await recordRunState(store, next, change.failed !== undefined ? { failed: change.failed } : {});
       return written;
     } catch (e) {
       if (!(e instanceof PreconditionFailed)) throw e;
@@ -359,7 +362,7 @@ async function finishRun(
   const launches = await readLaunches(store, run.value.runId);
   const workedNow = launches.some((l) => l.value.n >= (run.value.launchBase ?? 0));
   const finishedAt = workedNow || !run.value.finishedAt ? new Date().toISOString() : run.value.finishedAt;
-  await setRunState(store, run, state, { finishedAt, ...(reason ? { reason } : {}) });
+  await setRunState(store, run, state, { finishedAt, failed: failed.length, ...(reason ? { reason } : {}) });
   await markLive(store, run.value.runId, false);
   return statusOf(store, (await readRun(store, run.value.runId)).value, launcher);
 }

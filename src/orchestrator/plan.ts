@@ -96,10 +96,12 @@ export interface PlanOptions {
   /**
    * Make the run visible while it is planned: its index entry is written first, in state
    * `planning` (so an API can answer 202 at once, and `cancelPlanning` can stop it from another
-   * process). A failed or cancelled plan removes the entry.
+   * process). A failed or cancelled plan removes the entry. "deferred": written only when the
+   * `announce` that `onStart` hands over is called, and only while the plan is still going, so
+   * that a plan refused early (a limit, a duplicate key) writes nothing at all.
    * @default false
    */
-  announce?: boolean;
+  announce?: boolean | "deferred";
   /** Folder for the plan's spool file (removed when the plan ends). @default os.tmpdir() */
   spoolDir?: string;
   /** Store writes in flight. @default 16 */
@@ -107,6 +109,12 @@ export interface PlanOptions {
   /** Environment the default limits are read from. @default process.env */
   env?: NodeJS.ProcessEnv;
   onProgress?: (planned: { phase: "read" | "write"; items: number; shards: number }) => void;
+  /**
+   * Called once the run's id is chosen (with `announce: true`: once the run is visible as
+   * `planning`). `announce()` makes a deferred announcement now; it resolves once the entry is
+   * written, or at once when the plan has already committed or failed.
+   */
+  onStart?: (runId: string, announce: () => Promise<void>) => void;
 }
 
 /** The plan was cancelled (its AbortSignal, or `cancelPlanning`); what it wrote was removed. */
@@ -181,8 +189,17 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
   let spoolDir: string | undefined;
   let spool: Spool | undefined;
   let committed = false;
+  // No announcement once the plan has decided (to commit, or to clean up): nobody would remove it.
+  let settled = false;
+  let announcing: Promise<void> | undefined;
+  const announceNow = (): Promise<void> => {
+    if (!announced || settled || signal.aborted) return announcing ?? Promise.resolve();
+    announcing ??= announced.start();
+    return announcing;
+  };
   try {
-    if (announced) await announced.start();
+    if (announced && o.announce !== "deferred") await announceNow();
+    o.onStart?.(runId, announceNow);
     spoolDir = await mkdtemp(join(o.spoolDir ?? tmpdir(), "shardrun-plan-")).catch((e: unknown) => {
       throw spoolFailed(runId, o.spoolDir ?? tmpdir(), e);
     });
@@ -199,6 +216,8 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     }).catch((e: unknown) => {
       throw isDiskError(e) ? spoolFailed(runId, spoolDir!, e) : e;
     });
+    // Every item is read and checked: what is left is writing it.
+    o.onProgress?.({ phase: "write", items: spool.count, shards: 0 });
     const costs = spool.costs;
     const ordered = costs ? heaviestFirst(spool.count, (i) => costs.at(i)) : undefined;
     // Sorted: the costs are of no more use, and the second pass is where memory peaks.
@@ -234,6 +253,8 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
       },
       settings: runSettings(o.job, settings.data, cut.ends.length),
     };
+    settled = true;
+    await announcing;
     // Last look for a cancel from another process before the commit point.
     if (announced) await announced.beat();
     signal.throwIfAborted();
@@ -246,7 +267,10 @@ export async function planRun(o: PlanOptions): Promise<RunRecord> {
     if (committed) throw e;
     // Aborted before this failure: the plan was cancelled, whatever the error it stopped with.
     const cancel: unknown = signal.aborted ? (signal.reason ?? e) : undefined;
+    settled = true;
     stop.abort();
+    // An announcement in flight lands first, so that its entry is removed with the rest.
+    await announcing?.catch(() => undefined);
     announced?.stop();
     await writer.settle();
     const left = await removeKeys(o.store, [...writer.written, ...(announced?.key ? [announced.key] : [])]);
@@ -347,9 +371,9 @@ class Announcement {
   }
 
   async start(): Promise<void> {
-    const key = indexKey(this.#entry.runId, this.#entry.createdAt);
+    // Known before the write: a write whose answer is lost may still have landed, and cleanup removes it.
+    this.key = indexKey(this.#entry.runId, this.#entry.createdAt);
     this.generation = await writeIndexEntry(this.#store, this.#entry, { ifGenerationMatch: 0, heartbeatAt: new Date().toISOString() });
-    this.key = key;
     this.#timer = setInterval(() => void this.beat().catch(() => undefined), PLANNING_HEARTBEAT_MS);
     this.#timer.unref();
   }

@@ -61,10 +61,11 @@ export interface ReconcileResult {
   checked: number;
   runs: {
     runId: string;
-    /** skipped: this process is advancing it already; starting: a launch of it is being started by another caller. */
-    outcome: "live" | "launched" | "finished" | "skipped" | "starting" | "error";
+    /** skipped: this process is advancing it already; starting: a launch of it is being started by another caller; unreadable: its run.json cannot be read (error says why, object which). */
+    outcome: "live" | "launched" | "finished" | "skipped" | "starting" | "error" | "unreadable";
     state?: string;
     error?: string;
+    object?: string;
   }[];
   durationMs: number;
 }
@@ -126,9 +127,10 @@ function safeJson(bytes: Uint8Array): unknown {
  * ago): O(live runs), never a read of every run in the store. Unreadable ones are skipped (and
  * logged).
  */
-async function readRuns(store: ObjectStore, logger: Logger): Promise<Versioned<RunRecord>[]> {
+async function readRuns(store: ObjectStore, logger: Logger): Promise<{ runs: Versioned<RunRecord>[]; unreadable: ReconcileResult["runs"] }> {
   const ids = (await liveRuns(store)).filter(isRunId);
   const limit = pLimit(16);
+  const unreadable: ReconcileResult["runs"] = [];
   const runs = await Promise.all(
     ids.map((id) =>
       limit(async () => {
@@ -136,12 +138,13 @@ async function readRuns(store: ObjectStore, logger: Logger): Promise<Versioned<R
           return await getJson(store, keys.run(id), RunRecord);
         } catch (e) {
           logger.error("cannot read run record", { runId: id, error: errorMessage(e) });
+          unreadable.push({ runId: id, outcome: "unreadable", error: errorMessage(e), object: keys.run(id) });
           return null;
         }
       }),
     ),
   );
-  return runs.filter((r): r is Versioned<RunRecord> => r !== null);
+  return { runs: runs.filter((r): r is Versioned<RunRecord> => r !== null), unreadable };
 }
 
 /** Advances every run in flight one step. Never throws for one run's failure: it is reported. */
@@ -152,7 +155,7 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError("Expected `concurrency` to be a number from 1 and up");
   const busy = o.busy ?? new Set<string>();
   const now = (o.now ?? (() => new Date()))().getTime();
-  const runs = await readRuns(o.store, logger);
+  const { runs, unreadable } = await readRuns(o.store, logger);
   const inFlight = runs.filter((r) => IN_FLIGHT.has(r.value.state)).sort((a, b) => (a.value.runId < b.value.runId ? -1 : 1));
   const sweepMs = o.cancelSweepMs ?? 600_000;
   const cancelled = runs.filter((r) => r.value.state === "cancelled" && r.value.finishedAt && now - Date.parse(r.value.finishedAt) < sweepMs);
@@ -201,7 +204,7 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
       logger.error("cannot sweep the launches of a cancelled run", { runId: r.value.runId, error: errorMessage(e) });
     }
   }
-  return { checked: inFlight.length, runs: results, durationMs: Date.now() - started };
+  return { checked: inFlight.length, runs: [...results, ...unreadable], durationMs: Date.now() - started };
 }
 
 export type CancelResult = { kind: "cancelled" } | { kind: "already-cancelled" } | { kind: "finished"; state: RunRecord["state"] };

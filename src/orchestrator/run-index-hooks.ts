@@ -6,9 +6,9 @@ import type { RunRecord } from "../core/model.js";
 import type { ObjectStore } from "../store/port.js";
 import { clearLive, markLive as addLive, recordRunState as writeState } from "./runs-index.js";
 
-export async function recordRunState(store: ObjectStore, run: RunRecord): Promise<void> {
+export async function recordRunState(store: ObjectStore, run: RunRecord, o: { failed?: number } = {}): Promise<void> {
   // The index is a listing aid: run.json stays the truth, so a failed index write is not fatal.
-  await writeState(store, run).catch(() => undefined);
+  await writeState(store, run, o).catch(() => undefined);
 }
 
 export async function markLive(store: ObjectStore, runId: string, live: boolean): Promise<void> {

@@ -86,7 +86,8 @@ export function entryOf(run: Pick<RunRecord, "runId" | "state" | "createdAt" | "
     job: run.job.name,
     state: run.state,
     createdAt: run.createdAt,
-    ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}),
+    // A run being driven again keeps its last finish time in run.json; listed, it is not finished.
+    ...(run.finishedAt && !["planning", "planned", "running"].includes(run.state) ? { finishedAt: run.finishedAt } : {}),
     items: run.plan.totalItems,
     ...(o.failed !== undefined ? { failed: o.failed } : {}),
     trigger: run.trigger,
@@ -162,6 +163,10 @@ export interface ListRunsOptions {
   state?: RunState | "unreadable";
   /** Only runs created at or after this time. */
   since?: Date | string;
+  /** Only runs created before this time. */
+  until?: Date | string;
+  /** Only runs listed after this one, newest first (the last run of the previous page). */
+  after?: { createdAt: string; runId: string };
 }
 
 const stores = new WeakMap<ObjectStore, true>();
@@ -180,11 +185,16 @@ export async function listRuns(store: ObjectStore, o: ListRunsOptions = {}): Pro
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`Expected \`limit\` to be a whole number from 1 up, got ${limit}`);
   const since = o.since === undefined ? undefined : new Date(o.since);
   if (since && Number.isNaN(since.getTime())) throw new UsageError(`Expected \`since\` to be a date, got ${JSON.stringify(o.since)}`);
+  const until = o.until === undefined ? undefined : new Date(o.until);
+  if (until && Number.isNaN(until.getTime())) throw new UsageError(`Expected \`until\` to be a date, got ${JSON.stringify(o.until)}`);
   await ensureIndexed(store);
   const sinceIso = since?.toISOString();
+  const untilIso = until?.toISOString();
+  // Newest day to read: no run of a later day can be listed.
+  const top = [untilIso, o.after?.createdAt].filter((t): t is string => t !== undefined).map(indexDay).sort()[0];
   const days = (await listPrefixes(store, keys.runIndexDaysPrefix()))
     .map((p) => p.slice(keys.runIndexDaysPrefix().length, -1))
-    .filter((d) => /^\d{8}$/.test(d) && (!sinceIso || d >= indexDay(sinceIso)))
+    .filter((d) => /^\d{8}$/.test(d) && (!sinceIso || d >= indexDay(sinceIso)) && (!top || d <= top))
     .sort()
     .reverse();
   const out: RunListEntry[] = [];
@@ -193,6 +203,8 @@ export async function listRuns(store: ObjectStore, o: ListRunsOptions = {}): Pro
       if (o.job && entry.state !== "unreadable" && entry.job !== o.job) continue;
       if (o.state && entry.state !== o.state) continue;
       if (sinceIso && entry.createdAt < sinceIso) continue;
+      if (untilIso && entry.createdAt >= untilIso) continue;
+      if (o.after && newestFirst(entry, o.after) <= 0) continue;
       out.push(entry);
     }
     // Every later day was created before this one: the newest `limit` are in.
@@ -201,7 +213,7 @@ export async function listRuns(store: ObjectStore, o: ListRunsOptions = {}): Pro
   return out.sort(newestFirst).slice(0, limit);
 }
 
-function newestFirst(a: RunListEntry, b: RunListEntry): number {
+function newestFirst(a: Pick<RunListEntry, "createdAt" | "runId">, b: Pick<RunListEntry, "createdAt" | "runId">): number {
   if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? 1 : -1;
   return a.runId < b.runId ? 1 : a.runId > b.runId ? -1 : 0;
 }

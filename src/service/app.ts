@@ -19,6 +19,8 @@ import { withFields, type Logger } from "../core/log.js";
 import { packageRoot, packageVersion } from "../config/paths.js";
 import type { Launcher } from "../launcher/port.js";
 import { reconcile, type ReconcileResult } from "../orchestrator/reconcile.js";
+import type { PlanLimits } from "../core/plan.js";
+import { resolveLimits } from "../orchestrator/plan.js";
 import type { ObjectStore } from "../store/port.js";
 import type { Authenticator, Principal } from "./auth.js";
 import { jsonBody } from "./body.js";
@@ -58,6 +60,18 @@ export interface ServiceOptions {
   reconcileConcurrency?: number;
   /** The service's own URL, shown in the OpenAPI document. */
   serverUrl?: string;
+  /**
+   * The most one request may plan. A body may ask for less (`maxItems`, `maxShards`), never more.
+   * @default SHARDRUN_MAX_ITEMS / SHARDRUN_MAX_SHARDS, else 10,000,000 items and 200,000 shards
+   */
+  limits?: Partial<PlanLimits>;
+  /**
+   * How long `POST /v1/jobs/{job}/runs` waits for its plan to read and check every item (limits,
+   * keys, settings) before it answers 202 with the run `planning`: a request over a limit found
+   * within it is refused with nothing written; the plan goes on in the background after it.
+   * @default 1000
+   */
+  planAnswerMs?: number;
 }
 
 export interface Service {
@@ -186,6 +200,10 @@ export function createService(options: ServiceOptions): Service {
     ...(options.serverUrl ? { serverUrl: options.serverUrl } : {}),
     version: packageVersion(),
     busy,
+    limits: resolveLimits(options.limits),
+    planAnswerMs: options.planAnswerMs ?? 1000,
+    plans: new Map(),
+    planFailures: new Map(),
     reconcile: (log = logger) => reconcile({ store: options.store, launcher: options.launcher, logger: log, busy, concurrency: options.reconcileConcurrency ?? 4, now }),
   };
 
@@ -251,7 +269,9 @@ export function createService(options: ServiceOptions): Service {
     },
     reconcile: () => deps.reconcile(),
     async drain() {
+      // Answered requests first, then the plans they left running in the background.
       while (inFlight.size) await Promise.allSettled([...inFlight]);
+      while (deps.plans.size) await Promise.allSettled([...deps.plans.values()].map((p) => p.done));
     },
   };
 }

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import type { Logger } from "../core/log.js";
+import type { PlanLimits } from "../core/plan.js";
 import type { Launcher } from "../launcher/port.js";
 import type { ReconcileResult } from "../orchestrator/reconcile.js";
 import type { ObjectStore } from "../store/port.js";
@@ -28,6 +29,14 @@ export interface ServiceDeps {
   version: string;
   /** Runs being advanced by this process now (API calls and the timer share it). */
   busy: Set<string>;
+  /** The most a request may plan: a body asking for more is refused at once. */
+  limits: PlanLimits;
+  /** How long a start request waits for its plan to read every item before answering 202 `planning`. */
+  planAnswerMs: number;
+  /** Plans this process runs in the background, by run id: cancelled at once by `:cancel`. */
+  plans: Map<string, { abort: AbortController; done: Promise<void> }>;
+  /** Why background plans failed after their 202 (recent ones), for the 404 of their run. */
+  planFailures: Map<string, string>;
   reconcile(logger?: Logger): Promise<ReconcileResult>;
 }
 

@@ -5,9 +5,12 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import pLimit from "p-limit";
+import { errorMessage, isShardrunError } from "../core/errors.js";
+import { keys } from "../core/keys.js";
 import type { RunRecord } from "../core/model.js";
 import { readFailedItems } from "../orchestrator/drive.js";
-import { listRuns, readRunStatus, statusOf } from "../orchestrator/read.js";
+import { readRunStatus, statusOf } from "../orchestrator/read.js";
+import { listRunSummaries } from "../orchestrator/run-list.js";
 import type { Guards, ServiceApp, ServiceDeps } from "./context.js";
 import { errors, noRun, optional } from "./route-kit.js";
 import { requireRun } from "./routes-runs.js";
@@ -29,16 +32,20 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gu
     createRoute({ method: "get", path: "/", operationId: "runsPage", summary: "Dashboard: the runs.", middleware: [guard.page] as const, responses: { 200: html, ...errors } }),
     async (c) => {
       const { renderRunsPage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
-      const runs = await listRuns(deps.store, PAGE_RUNS);
+      // From the runs index: an unreadable run is listed as such, and never fails the page.
+      const runs = await listRunSummaries(deps.store, { limit: PAGE_RUNS });
       const limit = pLimit(8);
       const views = await Promise.all(
         runs.map((r) =>
           limit(async () => {
+            if (r.state === "unreadable" || r.state === "planning") return r;
             try {
               const st = await readRunStatus(deps.store, r.runId, deps.launcher);
               return { ...r, state: st.state, progress: { succeeded: st.items.succeeded, failed: st.items.failed, total: st.items.total }, usage: st.usage };
-            } catch {
-              return r; // a run being written or damaged: list it without progress
+            } catch (e) {
+              // Damaged since it was indexed: listed as such, never a failed page.
+              if (isShardrunError(e, "INVALID_INPUT")) return { ...r, state: "unreadable" as const, reason: errorMessage(e), object: keys.run(r.runId) };
+              return r; // a run being written: list it without progress
             }
           }),
         ),

@@ -7,31 +7,35 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { createRoute, z } from "@hono/zod-openapi";
-import pLimit from "p-limit";
 import { errorMessage, isShardrunError } from "../core/errors.js";
 import { isRunId } from "../core/ids.js";
 import { JOB_NAME_PATTERN, type Job } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import type { Logger } from "../core/log.js";
 import { RunRecord } from "../core/model.js";
-import { budgetOf, parseTolerance, shardPolicyOf } from "../core/settings.js";
+import { budgetOf } from "../core/settings.js";
+import { planningStatus, type RunStatus } from "../core/status.js";
 import { modulePath, moduleVersion, prepareJob, resolveJob, type PreparedJob, type ResolvedJob } from "../config/jobs.js";
 import { settleRerunCode } from "../orchestrator/job-version.js";
 import { advanceRun, startDriving } from "../orchestrator/drive.js";
+import { PlanLimitExceeded } from "../core/plan.js";
 import { planRun } from "../orchestrator/plan.js";
-import { readRun, readRunStatus, type RunSummary } from "../orchestrator/read.js";
+import { readRun, readRunStatus } from "../orchestrator/read.js";
 import { readFailedItems, setRunState } from "../orchestrator/drive.js";
 import { chooseFailed } from "../orchestrator/failed-choice.js";
 import { repairRun } from "../orchestrator/output.js";
 import { cancelRun, withRunLease } from "../orchestrator/reconcile.js";
-import { planFailedItems } from "../orchestrator/rerun.js";
-import { assertNotLive, setRunBudget } from "../orchestrator/control.js";
+import { planFailedItems, ReplanConflict } from "../orchestrator/rerun.js";
+import { assertNotLive, RunLive, setRunBudget } from "../orchestrator/control.js";
+import { listRunSummaries } from "../orchestrator/run-list.js";
+import { readRunView } from "../orchestrator/run-view.js";
+import { cancelPlanning, findIndexEntry } from "../orchestrator/runs-index.js";
+import { startPlan } from "../orchestrator/start-settings.js";
 import { getJson, type Versioned } from "../store/json.js";
-import { listPrefixes } from "../store/port.js";
 import type { Guards, ServiceApp, ServiceDeps } from "./context.js";
 import { HttpError } from "./http-error.js";
 import { body, errors, json, noRun, singleQueryValues } from "./route-kit.js";
-import { DeadLetterPage, DeadLetterQuery, EmptyBody, ErrorSchema, JobName, ListRunsQuery, RerunBody, RunId, RunStatusSchema, RunsPage, StartRunBody, parseInput } from "./schemas.js";
+import { DeadLetterPage, DeadLetterQuery, EmptyBody, ErrorSchema, JobName, ListRunsQuery, RerunBody, RunId, RunStatusSchema, RunsPage, StartRunBody, parseInput, type StartRunBody as StartBody } from "./schemas.js";
 
 const runParams = z.object({ id: RunId });
 
@@ -78,14 +82,24 @@ function checkArgs(job: Job, args: Record<string, unknown>): void {
 /**
  * Marks the run driven and takes one step. The run is accepted whatever the launcher says: a
  * failed launch is logged and retried by reconcile, so a client's retry cannot start a twin run.
+ * `leased`: the caller holds the run's driver lease already (a rerun).
  */
-async function firstStep(deps: ServiceDeps, runId: string, log: Logger, o: { taskCount?: number; parallelism?: number; shards?: string[] }): Promise<void> {
+async function firstStep(deps: ServiceDeps, runId: string, log: Logger, o: { taskCount?: number; parallelism?: number; shards?: string[] }, leased = false): Promise<void> {
   await startDriving(deps.store, runId);
+  const step = () => advanceRun({ store: deps.store, launcher: deps.launcher, runId, logger: log, ...o });
+  if (leased) {
+    try {
+      log.info("run advanced", { step: (await step()).kind });
+    } catch (e) {
+      log.error("the launch failed; reconcile will retry it", { error: errorMessage(e) });
+    }
+    return;
+  }
   if (deps.busy.has(runId)) return;
   deps.busy.add(runId);
   try {
-    const step = await withRunLease(deps.store, runId, () => advanceRun({ store: deps.store, launcher: deps.launcher, runId, logger: log, ...o }));
-    log.info(step.ran ? "run advanced" : "run being advanced by another caller", step.ran ? { step: step.value.kind } : {});
+    const r = await withRunLease(deps.store, runId, step);
+    log.info(r.ran ? "run advanced" : "run being advanced by another caller", r.ran ? { step: r.value.kind } : {});
   } catch (e) {
     log.error("the launch failed; reconcile will retry it", { error: errorMessage(e) });
   } finally {
@@ -93,16 +107,66 @@ async function firstStep(deps: ServiceDeps, runId: string, log: Logger, o: { tas
   }
 }
 
-const encodeToken = (runId: string) => Buffer.from(`after:${runId}`).toString("base64url");
-function decodeToken(token: string): string {
-  const text = Buffer.from(token, "base64url").toString("utf8");
-  const id = text.startsWith("after:") ? text.slice(6) : "";
-  if (!isRunId(id)) throw new HttpError(400, "invalid_argument", "query: pageToken is not one this service gave out", { field: "pageToken" });
-  return id;
+/** A plan's failure as the answer to its request: a limit names itself. */
+function refusal(e: unknown): unknown {
+  return e instanceof PlanLimitExceeded ? new HttpError(400, "limit_exceeded", `body: ${e.message}`, { field: e.limit }) : e;
 }
 
-/** `20261122-020000-<job>-ab12` -> the job, without reading the run. */
-const jobOf = (id: string) => id.slice(16, -5);
+/** Background plan failures remembered for their run's 404 (the newest this many). */
+const PLAN_FAILURES_KEPT = 1000;
+
+function rememberPlanFailure(deps: ServiceDeps, runId: string, message: string): void {
+  deps.planFailures.set(runId, message);
+  for (const k of deps.planFailures.keys()) {
+    if (deps.planFailures.size <= PLAN_FAILURES_KEPT) break;
+    deps.planFailures.delete(k);
+  }
+}
+
+/**
+ * The limits of a run a start request asks for: the service's own, or lower ones from the body.
+ * A body asking for more than the service allows is refused before anything is read or written.
+ */
+function requestLimits(deps: ServiceDeps, body: StartBody): { maxItems: number; maxShards: number } {
+  const { maxItems, maxShards } = deps.limits;
+  if (body.maxItems !== undefined && body.maxItems > maxItems) {
+    throw new HttpError(400, "invalid_argument", `body: maxItems: this service plans at most ${maxItems} items a run (SHARDRUN_MAX_ITEMS), got ${body.maxItems}`, { field: "maxItems" });
+  }
+  if (body.maxShards !== undefined && body.maxShards > maxShards) {
+    throw new HttpError(400, "invalid_argument", `body: maxShards: this service plans at most ${maxShards} shards a run (SHARDRUN_MAX_SHARDS), got ${body.maxShards}`, { field: "maxShards" });
+  }
+  if (body.shards !== undefined && body.shards > (body.maxShards ?? maxShards)) {
+    throw new HttpError(400, "invalid_argument", `body: shards: at most ${body.maxShards ?? maxShards} shards a run (maxShards), got ${body.shards}`, { field: "shards" });
+  }
+  return { maxItems: body.maxItems ?? maxItems, maxShards: body.maxShards ?? maxShards };
+}
+
+/** The page token of `GET /v1/runs`: the last run of the page, as the list sorts them. */
+const encodeToken = (r: { createdAt: string; runId: string }) => Buffer.from(JSON.stringify({ c: r.createdAt, r: r.runId })).toString("base64url");
+const PageToken = z.object({ c: z.string().max(40), r: z.string().refine(isRunId) });
+function decodeToken(token: string): { createdAt: string; runId: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+  } catch {
+    parsed = null;
+  }
+  const t = PageToken.safeParse(parsed);
+  if (!t.success) throw new HttpError(400, "invalid_argument", "query: pageToken is not one this service gave out", { field: "pageToken" });
+  return { createdAt: t.data.c, runId: t.data.r };
+}
+
+/** The status of a run for `{id}` routes: committed, or still planning; 404 (with why, if its plan failed) otherwise. */
+async function requireView(deps: ServiceDeps, id: string): Promise<RunStatus> {
+  const st = await readRunView(deps.store, id, deps.launcher).catch((e: unknown) => {
+    // A run.json that does not parse is the store's damage, not the caller's mistake.
+    if (isShardrunError(e, "INVALID_INPUT")) throw new HttpError(500, "run_unreadable", `run ${id} cannot be read: ${errorMessage(e)}`);
+    throw e;
+  });
+  if (st) return st;
+  const failed = deps.planFailures.get(id);
+  throw new HttpError(404, "not_found", failed ? `no run ${id}: ${failed}; nothing of it was left in the store` : `no run ${id}`, { field: "id" });
+}
 
 export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Guards): void {
   const jobParams = z.object({ job: deps.allowJobPaths ? z.string().min(1).describe("A job name (or, on a test service, a module path).") : JobName });
@@ -112,43 +176,93 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       method: "post",
       path: "/v1/jobs/{job}/runs",
       operationId: "startRun",
-      summary: "Plan a run of a job and launch its first tasks.",
+      summary: "Plan a run of a job (in the background) and launch its first tasks.",
+      description:
+        "Checks the body, the job's arguments and the service's limits, then plans. It waits up to a second for the plan to read and check every " +
+        "item: a plan over a limit (or with duplicate keys, or a bad items file) found by then is refused with nothing written. Then it answers 202: " +
+        "with the run `planning` while a large plan goes on in the background (see it with GET, stop it with `:cancel`), or `running` once planned and launched.",
       middleware: [guard.api, guard.body] as const,
       request: { params: jobParams, body: body(StartRunBody) },
-      responses: { 202: json(RunStatusSchema, "Planned and launched; reconcile drives it on."), ...errors, 404: json(ErrorSchema, "No such job.") },
+      responses: { 202: json(RunStatusSchema, "Accepted: planning, or planned and launched; reconcile drives it on."), ...errors, 404: json(ErrorSchema, "No such job.") },
     }),
     async (c) => {
       const settings = c.req.valid("json");
+      const limits = requestLimits(deps, settings);
       const prepared = await requireJob(deps, c.req.valid("param").job);
       const job = prepared.job;
       checkArgs(job, settings.args);
-      const policy = shardPolicyOf(settings);
-      const runBudget = budgetOf(settings.budgets);
-      const run = await planRun({
+      const start = startPlan(settings);
+      const abort = new AbortController();
+      let runId: string | undefined;
+      let announce: (() => Promise<void>) | undefined;
+      const planning = planRun({
         store: deps.store,
         job,
         module: prepared.module,
         version: prepared.version,
         bundle: { key: prepared.key, bytes: prepared.bundle.bytes },
         args: settings.args,
-        ...(policy ? { policy } : {}),
-        settings: {
-          leaseTtlMs: 30_000,
-          taskTimeoutSeconds: settings.taskTimeoutSeconds,
-          maxRetries: settings.maxRetries,
-          maxLaunches: settings.maxLaunches,
-          ...(settings.maxFailedItems !== undefined ? { maxFailedItems: parseTolerance(settings.maxFailedItems) } : {}),
-          ...(runBudget ? { runBudget } : {}),
-          ...(settings.tasks !== undefined ? { tasks: settings.tasks } : {}),
-          ...(settings.parallelism !== undefined ? { parallelism: settings.parallelism } : {}),
-        },
+        ...start,
+        limits,
         trigger: "api",
         now: deps.now(),
+        driving: true,
+        // Written only if the plan outlasts the wait below: a refused request writes nothing.
+        announce: "deferred",
+        signal: abort.signal,
+        onStart: (id, now) => {
+          runId = id;
+          announce = now;
+        },
       });
-      const log = c.var.logger.child({ run: run.runId });
-      log.info("run planned", { job: job.name, items: run.plan.totalItems, shards: run.plan.shardCount, caller: c.var.principal.subject });
-      await firstStep(deps, run.runId, log, {});
-      return c.json(await readRunStatus(deps.store, run.runId, deps.launcher), 202, { Location: `/v1/runs/${run.runId}` });
+      const outcome = planning.then(
+        (run) => ({ ok: true as const, run }),
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<null>((r) => (timer = setTimeout(() => r(null), deps.planAnswerMs)));
+      // The plan's end, or the wait: most plans end within it, and a request over a limit (or with
+      // duplicate keys, or a bad items file) is refused then, with nothing written.
+      let first = await Promise.race([outcome, waited]);
+      clearTimeout(timer);
+      // Not even an id yet (its checks before the first write are slow): wait for the plan.
+      if (!first && runId === undefined) first = await outcome;
+      // Refused at once; the plan removed what it wrote.
+      if (first && !first.ok) throw refusal(first.error);
+      if (!first) {
+        // Still planning: visible (and cancellable) before the 202 says so.
+        try {
+          await announce?.();
+        } catch (e) {
+          abort.abort(e);
+          await outcome;
+          throw e;
+        }
+      }
+      const id = runId!;
+      const log = c.var.logger.child({ run: id });
+      const after = outcome.then(async (o) => {
+        if (!o.ok) {
+          // Found after the 202 (a source larger than the limit, a duplicate key far in), or
+          // cancelled: the planner removed what it wrote.
+          rememberPlanFailure(deps, id, abort.signal.aborted ? "it was cancelled while it was planned" : `its planning failed: ${errorMessage(o.error)}`);
+          log.warn(abort.signal.aborted ? "planning cancelled" : "planning failed after the run was accepted", { error: errorMessage(o.error) });
+          return;
+        }
+        log.info("run planned", { job: job.name, items: o.run.plan.totalItems, shards: o.run.plan.shardCount, caller: c.var.principal.subject });
+        if (o.run.state !== "cancelled") await firstStep(deps, id, log, {});
+      });
+      const entry = { abort, done: after.finally(() => deps.plans.delete(id)) };
+      deps.plans.set(id, entry);
+      // Planned within the wait: answer once its first launch is made, as the run it now is.
+      if (first?.ok) await entry.done;
+      const view = await readRunView(deps.store, id, deps.launcher).catch(() => null);
+      if (!view) {
+        // Neither announced nor committed: it ended just after the wait. Answer as it ended.
+        const o = await outcome;
+        if (!o.ok) throw refusal(o.error);
+      }
+      return c.json(view ?? (await requireView(deps, id)), 202, { Location: `/v1/runs/${id}` });
     },
   );
 
@@ -157,45 +271,28 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       method: "get",
       path: "/v1/runs",
       operationId: "listRuns",
-      summary: "Runs, newest first.",
+      summary: "Runs, newest first by creation time, from the runs index.",
+      description: "A run whose records cannot be read is listed with state `unreadable`, the reason and the object; it never fails the list.",
       middleware: [guard.api, singleQueryValues] as const,
       request: { query: ListRunsQuery },
       responses: { 200: json(RunsPage, "A page of runs."), ...errors },
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const since = q.since !== undefined ? Date.parse(q.since) : -Infinity;
-      const until = q.until !== undefined ? Date.parse(q.until) : Infinity;
-      if (since >= until) throw new HttpError(400, "invalid_argument", "query: since must be before until", { field: "since" });
+      if (q.since !== undefined && q.until !== undefined && Date.parse(q.since) >= Date.parse(q.until)) throw new HttpError(400, "invalid_argument", "query: since must be before until", { field: "since" });
       const after = q.pageToken !== undefined ? decodeToken(q.pageToken) : undefined;
-      const prefix = keys.runsPrefix();
-      // Run ids name their job, so that filter needs no reads. Their time is not always the
-      // creation time (a scheduled run's id carries the time it was due), so dates are read.
-      const ids = (await listPrefixes(deps.store, prefix))
-        .map((p) => p.slice(prefix.length, -1))
-        .filter((id) => isRunId(id) && (after === undefined || id < after) && (q.job === undefined || jobOf(id) === q.job))
-        .sort()
-        .reverse();
-      const runs: RunSummary[] = [];
-      const limit = pLimit(16);
-      let next = 0;
-      let lastId: string | undefined;
-      while (runs.length < q.pageSize && next < ids.length) {
-        const batch = ids.slice(next, next + q.pageSize);
-        next += batch.length;
-        const records = await Promise.all(batch.map((id) => limit(() => getJson(deps.store, keys.run(id), RunRecord).catch(() => null))));
-        for (const [i, rec] of records.entries()) {
-          if (runs.length >= q.pageSize) break;
-          lastId = batch[i];
-          if (!rec) continue;
-          const r = rec.value;
-          const created = Date.parse(r.createdAt);
-          if ((q.state !== undefined && r.state !== q.state) || created < since || created >= until) continue;
-          runs.push({ runId: r.runId, job: r.job.name, state: r.state, createdAt: r.createdAt, ...(r.finishedAt ? { finishedAt: r.finishedAt } : {}), items: r.plan.totalItems, trigger: r.trigger });
-        }
-      }
-      const more = lastId !== undefined && ids.indexOf(lastId) < ids.length - 1;
-      return c.json({ runs, ...(more && lastId ? { nextPageToken: encodeToken(lastId) } : {}) }, 200);
+      // One more than a page: whether there is a next page, without a second request.
+      const runs = await listRunSummaries(deps.store, {
+        limit: q.pageSize + 1,
+        ...(q.job !== undefined ? { job: q.job } : {}),
+        ...(q.state !== undefined ? { state: q.state } : {}),
+        ...(q.since !== undefined ? { since: q.since } : {}),
+        ...(q.until !== undefined ? { until: q.until } : {}),
+        ...(after ? { after } : {}),
+      });
+      const page = runs.slice(0, q.pageSize);
+      const last = page[page.length - 1];
+      return c.json({ runs: page, ...(runs.length > q.pageSize && last ? { nextPageToken: encodeToken(last) } : {}) }, 200);
     },
   );
 
@@ -204,15 +301,12 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       method: "get",
       path: "/v1/runs/{id}",
       operationId: "getRun",
-      summary: "A run's status.",
+      summary: "A run's status (a run still being planned included).",
       middleware: [guard.api] as const,
       request: { params: runParams },
       responses: { 200: json(RunStatusSchema, "The status object."), ...errors, ...noRun },
     }),
-    async (c) => {
-      const run = await requireRun(deps, c.req.valid("param").id);
-      return c.json(await readRunStatus(deps.store, run.value.runId, deps.launcher), 200);
-    },
+    async (c) => c.json(await requireView(deps, c.req.valid("param").id), 200),
   );
 
   app.openapi(
@@ -221,52 +315,32 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       path: "/v1/runs/{id}:rerun",
       operationId: "rerunRun",
       summary: "Launch what is not done, or only the failed items.",
+      description: "One rerun of a run at a time: a request while another is being started, or while a launch of the run is live, gets 409 with a message.",
       middleware: [guard.api, guard.body] as const,
       request: { params: runParams, body: body(RerunBody) },
-      responses: { 202: json(RunStatusSchema, "Relaunched."), ...errors, ...noRun, 409: json(ErrorSchema, "A launch is live, or the job's code changed (give upgrade).") },
+      responses: {
+        202: json(RunStatusSchema, "Relaunched."),
+        ...errors,
+        ...noRun,
+        409: json(ErrorSchema, "A launch is live, another rerun of the run is being started, or the job's code changed (give upgrade)."),
+      },
     }),
     async (c) => {
       const run = await requireRun(deps, c.req.valid("param").id);
       const runId = run.value.runId;
       const settings = c.req.valid("json");
-      // A launch recorded as live whose execution is gone (its supervisor died) is settled first.
-      await assertNotLive(deps.store, runId, deps.launcher).catch((e: unknown) => {
-        if (!isShardrunError(e, "USAGE")) throw e;
-        const live = e.message.match(/\(([^)]*)\)/)?.[1] ?? "a launch";
-        throw new HttpError(409, "run_live", `run ${runId} has a live launch (${live}): wait for it or cancel the run first`);
-      });
-      if (settings.upgrade) {
-        // Rebuilt from the source on this service, and recorded when it changed.
-        try {
-          await settleRerunCode(deps.store, runId, true);
-        } catch (e) {
-          if (isShardrunError(e, "USAGE") || isShardrunError(e, "INVALID_INPUT")) throw new HttpError(409, "job_unavailable", errorMessage(e), { field: "upgrade" });
-          throw e;
-        }
-      } else if (!run.value.job.bundle) {
-        // Recorded before bundles: its compiled module runs, and must not have changed.
-        const module = modulePath(run.value.job.module);
-        if (!existsSync(module)) throw new HttpError(409, "job_unavailable", `the job module of run ${runId} is not on this service (${run.value.job.module}): give "upgrade": true to build it from its source`);
-        const current = moduleVersion(module);
-        if (current !== run.value.job.version) {
-          throw new HttpError(409, "version_changed", `run ${runId} was planned with job version ${run.value.job.version}, the job is now ${current}: give "upgrade": true to finish it with the new code`, { field: "upgrade" });
-        }
+      const busy = () => new HttpError(409, "rerun_in_progress", `run ${runId} is being rerun or advanced by another request right now: look at it (GET /v1/runs/${runId}) and try again if it is still stopped`);
+      // One rerun at a time: this process's own requests at once, other processes' by the run's driver lease.
+      if (deps.busy.has(runId)) throw busy();
+      deps.busy.add(runId);
+      try {
+        // A live launch refuses it before the lease is taken: a refused rerun writes nothing.
+        await refuseLive(deps, runId);
+        const leased = await withRunLease(deps.store, runId, () => rerun(deps, run, settings, c.var.logger.child({ run: runId }), c.var.principal.subject));
+        if (!leased.ran) throw busy();
+      } finally {
+        deps.busy.delete(runId);
       }
-      const budget = budgetOf({ tokens: settings.budgetTokens, usd: settings.budgetUsd, minutes: settings.budgetMinutes });
-      if (budget) await setRunBudget(deps.store, runId, budget);
-      if (settings.repair) {
-        const repaired = await repairRun(deps.store, runId);
-        const cur = await readRun(deps.store, runId);
-        if (repaired.shards.length && cur.value.state !== "running") await setRunState(deps.store, cur, "running");
-      }
-      const shards = settings.failedItems ? ((await planFailedItems(deps.store, runId, chooseFailed(await readFailedItems(deps.store, run.value), settings.reasons).retry))?.shards ?? []) : undefined;
-      const log = c.var.logger.child({ run: runId });
-      log.info("rerun", { failedItems: settings.failedItems, newShards: shards?.length, caller: c.var.principal.subject });
-      await firstStep(deps, runId, log, {
-        ...(settings.tasks !== undefined ? { taskCount: settings.tasks } : {}),
-        ...(settings.parallelism !== undefined ? { parallelism: settings.parallelism } : {}),
-        ...(shards?.length ? { shards } : {}),
-      });
       return c.json(await readRunStatus(deps.store, runId, deps.launcher), 202);
     },
   );
@@ -276,19 +350,32 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       method: "post",
       path: "/v1/runs/{id}:cancel",
       operationId: "cancelRun",
-      summary: "Cancel the live executions and mark the run cancelled.",
+      summary: "Cancel the live executions and mark the run cancelled (a run being planned stops planning).",
       middleware: [guard.api, guard.body] as const,
       request: { params: runParams, body: body(EmptyBody) },
       responses: { 200: json(RunStatusSchema, "Cancelled."), ...errors, ...noRun, 409: json(ErrorSchema, "The run already finished.") },
     }),
     async (c) => {
-      const run = await requireRun(deps, c.req.valid("param").id);
-      const runId = run.value.runId;
-      const log = c.var.logger.child({ run: runId });
-      const result = await cancelRun({ store: deps.store, launcher: deps.launcher, runId, logger: log, now: deps.now });
-      if (result.kind === "finished") throw new HttpError(409, "run_finished", `run ${runId} already finished (${result.state}): nothing to cancel`);
-      log.info("run cancelled", { already: result.kind === "already-cancelled", caller: c.var.principal.subject });
-      return c.json(await readRunStatus(deps.store, runId, deps.launcher), 200);
+      const id = c.req.valid("param").id;
+      const log = c.var.logger.child({ run: id });
+      if (!(await getJson(deps.store, keys.run(id), RunRecord))) {
+        // Still being planned: its planner stops and removes what it wrote (here at once; elsewhere at its next heartbeat).
+        const found = await findIndexEntry(deps.store, id);
+        const local = deps.plans.get(id);
+        const cancelled = await cancelPlanning(deps.store, id);
+        if (!cancelled && !local) {
+          await requireView(deps, id); // 404, or the run committed meanwhile: cancel it as a run
+          return cancelCommitted(c, deps, id, log);
+        }
+        local?.abort.abort();
+        await local?.done;
+        log.info("planning cancelled", { caller: c.var.principal.subject });
+        const e = found?.entry;
+        const committed = await getJson(deps.store, keys.run(id), RunRecord);
+        if (committed) return c.json(await readRunStatus(deps.store, id, deps.launcher), 200);
+        return c.json(planningStatus({ runId: id, job: e && e.state !== "unreadable" ? e.job : "", state: "cancelled", createdAt: e?.createdAt ?? deps.now().toISOString(), items: e && e.state !== "unreadable" ? e.items : 0 }), 200);
+      }
+      return cancelCommitted(c, deps, id, log);
     },
   );
 
@@ -311,5 +398,74 @@ export function registerRunRoutes(app: ServiceApp, deps: ServiceDeps, guard: Gua
       const end = from + page.length;
       return c.json({ runId: run.value.runId, total: items.length, items: page, ...(end < items.length ? { nextPageToken: String(end) } : {}) }, 200);
     },
+  );
+}
+
+type Ctx = Parameters<Parameters<ServiceApp["openapi"]>[1]>[0];
+
+/** 409 while a launch of the run is live; a launch recorded as live whose execution is gone (its supervisor died) is settled first. */
+async function refuseLive(deps: ServiceDeps, runId: string): Promise<void> {
+  await assertNotLive(deps.store, runId, deps.launcher).catch((e: unknown) => {
+    if (!(e instanceof RunLive)) throw e;
+    throw new HttpError(409, "run_live", `run ${runId} has a live launch (${e.launch}): wait for it, or cancel the run first`);
+  });
+}
+
+async function cancelCommitted(c: Ctx, deps: ServiceDeps, runId: string, log: Logger) {
+  const result = await cancelRun({ store: deps.store, launcher: deps.launcher, runId, logger: log, now: deps.now });
+  if (result.kind === "finished") throw new HttpError(409, "run_finished", `run ${runId} already finished (${result.state}): nothing to cancel`);
+  log.info("run cancelled", { already: result.kind === "already-cancelled", caller: c.var.principal.subject });
+  return c.json(await readRunStatus(deps.store, runId, deps.launcher), 200);
+}
+
+/** A rerun's steps, under the run's driver lease. */
+async function rerun(deps: ServiceDeps, run: Versioned<RunRecord>, settings: z.output<typeof RerunBody>, log: Logger, caller: string): Promise<void> {
+  const runId = run.value.runId;
+  // Again under the lease: another process's rerun may have launched since the first look.
+  await refuseLive(deps, runId);
+  if (settings.upgrade) {
+    // Rebuilt from the source on this service, and recorded when it changed.
+    try {
+      await settleRerunCode(deps.store, runId, true);
+    } catch (e) {
+      if (isShardrunError(e, "USAGE") || isShardrunError(e, "INVALID_INPUT")) throw new HttpError(409, "job_unavailable", errorMessage(e), { field: "upgrade" });
+      throw e;
+    }
+  } else if (!run.value.job.bundle) {
+    // Recorded before bundles: its compiled module runs, and must not have changed.
+    const module = modulePath(run.value.job.module);
+    if (!existsSync(module)) throw new HttpError(409, "job_unavailable", `the job module of run ${runId} is not on this service (${run.value.job.module}): give "upgrade": true to build it from its source`);
+    const current = moduleVersion(module);
+    if (current !== run.value.job.version) {
+      throw new HttpError(409, "version_changed", `run ${runId} was planned with job version ${run.value.job.version}, the job is now ${current}: give "upgrade": true to finish it with the new code`, { field: "upgrade" });
+    }
+  }
+  const budget = budgetOf({ tokens: settings.budgetTokens, usd: settings.budgetUsd, minutes: settings.budgetMinutes });
+  if (budget) await setRunBudget(deps.store, runId, budget);
+  if (settings.repair) {
+    const repaired = await repairRun(deps.store, runId);
+    const cur = await readRun(deps.store, runId);
+    if (repaired.shards.length && cur.value.state !== "running") await setRunState(deps.store, cur, "running");
+  }
+  let shards: string[] | undefined;
+  if (settings.failedItems) {
+    try {
+      shards = (await planFailedItems(deps.store, runId, chooseFailed(await readFailedItems(deps.store, run.value), settings.reasons).retry))?.shards ?? [];
+    } catch (e) {
+      if (e instanceof ReplanConflict) throw new HttpError(409, "rerun_in_progress", e.message);
+      throw e;
+    }
+  }
+  log.info("rerun", { failedItems: settings.failedItems, newShards: shards?.length, caller });
+  await firstStep(
+    deps,
+    runId,
+    log,
+    {
+      ...(settings.tasks !== undefined ? { taskCount: settings.tasks } : {}),
+      ...(settings.parallelism !== undefined ? { parallelism: settings.parallelism } : {}),
+      ...(shards?.length ? { shards } : {}),
+    },
+    true,
   );
 }

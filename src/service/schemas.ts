@@ -8,11 +8,11 @@ import { z } from "zod";
 import { Budgets, Usage } from "../core/budget.js";
 import { RUN_ID_PATTERN } from "../core/ids.js";
 import { JOB_NAME_PATTERN, SCHEDULE_NAME_PATTERN } from "../core/job.js";
-import { RunState } from "../core/model.js";
+import { LISTED_STATES, RUN_STATES } from "../core/states.js";
 import { ONE_SHARD_POLICY, RerunSettings, firstIssue, oneShardPolicy, startSettingsShape } from "../core/settings.js";
 import type { FailedItemView, RunStatus } from "../core/status.js";
 import type { ReconcileResult } from "../orchestrator/reconcile.js";
-import type { RunSummary } from "../orchestrator/read.js";
+import type { RunSummary } from "../orchestrator/run-list.js";
 import type { FireResult as FireScheduleResult } from "../schedules/fire.js";
 import { HttpError } from "./http-error.js";
 
@@ -45,9 +45,14 @@ export type StartRunBody = z.infer<typeof StartRunBody>;
 export const RerunBody = RerunSettings.meta({ id: "RerunRequest" });
 export type RerunBody = z.infer<typeof RerunBody>;
 
+/** A run's state, in the words every reader uses (core/states.ts). */
+export const RunStateSchema = z.enum(RUN_STATES).meta({ id: "RunState" });
+/** A state in a list of runs: a run state, or `unreadable`. */
+export const ListedStateSchema = z.enum(LISTED_STATES).meta({ id: "ListedState" });
+
 export const ListRunsQuery = z.strictObject({
   job: JobName.optional(),
-  state: RunState.optional(),
+  state: ListedStateSchema.optional(),
   since: Instant.optional().describe("Runs created at or after this date or date-time."),
   until: Instant.optional().describe("Runs created before this date or date-time."),
   pageSize: queryInt(1, 500, 50),
@@ -105,7 +110,7 @@ export const ShardStatusSchema = z.object({
 export const RunStatusSchema = z.object({
   runId: z.string(),
   job: z.string(),
-  state: z.enum(["planning", "pending", "running", "succeeded", "failed", "partial", "cancelled", "budget_exhausted"]),
+  state: RunStateSchema,
   createdAt: z.string(),
   finishedAt: z.string().optional(),
   reason: z.string().optional(),
@@ -122,11 +127,14 @@ export const RunStatusSchema = z.object({
 export const RunSummarySchema = z.object({
   runId: z.string(),
   job: z.string(),
-  state: z.string(),
+  state: ListedStateSchema,
   createdAt: z.string(),
-  finishedAt: z.string().optional(),
+  finishedAt: z.string().optional().describe("When its last drive ended; absent while it is live."),
   items: z.number().int(),
+  failed: z.number().int().optional().describe("Failed items, once the run has finished."),
   trigger: z.string(),
+  reason: z.string().optional().describe("Unreadable runs: why the run could not be read."),
+  object: z.string().optional().describe("Unreadable runs: the object that could not be read."),
 }).meta({ id: "RunSummary" });
 
 export const RunsPage = z.object({ runs: z.array(RunSummarySchema), nextPageToken: z.string().optional() }).meta({ id: "RunsPage" });
@@ -163,10 +171,11 @@ export const ReconcileResultSchema = z.object({
     z.object({
       runId: z.string(),
       outcome: z
-        .enum(["live", "launched", "finished", "skipped", "starting", "error"])
-        .describe("skipped: this process is advancing it already; starting: a launch of it is being started by another caller."),
+        .enum(["live", "launched", "finished", "skipped", "starting", "error", "unreadable"])
+        .describe("skipped: this process is advancing it already; starting: a launch of it is being started by another caller; unreadable: its run.json cannot be read (error: why, object: which)."),
       state: z.string().optional(),
       error: z.string().optional(),
+      object: z.string().optional(),
     }),
   ),
   durationMs: z.number(),

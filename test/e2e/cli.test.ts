@@ -14,7 +14,7 @@ beforeAll(() => {
 const noRunsWritten = (dir: string) => !existsSync(join(dir, ".shardrun", "runs")) || readdirSync(join(dir, ".shardrun", "runs")).length === 0;
 
 describe("shardrun CLI", () => {
-  it.each(["run", "status", "runs", "output", "rerun", "deploy", "doctor", "serve", "schedules", "worker"])("has help with examples for %s, as --help and as help <command>", async (command) => {
+  it.each(["run", "status", "runs", "output", "rerun", "failures", "cancel", "watch", "logs", "init", "verify", "deploy", "doctor", "serve", "schedules", "worker"])("has help with examples for %s, as --help and as help <command>", async (command) => {
     const r = await cli([command, "--help"], cwd);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: shardrun ${command}`);
@@ -40,7 +40,11 @@ describe("shardrun CLI", () => {
   it("lists commands in its main help", async () => {
     const r = await cli(["--help"], cwd);
     expect(r.code).toBe(0);
-    for (const c of ["run", "status", "runs", "output", "rerun", "worker"]) expect(r.stdout).toContain(`  ${c}`);
+    for (const c of ["run", "status", "runs", "output", "rerun", "failures", "cancel", "watch", "logs", "init", "worker"]) expect(r.stdout).toContain(`  ${c}`);
+    // The one exit-code table, and the state words.
+    expect(r.stdout).toMatch(/^ {2}130 {2}Ctrl-C: stopped watching; the run goes on/m);
+    expect(r.stdout).toMatch(/^ {4}5 {2}the run was cancelled$/m);
+    expect(r.stdout).toContain("Run states: planning, pending, running, succeeded, partial, failed, cancelled, budget_exhausted");
   });
 
   it("names the missing job and where jobs are looked up", async () => {
@@ -150,7 +154,12 @@ describe("shardrun CLI", () => {
     const printed = spawnSync("/bin/sh", ["-c", output], { cwd: dir, env: { ...process.env, ...env }, encoding: "utf8" });
     expect(printed.status).toBe(0);
     expect(parseLines(printed.stdout)).toHaveLength(9);
-    const rerun = hint("failed")!;
+    const failures = /^  failed\s+see why: (.+)$/m.exec(r.stdout)?.[1];
+    expect(failures).toMatch(/ failures \S+ --store runs-here$/);
+    const why = spawnSync("/bin/sh", ["-c", failures!], { cwd: dir, env: { ...process.env, ...env }, encoding: "utf8" });
+    expect(why.status).toBe(0);
+    expect(why.stdout).toContain("3 failed items in 1 group");
+    const rerun = /^\s+retry the 3 retriable: (.+)$/m.exec(r.stdout)?.[1];
     expect(rerun).toMatch(/ rerun \S+ --local --failed-items --store runs-here$/);
     const again = spawnSync("/bin/sh", ["-c", `${rerun} --json`], { cwd: dir, env: { ...process.env, ...env }, encoding: "utf8" });
     expect(again.status).toBe(3); // the same items fail again: it ran

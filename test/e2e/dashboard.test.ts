@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/core/log.js";
-import { listRuns } from "../../src/orchestrator/read.js";
+import { listRuns } from "../../src/orchestrator/runs-index.js";
 import { tokenAuthenticator } from "../../src/service/auth.js";
 import { createService, type Service } from "../../src/service/app.js";
 import { FsObjectStore } from "../../src/store/fs.js";

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { driveRun } from "../../src/orchestrator/drive.js";
 import { mergedOutput } from "../../src/orchestrator/output.js";
-import { listRuns } from "../../src/orchestrator/read.js";
+import { listRunSummaries as listRuns } from "../../src/orchestrator/run-list.js";
 import { startLocalCron } from "../../src/schedules/cron.js";
 import { fireSchedule } from "../../src/schedules/fire.js";
 import { loadSchedules } from "../../src/schedules/load.js";

@@ -10,7 +10,7 @@ import { keys } from "../../src/core/keys.js";
 import { RunRecord } from "../../src/core/model.js";
 import type { ExecutionStatus, LaunchRequest, Launcher } from "../../src/launcher/port.js";
 import { planRun } from "../../src/orchestrator/plan.js";
-import { listRuns } from "../../src/orchestrator/read.js";
+import { listRuns } from "../../src/orchestrator/runs-index.js";
 import { startLocalCron } from "../../src/schedules/cron.js";
 import { fireSchedule, fireStamp, FireRecord, type FireScheduleOptions } from "../../src/schedules/fire.js";
 import { collectSchedules } from "../../src/schedules/load.js";
