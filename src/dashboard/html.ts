@@ -3,7 +3,11 @@
  * chart's geometry. Everything that ends up in a page from a run (job names, args, keys, errors)
  * goes through `esc`; nothing here reads the clock or the store.
  */
+import { LIVE_STATES, isStateWord } from "../core/states.js";
+import type { HistoryPoint } from "../core/throughput.js";
 import { DASHBOARD_CSS } from "./style.js";
+
+export type { HistoryPoint } from "../core/throughput.js";
 
 const ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
@@ -36,24 +40,15 @@ export function safeUrl(url: string | undefined): string | undefined {
   return url && /^https?:\/\//i.test(url) ? url : undefined;
 }
 
-export const LIVE_STATES: ReadonlySet<string> = new Set(["pending", "running"]);
 export const isLive = (state: string): boolean => LIVE_STATES.has(state);
 
-const STATE_LABELS: Record<string, string> = {
-  pending: "pending",
-  running: "running",
-  planned: "planned",
-  succeeded: "succeeded",
-  partial: "partial",
-  failed: "failed",
-  cancelled: "cancelled",
-  budget_exhausted: "budget spent",
-};
-
-/** A coloured state badge; unknown states get the neutral colour rather than being dropped. */
+/**
+ * A coloured state badge, in the state's own word (core/states.ts: the CLI and the API say the
+ * same); unknown states get the neutral colour rather than being dropped.
+ */
 export function badge(state: string, attrs = ""): string {
-  const known = state in STATE_LABELS ? state : "other";
-  return `<span class="badge badge-${esc(known)}"${attrs ? ` ${attrs}` : ""}>${esc(STATE_LABELS[state] ?? state)}</span>`;
+  const known = isStateWord(state) ? state : "other";
+  return `<span class="badge badge-${esc(known)}"${attrs ? ` ${attrs}` : ""}>${esc(state)}</span>`;
 }
 
 export function formatDuration(ms: number): string {
@@ -118,13 +113,6 @@ export function progressBar(succeeded: number, failed: number, total: number, si
   );
 }
 
-export interface HistoryPoint {
-  /** ISO time of the sample. */
-  t: string;
-  succeeded: number;
-  failed: number;
-}
-
 /** The chart's viewBox; the SVG stretches to its box and its strokes do not scale. */
 export const CHART = { w: 1000, h: 220 } as const;
 
@@ -155,9 +143,13 @@ export interface LayoutOptions {
   script: string;
   /** JSON handed to the script through `<script type="application/json" id="boot">`. */
   boot?: unknown;
+  /** The page the top bar marks as current. */
+  current?: "runs" | "schedules";
 }
 
 export function layout(o: LayoutOptions): string {
+  const nav = (key: NonNullable<LayoutOptions["current"]>, href: string, text: string) =>
+    `<a href="${esc(o.basePath)}${href}" data-internal${o.current === key ? ' aria-current="page"' : ""}>${text}</a>`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -168,7 +160,7 @@ export function layout(o: LayoutOptions): string {
 <style>${DASHBOARD_CSS}</style>
 </head>
 <body>
-<header class="topbar"><a class="brand" href="${esc(o.basePath)}/" data-internal><span class="logo" aria-hidden="true"></span>shardrun</a><span class="conn" id="conn" role="status" aria-live="polite"></span></header>
+<header class="topbar"><a class="brand" href="${esc(o.basePath)}/" data-internal><span class="logo" aria-hidden="true"></span>shardrun</a><nav class="nav" aria-label="Pages">${nav("runs", "/", "Runs")}${nav("schedules", "/schedules", "Schedules")}</nav><span class="conn" id="conn" role="status" aria-live="polite"></span></header>
 <main id="main">
 ${o.body}
 </main>
