@@ -140,8 +140,14 @@ export const ExitCode = {
   usage: 2,
   /** The run finished, but some items failed. */
   itemsFailed: 3,
-  /** The run gave up with items never finished (launch limit reached). */
+  /** The run stopped with items never finished (launch limit, failure tolerance, budget). */
   runIncomplete: 4,
+  /** The run was cancelled. */
+  cancelled: 5,
+  /** `status --exit-status` of a run not finished yet. */
+  notFinished: 6,
+  /** Ctrl-C: the command stopped watching (128 + SIGINT, as shells report it); the run goes on. */
+  interrupted: 130,
   /** A task stopped with work left (deadline or SIGTERM) and wants to be retried; EX_TEMPFAIL. */
   retryTask: 75,
 } as const;

@@ -1,7 +1,8 @@
 /**
  * The run page's failed items: grouped by reason and error (orchestrator/failure-groups.ts, as
- * `shardrun failures` groups them), each group with its count, sample keys and, opened, the first
- * item's exact error, stack and last log line; then every failed item in a table of its own.
+ * `shardrun failures` groups them), each group with its count, sample keys and, opened, its first
+ * message as it was, the first stack and last log line; then every failed item in a table of
+ * its own.
  */
 import type { FailedItemView, RunStatus } from "../core/status.js";
 import { groupFailures, type FailureGroup } from "../orchestrator/failure-groups.js";
@@ -13,6 +14,13 @@ export const MAX_FAILED_ROWS = 500;
 const MAX_GROUPS = 50;
 
 const f0 = (n: number) => esc(formatInt(n));
+
+/** Failed items counted by reason (`{ error: 4, non_retriable: 2 }`): what the rerun's reason filter offers. */
+export function countByReason(items: readonly FailedItemView[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const f of items) out[f.reason] = (out[f.reason] ?? 0) + 1;
+  return out;
+}
 
 export function failedCard(st: RunStatus, deadLetter: readonly FailedItemView[], api: string): string {
   const rows = deadLetter
@@ -33,7 +41,7 @@ export function failedCard(st: RunStatus, deadLetter: readonly FailedItemView[],
   if (!deadLetter.length) return `<section class="card" aria-labelledby="failed-h"><h2 id="failed-h">Failed items <span class="muted">(${f0(st.items.failed)})</span></h2>\n${empty}\n</section>`;
   const groups = groupFailures(deadLetter);
   const shown = groups.slice(0, MAX_GROUPS);
-  return `<section class="card" aria-labelledby="failed-h"><div class="card-head"><h2 id="failed-h">Failed items <span class="muted">(${f0(deadLetter.length)})</span></h2><span class="muted small">${groups.length === 1 ? "one error" : `${f0(groups.length)} errors`}, grouped by reason and message (numbers and ids set aside)</span></div>
+  return `<section class="card" aria-labelledby="failed-h"><div class="card-head"><h2 id="failed-h">Failed items <span class="muted">(${f0(deadLetter.length)})</span></h2><span class="muted small">${groups.length === 1 ? "one error" : `${f0(groups.length)} errors`}, grouped by reason and message (numbers, ids and quoted values set aside)</span></div>
 <div class="groups" id="failure-groups">
 ${shown.map((g, k) => groupBlock(g, k)).join("\n")}
 </div>
@@ -45,17 +53,16 @@ ${groups.length > MAX_GROUPS ? `<p class="muted">Showing the ${MAX_GROUPS} large
 }
 
 function groupBlock(g: FailureGroup, k: number): string {
-  const f = g.first;
   const others = g.count - g.sampleKeys.length;
   const keys = g.sampleKeys.map((key) => `<span class="mono key">${esc(key)}</span>`).join(" ");
   return `<details class="group" data-group="${k}" data-reason="${esc(g.reason)}" data-count="${g.count}">
-<summary><span class="reason reason-${esc(g.reason)}">${esc(g.reason)}</span><code class="signature">${esc(g.signature)}</code><span class="group-count"><strong>${f0(g.count)}</strong> ${g.count === 1 ? "item" : "items"}</span>
+<summary><span class="reason reason-${esc(g.reason)}">${esc(g.reason)}</span><code class="signature">${esc(g.shape)}</code><span class="group-count"><strong>${f0(g.count)}</strong> ${g.count === 1 ? "item" : "items"}</span>
 <span class="samples">${keys}${others > 0 ? ` <span class="muted">and ${f0(others)} more</span>` : ""}</span></summary>
 <div class="group-body">
-<div class="muted small">First: item ${f.i}, key <span class="mono">${esc(f.key)}</span>, shard <span class="mono">${esc(f.shard)}</span>, ${f.attempts} ${f.attempts === 1 ? "attempt" : "attempts"}</div>
-<pre class="message">${esc(f.error)}</pre>
-${f.stack ? `<pre class="stack">${esc(f.stack)}</pre>` : `<p class="muted small">No stack trace was recorded (the error was not thrown as an Error, or the item failed outside its code: ${esc(f.reason)}).</p>`}
-${f.lastLog ? `<div class="muted small">Its last log line:</div><pre class="log">${esc(f.lastLog)}</pre>` : ""}
+<div class="muted small">The first item's error:</div>
+<pre class="message">${esc(g.example)}</pre>
+${g.stack ? `<div class="muted small">The first stack trace:</div><pre class="stack">${esc(g.stack)}</pre>` : `<p class="muted small">No stack trace was recorded (the error was not thrown as an Error, or the item failed outside its code: ${esc(g.reason)}).</p>`}
+${g.lastLog ? `<div class="muted small">The last log line it left:</div><pre class="log">${esc(g.lastLog)}</pre>` : ""}
 </div>
 </details>`;
 }

@@ -3,7 +3,7 @@
  * chart's geometry. Everything that ends up in a page from a run (job names, args, keys, errors)
  * goes through `esc`; nothing here reads the clock or the store.
  */
-import { LIVE_STATES, isStateWord } from "../core/states.js";
+import { LISTED_STATES, isLiveState } from "../core/states.js";
 import type { HistoryPoint } from "../core/throughput.js";
 import { DASHBOARD_CSS } from "./style.js";
 
@@ -40,14 +40,12 @@ export function safeUrl(url: string | undefined): string | undefined {
   return url && /^https?:\/\//i.test(url) ? url : undefined;
 }
 
-export const isLive = (state: string): boolean => LIVE_STATES.has(state);
+/** A run still going (planning, pending, running): its page polls, and offers Cancel. */
+export const isLive = (state: string): boolean => isLiveState(state);
 
-/**
- * A coloured state badge, in the state's own word (core/states.ts: the CLI and the API say the
- * same); unknown states get the neutral colour rather than being dropped.
- */
+/** A coloured state badge, in the CLI's and the API's words (core/states.ts); unknown states get the neutral colour. */
 export function badge(state: string, attrs = ""): string {
-  const known = isStateWord(state) ? state : "other";
+  const known = (LISTED_STATES as readonly string[]).includes(state) ? state : "other";
   return `<span class="badge badge-${esc(known)}"${attrs ? ` ${attrs}` : ""}>${esc(state)}</span>`;
 }
 

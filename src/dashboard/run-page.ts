@@ -7,10 +7,9 @@ import type { Budget } from "../core/budget.js";
 import type { FailedItemView, LaunchStatus, RunStatus, ShardStatus } from "../core/status.js";
 import { itemsPerMinute } from "../core/throughput.js";
 import { DEFAULT_RERUN_REASONS } from "../orchestrator/failed-choice.js";
-import { countByReason } from "../orchestrator/failure-groups.js";
 import type { CodeChange } from "../orchestrator/job-version.js";
 import { RUN_SCRIPT } from "./client-run.js";
-import { failedCard } from "./failures.js";
+import { countByReason, failedCard } from "./failures.js";
 import { finishCard } from "./finish.js";
 import {
   CHART,

@@ -3,8 +3,8 @@
  * state and creation time, the way `shardrun runs --job --state --since` filters. The filters are
  * a plain GET form, so a filtered list is a link one can share.
  */
-import { STATE_WORDS, STATE_LIST } from "../core/states.js";
-import type { RunSummary } from "../orchestrator/read.js";
+import { LISTED_STATES } from "../core/states.js";
+import type { RunSummary } from "../orchestrator/run-list.js";
 import { RUNS_SCRIPT } from "./client.js";
 import { badge, esc, formatDuration, formatInt, formatTokens, formatUsd, isLive, layout, normalizeBase, progressBar, relativeTime, runDuration, timeTag } from "./html.js";
 
@@ -14,13 +14,12 @@ export type RunSummaryView = RunSummary & {
   progress?: { succeeded: number; failed: number; total: number };
   /** Spend recorded so far. */
   usage?: { tokens: number; usd: number };
-  /** Why the run could not be read (its state is then `unreadable`). */
-  unreadable?: string;
 };
 
 /** The filters of the list, as the page's query gives them (already checked). */
 export interface RunsFilters {
   job?: string;
+  /** A state word of core/states.ts (`pending` finds runs recorded as planned). */
   state?: string;
   /** As given: a date, a date-time, or a span back from now (`24h`, `7d`). */
   since?: string;
@@ -90,9 +89,7 @@ ${list}
 }
 
 function filterForm(base: string, f: RunsFilters, jobs: readonly string[], error: string | undefined): string {
-  const states = STATE_LIST.filter((s) => s !== "pending").map(
-    (s) => `<option value="${s}"${f.state === s ? " selected" : ""} title="${esc(STATE_WORDS[s])}">${s}</option>`,
-  );
+  const states = LISTED_STATES.map((s) => `<option value="${s}"${f.state === s ? " selected" : ""}>${s}</option>`);
   const since = [...SINCE_CHOICES, ...(f.since && !SINCE_CHOICES.some(([v]) => v === f.since) ? [[f.since, `since ${f.since}`] as const] : [])].map(
     ([v, text]) => `<option value="${esc(v)}"${f.since === v ? " selected" : ""}>${esc(text)}</option>`,
   );
@@ -118,14 +115,12 @@ function moreLink(base: string, f: RunsFilters, limit: number): string {
 function runRow(r: RunSummaryView, base: string, now: Date): string {
   const href = `${base}/runs/${encodeURIComponent(r.runId)}`;
   const p = r.progress;
-  const progress = r.unreadable
-    ? `<div class="nums fail">${esc(r.unreadable)}</div>`
-    : p
+  const progress = p
       ? `${progressBar(p.succeeded, p.failed, p.total)}<div class="nums"><span class="ok">${formatInt(p.succeeded)}</span> ok${p.failed ? ` · <span class="fail">${formatInt(p.failed)}</span> failed` : ""} · ${formatInt(p.total)} items</div>`
       : `<div class="nums">${formatInt(r.items)} items</div>`;
   const spend = r.usage ? `${esc(formatUsd(r.usage.usd))}<div class="muted">${esc(formatTokens(r.usage.tokens))} tokens</div>` : `<span class="muted">–</span>`;
   return `<tr data-run="${esc(r.runId)}" data-created="${esc(r.createdAt)}" data-state="${esc(r.state)}">
-<td><a class="job" href="${esc(href)}" data-internal>${esc(r.job)}</a><span class="id mono">${esc(r.runId)}</span></td>
+<td><a class="job" href="${esc(href)}" data-internal>${esc(r.job)}</a><span class="id mono">${esc(r.runId)}</span>${r.reason ? `<div class="muted unreadable">${esc(r.object ?? "")}: ${esc(r.reason)}</div>` : ""}</td>
 <td class="hide-sm" data-label="Trigger"><span class="mono">${esc(r.trigger)}</span></td>
 <td data-label="State">${badge(r.state)}</td>
 <td class="progress-cell wide">${progress}</td>

@@ -1,78 +1,80 @@
 /**
- * Failed items grouped by what went wrong: the failure reason and the error message with what
- * differs from item to item (numbers, ids, hashes) taken out. A run of 5,000 items whose 150
- * failures have two causes reads as two groups with their counts, a few sample keys and the
- * first stack trace, not as 150 rows. The CLI (`shardrun failures`) and the dashboard show the
- * same groups.
+ * Failed items grouped by reason and error, for `shardrun failures` and the dashboard: a hundred
+ * failures with two causes read as two groups, with counts, sample keys and the first stack.
+ *
+ * Messages are grouped by their shape, not their text, so that the numbers and ids in a message
+ * do not split one cause into a group per item. The rule (`messageShape`):
+ * - the item's own key becomes `<key>`;
+ * - UUIDs, and words of 6 or more characters mixing letters and digits (request ids, hashes,
+ *   `s000012`), become `<id>`;
+ * - numbers (with a sign, decimals or an exponent) become `<n>`;
+ * - quoted text ("…", '…', `…`) becomes `"…"`;
+ * - runs of white space become one space; the shape is cut at 300 characters.
+ * Pure: no I/O, the same shapes on every reader.
  */
 import type { FailedItemView } from "../core/status.js";
 
+/** Sample keys kept per group. */
+export const SAMPLE_KEYS = 5;
+const SHAPE_CHARS = 300;
+
 export interface FailureGroup {
   reason: string;
-  /** The error's first line with item-specific parts replaced: `item <n> fails`. */
-  signature: string;
+  /** The message with its numbers, ids and quoted values masked (see `messageShape`). */
+  shape: string;
   count: number;
-  /** Keys of the first failed items of the group (by item index). */
+  /** The first item's message as it was. */
+  example: string;
+  /** Keys of the first items of the group (at most SAMPLE_KEYS). */
   sampleKeys: string[];
-  /** The first failed item of the group, whole: its exact error, stack and last log line. */
-  first: FailedItemView;
+  /** The first stack trace among the group's items. */
+  stack?: string;
+  /** The last log line of the first item that left one. */
+  lastLog?: string;
 }
 
-export interface GroupFailuresOptions {
-  /**
-   * Sample keys kept per group.
-   * @default 5
-   */
-  samples?: number;
-}
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-// Order matters: a UUID holds hex runs and numbers, a long hex run holds numbers.
-const UUID = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi;
-/** Hashes, request and trace ids: 8 or more hex digits with at least one digit among them. */
-const HEX = /\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b/gi;
-/** A number standing on its own (`item 13`, `503`, `1.5s`), not one inside a word (`s3`, `utf8`). */
-const NUMBER = /(?<![\w.])\d+(?:\.\d+)?/g;
-/** Signatures longer than this are cut: a message that embeds a whole document is still one group. */
-const MAX_SIGNATURE = 300;
-
-/**
- * The error message as a group key: its first line, with ids, hashes and numbers replaced by
- * `<id>`, `<hex>` and `<n>`, so that `item 13 fails` and `item 27 fails` are one error.
- */
-export function errorSignature(message: string): string {
-  const line = (message.split("\n", 1)[0] ?? "").trim();
-  const s = line.replace(UUID, "<id>").replace(HEX, "<hex>").replace(NUMBER, "<n>");
-  return s.length > MAX_SIGNATURE ? `${s.slice(0, MAX_SIGNATURE)}…` : s;
+/** A message with what varies from item to item masked, so that one cause gives one shape. */
+export function messageShape(message: string, key?: string): string {
+  let s = message;
+  if (key && key.length >= 2) s = s.replace(new RegExp(escapeRegExp(key), "g"), "<key>");
+  s = s
+    .replace(/(["'`])(?:(?!\1)[^\\\n]|\\.)*\1/g, '"…"')
+    .replace(/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, "<id>")
+    // A word of letters and digits mixed (not a plain word, not a plain number).
+    .replace(/\b(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{6,}\b/g, "<id>")
+    .replace(/[-+]?\b\d+(?:[.,]\d+)*(?:e[-+]?\d+)?\b/gi, "<n>")
+    .replace(/\s+/g, " ")
+    .trim();
+  return s.length > SHAPE_CHARS ? `${s.slice(0, SHAPE_CHARS)}…` : s;
 }
 
 /**
- * Groups failed items by reason and error signature: the largest group first (then by reason and
- * signature, so that the order is stable). Items are taken in index order, so the samples and the
- * first item are the lowest-numbered ones.
+ * Groups failed items by reason and message shape, largest group first (ties: the group whose
+ * first item comes first). Each group keeps the first message, sample keys and stack it met.
  */
-export function groupFailures(items: readonly FailedItemView[], options: GroupFailuresOptions = {}): FailureGroup[] {
-  const samples = options.samples ?? 5;
-  if (!Number.isInteger(samples) || samples < 0) throw new TypeError(`Expected \`samples\` to be a whole number from 0 up, got ${samples}`);
-  const groups = new Map<string, FailureGroup>();
-  for (const item of [...items].sort((a, b) => a.i - b.i)) {
-    const signature = errorSignature(item.error);
-    const id = `${item.reason}\u0000${signature}`;
-    const g = groups.get(id);
+export function groupFailures(items: readonly FailedItemView[]): FailureGroup[] {
+  const groups = new Map<string, FailureGroup & { first: number }>();
+  for (const f of items) {
+    const shape = messageShape(f.error, f.key);
+    const id = `${f.reason}\u0000${shape}`;
+    let g = groups.get(id);
     if (!g) {
-      groups.set(id, { reason: item.reason, signature, count: 1, sampleKeys: samples ? [item.key] : [], first: item });
-      continue;
+      g = { reason: f.reason, shape, count: 0, example: f.error, sampleKeys: [], first: f.i };
+      groups.set(id, g);
     }
     g.count++;
-    if (g.sampleKeys.length < samples) g.sampleKeys.push(item.key);
+    if (g.sampleKeys.length < SAMPLE_KEYS) g.sampleKeys.push(f.key);
+    if (g.stack === undefined && f.stack) g.stack = f.stack;
+    if (g.lastLog === undefined && f.lastLog) g.lastLog = f.lastLog;
   }
-  return [...groups.values()].sort((a, b) => b.count - a.count || cmp(a.reason, b.reason) || cmp(a.signature, b.signature));
+  return [...groups.values()].sort((a, b) => b.count - a.count || a.first - b.first).map(({ first: _f, ...g }) => g);
 }
 
-/** Failed items counted by reason (`{ error: 4, non_retriable: 2 }`). */
-export function countByReason(items: readonly FailedItemView[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const f of items) out[f.reason] = (out[f.reason] ?? 0) + 1;
-  return out;
+/** Only failures of these reasons (all when none are given). */
+export function byReasons(items: readonly FailedItemView[], reasons?: readonly string[]): FailedItemView[] {
+  if (!reasons?.length) return [...items];
+  const wanted = new Set(reasons);
+  return items.filter((f) => wanted.has(f.reason));
 }
-
-const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -9,7 +9,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import pLimit from "p-limit";
 import { isShardrunError } from "../core/errors.js";
 import { JOB_NAME_PATTERN } from "../core/job.js";
-import { RunState } from "../core/model.js";
+import { LISTED_STATES, type ListedState } from "../core/states.js";
 import { jobFolderNames } from "../config/jobs.js";
 import { readRunStatus } from "../orchestrator/read.js";
 import type { ServiceApp, ServiceDeps, ServiceEnv, Guards } from "./context.js";
@@ -30,7 +30,7 @@ const token = z.string().optional().describe("The API token, for a browser openi
 /** The runs list's query, as the page takes it: checked by `runsFilters`, which answers a page, not JSON. */
 const RunsPageQuery = z.object({
   job: z.string().optional().describe("Only runs of this job."),
-  state: z.string().optional().describe("Only runs in this state (as run.json records it)."),
+  state: z.string().optional().describe("Only runs in this state (a word of `shardrun status`; pending finds runs planned and not launched)."),
   since: z.string().optional().describe("Only runs created since: a date (2026-11-22), a date-time with offset, or a span back from now (90m, 24h, 7d)."),
   limit: z.string().optional().describe(`Runs shown, newest first (1 to ${MAX_PAGE_RUNS}; default ${PAGE_RUNS}).`),
   token,
@@ -42,7 +42,7 @@ const SPAN_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 interface ParsedFilters {
   shown: { job?: string; state?: string; since?: string; limit: number };
   /** For listRuns. */
-  query: { job?: string; state?: RunState; since?: Date; limit: number };
+  query: { job?: string; state?: ListedState; since?: Date; limit: number };
 }
 
 /** The filters, or a one-line message naming the one refused and what it takes. */
@@ -56,11 +56,9 @@ export function runsFilters(q: z.infer<typeof RunsPageQuery>, now: Date): Parsed
     shown.job = query.job = job;
   }
   if (q.state) {
-    // Status says "pending" for a run planned and not launched yet; the index records it "planned".
-    const state = RunState.safeParse(q.state === "pending" ? "planned" : q.state);
-    if (!state.success) return `state: expected one of ${RunState.options.join(", ")}${got(q.state)}`;
+    if (!(LISTED_STATES as readonly string[]).includes(q.state)) return `state: expected one of ${LISTED_STATES.join(", ")}${got(q.state)}`;
     shown.state = q.state;
-    query.state = state.data;
+    query.state = q.state as ListedState;
   }
   if (q.since) {
     const span = /^(\d{1,5})([mhd])$/.exec(q.since);
@@ -117,23 +115,23 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guards: G
     }),
     async (c) => {
       const { renderRunsPage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
-      const { listRuns } = await import("../orchestrator/runs-index.js");
+      const { listRunSummaries } = await import("../orchestrator/run-list.js");
       const now = deps.now();
       const jobs = jobFolderNames(deps.root);
       const filters = runsFilters(c.req.valid("query"), now);
       if (typeof filters === "string") return c.html(renderRunsPage([], { now, jobs, error: filters, maxLimit: MAX_PAGE_RUNS }), 400);
-      const entries = await listRuns(deps.store, filters.query);
+      // From the runs index: newest first by creation time; an unreadable run is listed as such.
+      const summaries = await listRunSummaries(deps.store, filters.query);
       const limit = pLimit(8);
       const views = await Promise.all(
-        entries.map((r) =>
+        summaries.map((r) =>
           limit(async () => {
-            if (r.state === "unreadable") return { runId: r.runId, job: r.runId.slice(16, -5), state: r.state, createdAt: r.createdAt, items: 0, trigger: "", unreadable: r.reason };
-            const { failed: _f, ...summary } = r;
+            if (r.state === "unreadable" || r.state === "planning") return r;
             try {
               const st = await readRunStatus(deps.store, r.runId, deps.launcher, { shards: false });
-              return { ...summary, state: st.state, progress: { succeeded: st.items.succeeded, failed: st.items.failed, total: st.items.total }, usage: st.usage };
+              return { ...r, state: st.state, progress: { succeeded: st.items.succeeded, failed: st.items.failed, total: st.items.total }, usage: st.usage };
             } catch {
-              return summary; // a run being written or damaged: list it without progress
+              return r; // a run being written or damaged: list it without progress
             }
           }),
         ),
@@ -154,10 +152,10 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guards: G
     }),
     async (c) => {
       const { renderRunPage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
-      const { readRunView } = await import("../orchestrator/run-view.js");
+      const { readRunPageData } = await import("../orchestrator/run-page-data.js");
       const run = await requireRun(deps, c.req.valid("param").id);
       const now = deps.now();
-      const view = await readRunView(deps.store, run.value, { launcher: deps.launcher, now });
+      const view = await readRunPageData(deps.store, run.value, { launcher: deps.launcher, now });
       const st = view.status;
       // Only a stopped run with something left to rerun offers the upgrade; checking builds the job.
       const rerunnable = !["planning", "pending", "running"].includes(st.state) && (st.shards.done < st.shards.total || st.items.failed > 0);
@@ -238,12 +236,12 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guards: G
       const { loadScheduleCatalog } = await optional(() => import("../schedules/load.js"), "schedules");
       const { nextFireTimes } = await import("../schedules/cron.js");
       const { scheduleTrigger } = await import("../schedules/fire.js");
-      const { listRuns } = await import("../orchestrator/runs-index.js");
+      const { listRunSummaries } = await import("../orchestrator/run-list.js");
       const now = deps.now();
       const catalog = await loadScheduleCatalog({ root: deps.root, ...(deps.scheduleJobs ? { jobs: deps.scheduleJobs, cwd: deps.root } : {}) });
       // The newest runs of each job, once: a schedule's last run is the newest with its trigger.
-      const byJob = new Map<string, Awaited<ReturnType<typeof listRuns>>>();
-      for (const job of new Set(catalog.schedules.map((s) => s.job))) byJob.set(job, await listRuns(deps.store, { job, limit: 50 }));
+      const byJob = new Map<string, Awaited<ReturnType<typeof listRunSummaries>>>();
+      for (const job of new Set(catalog.schedules.map((s) => s.job))) byJob.set(job, await listRunSummaries(deps.store, { job, limit: 50 }));
       const views = catalog.schedules.map((s) => {
         const last = byJob.get(s.job)?.find((r) => r.state !== "unreadable" && r.trigger === scheduleTrigger(s.name));
         return {

@@ -11,7 +11,7 @@ import type { ObjectStore } from "../store/port.js";
 import { readFailedItems } from "./drive.js";
 import { SHARD_LIST_AUTO, launchStatus, listShards, readLaunches, readShardEntries } from "./read.js";
 
-export interface RunView {
+export interface RunPageData {
   status: RunStatus;
   /** Failed items as they stand, newest round winning (the dead letter). */
   failed: FailedItemView[];
@@ -19,13 +19,13 @@ export interface RunView {
   history: HistoryPoint[];
 }
 
-export interface ReadRunViewOptions {
+export interface ReadRunPageDataOptions {
   launcher?: Launcher;
   /** The end of the chart of a run still going. @default new Date() */
   now?: Date;
 }
 
-export async function readRunView(store: ObjectStore, run: RunRecord, options: ReadRunViewOptions = {}): Promise<RunView> {
+export async function readRunPageData(store: ObjectStore, run: RunRecord, options: ReadRunPageDataOptions = {}): Promise<RunPageData> {
   const [listing, launches, entries] = await Promise.all([
     listShards(store, run, { times: true }),
     readLaunches(store, run.runId),
