@@ -179,10 +179,11 @@ export async function listShards(store: ObjectStore, run: RunRecord, options: Li
     const named = seqMap(m.ps);
     const shardTimes: ShardTimes | undefined = times ? { shard: n, checkpoint: { at: o.updated, succeeded: s.done, failed: s.failed }, parts: [] } : undefined;
     for (const p of parts.get(n) ?? []) {
-      const counted = (named.get(p.epoch) ?? 0) >= p.seq || (live.has(p.epoch) && p.seq > live.get(p.epoch)!);
-      if (counted) shardTimes?.parts.push({ at: p.updated, succeeded: num(p.meta.n), failed: num(p.meta.f), named: (named.get(p.epoch) ?? 0) >= p.seq });
-      if ((named.get(p.epoch) ?? 0) >= p.seq) continue;
-      if (live.has(p.epoch) && p.seq > live.get(p.epoch)!) {
+      const isNamed = (named.get(p.epoch) ?? 0) >= p.seq;
+      const isLive = !isNamed && live.has(p.epoch) && p.seq > live.get(p.epoch)!;
+      if (isNamed || isLive) shardTimes?.parts.push({ at: p.updated, succeeded: num(p.meta.n), failed: num(p.meta.f), named: isNamed });
+      if (isNamed) continue;
+      if (isLive) {
         // Live progress of a "parts" lease: committed, named by the next checkpoint write.
         s.done += num(p.meta.n);
         s.failed += num(p.meta.f);

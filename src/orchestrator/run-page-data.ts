@@ -3,13 +3,14 @@
  * and its items over time (core/throughput.ts). Reading them one by one would list the shards
  * three times.
  */
+import { isLiveState } from "../core/states.js";
 import { computeStatus, type FailedItemView, type RunStatus } from "../core/status.js";
 import { itemsOverTime, type HistoryPoint, type ShardTimes } from "../core/throughput.js";
 import type { LaunchRecord, RunRecord } from "../core/model.js";
 import type { Launcher } from "../launcher/port.js";
 import type { ObjectStore } from "../store/port.js";
 import { readFailedItems } from "./drive.js";
-import { SHARD_LIST_AUTO, launchStatus, listShards, readLaunches, readShardEntries } from "./read.js";
+import { launchStatus, listShards, readLaunches, readShardEntries } from "./read.js";
 
 export interface RunPageData {
   status: RunStatus;
@@ -29,7 +30,8 @@ export async function readRunPageData(store: ObjectStore, run: RunRecord, option
   const [listing, launches, entries] = await Promise.all([
     listShards(store, run, { times: true }),
     readLaunches(store, run.runId),
-    run.plan.shardCount <= SHARD_LIST_AUTO ? readShardEntries(store, run) : Promise.resolve(undefined),
+    // The page draws every shard, however many (one read per plan round).
+    readShardEntries(store, run),
   ]);
   const [views, failed] = await Promise.all([
     Promise.all(launches.map((l) => launchStatus(l.value, options.launcher))),
@@ -38,7 +40,7 @@ export async function readRunPageData(store: ObjectStore, run: RunRecord, option
   const status = computeStatus(run, listing.summaries, views, entries);
   const history = itemsOverTime({
     createdAt: run.createdAt,
-    ...(run.finishedAt && !isGoing(status.state) ? { finishedAt: run.finishedAt } : {}),
+    ...(run.finishedAt && !isLiveState(status.state) ? { finishedAt: run.finishedAt } : {}),
     now: (options.now ?? new Date()).getTime(),
     shards: listing.times ?? [],
     superseded: supersededAt(run, launches.map((l) => l.value), listing.times ?? []),
@@ -46,8 +48,6 @@ export async function readRunPageData(store: ObjectStore, run: RunRecord, option
   });
   return { status, failed, history };
 }
-
-const isGoing = (state: string) => state === "running" || state === "pending" || state === "planning";
 
 /**
  * When each rerun of failed items took over earlier failures: the start of the first launch that
