@@ -20,6 +20,9 @@ function isLivePage() {
 function refresh() {
   if (!isLivePage()) return;
   if (document.hidden) return setTimeout(refresh, 3000);
+  // Not while someone is choosing filters: the swap would take their half-typed value away.
+  var active = document.activeElement;
+  if (active && active.closest && active.closest("#filters")) return setTimeout(refresh, 3000);
   fetch(location.href, { headers: headers({ accept: "text/html" }), cache: "no-store" })
     .then(function (res) {
       if (!res.ok) throw new Error("HTTP " + res.status);
