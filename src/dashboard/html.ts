@@ -3,8 +3,11 @@
  * chart's geometry. Everything that ends up in a page from a run (job names, args, keys, errors)
  * goes through `esc`; nothing here reads the clock or the store.
  */
-import { LISTED_STATES } from "../core/states.js";
+import { LISTED_STATES, isLiveState } from "../core/states.js";
+import type { HistoryPoint } from "../core/throughput.js";
 import { DASHBOARD_CSS } from "./style.js";
+
+export type { HistoryPoint } from "../core/throughput.js";
 
 const ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
@@ -37,8 +40,8 @@ export function safeUrl(url: string | undefined): string | undefined {
   return url && /^https?:\/\//i.test(url) ? url : undefined;
 }
 
-export const LIVE_STATES: ReadonlySet<string> = new Set(["pending", "running"]);
-export const isLive = (state: string): boolean => LIVE_STATES.has(state);
+/** A run still going (planning, pending, running): its page polls, and offers Cancel. */
+export const isLive = (state: string): boolean => isLiveState(state);
 
 /** A coloured state badge, in the CLI's and the API's words (core/states.ts); unknown states get the neutral colour. */
 export function badge(state: string, attrs = ""): string {
@@ -108,13 +111,6 @@ export function progressBar(succeeded: number, failed: number, total: number, si
   );
 }
 
-export interface HistoryPoint {
-  /** ISO time of the sample. */
-  t: string;
-  succeeded: number;
-  failed: number;
-}
-
 /** The chart's viewBox; the SVG stretches to its box and its strokes do not scale. */
 export const CHART = { w: 1000, h: 220 } as const;
 
@@ -145,9 +141,13 @@ export interface LayoutOptions {
   script: string;
   /** JSON handed to the script through `<script type="application/json" id="boot">`. */
   boot?: unknown;
+  /** The page the top bar marks as current. */
+  current?: "runs" | "schedules";
 }
 
 export function layout(o: LayoutOptions): string {
+  const nav = (key: NonNullable<LayoutOptions["current"]>, href: string, text: string) =>
+    `<a href="${esc(o.basePath)}${href}" data-internal${o.current === key ? ' aria-current="page"' : ""}>${text}</a>`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -158,7 +158,7 @@ export function layout(o: LayoutOptions): string {
 <style>${DASHBOARD_CSS}</style>
 </head>
 <body>
-<header class="topbar"><a class="brand" href="${esc(o.basePath)}/" data-internal><span class="logo" aria-hidden="true"></span>shardrun</a><span class="conn" id="conn" role="status" aria-live="polite"></span></header>
+<header class="topbar"><a class="brand" href="${esc(o.basePath)}/" data-internal><span class="logo" aria-hidden="true"></span>shardrun</a><nav class="nav" aria-label="Pages">${nav("runs", "/", "Runs")}${nav("schedules", "/schedules", "Schedules")}</nav><span class="conn" id="conn" role="status" aria-live="polite"></span></header>
 <main id="main">
 ${o.body}
 </main>

@@ -95,5 +95,70 @@ pre.error{margin:0;white-space:pre-wrap;word-break:break-word;max-height:9em;ove
 .empty-state code{background:var(--idle);padding:2px 6px;border-radius:4px;color:var(--text)}
 .cols{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:16px}
 .cols>.card{margin-bottom:0}.cols{margin-bottom:16px}
-@media (max-width:860px){.cols{grid-template-columns:1fr}main{padding:14px}.hide-sm{display:none}.hero .actions{width:100%}}
+.small{font-size:12.5px}.warn{color:#7a2e00}
+.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.nav{display:flex;gap:4px}.nav a{color:var(--muted);font-weight:600;padding:4px 10px;border-radius:6px}
+.nav a[aria-current=page]{color:var(--text);background:var(--idle)}
+a.button{display:inline-block;font-weight:600;padding:6px 14px;border-radius:8px;border:1px solid var(--border);background:var(--surface);color:var(--text)}
+a.button:hover{background:#f3f4f6;text-decoration:none}
+.run-id,.runs .id,.key,code{overflow-wrap:anywhere}
+.hero-main{min-width:0;flex:1 1 320px}
+input,select{font:inherit;padding:5px 8px;border:1px solid var(--border);border-radius:6px;background:var(--surface);color:var(--text);max-width:100%}
+input:focus-visible,select:focus-visible,summary:focus-visible{outline:2px solid var(--link);outline-offset:1px}
+label{display:inline-flex;align-items:center;gap:6px;flex-wrap:wrap}
+.filters{display:flex;flex-wrap:wrap;align-items:center;gap:10px 16px;padding:12px 16px}
+.filters label{font-weight:600;font-size:12.5px;color:var(--muted)}
+.filters input{width:14em}
+.filter-error{flex-basis:100%;margin:0;color:var(--fail);font-weight:600}
+.finish h2{margin-bottom:8px}
+.finish-forms{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,320px),1fr));gap:16px}
+.finish-form{border:1px solid #eaeef2;border-radius:8px;padding:12px 14px}
+.finish-form p{margin:0 0 10px}
+.finish .msg{margin-top:10px;font-size:12.5px;color:var(--fail);min-height:1em}
+fieldset{border:0;padding:0;margin:0 0 10px;min-width:0}
+legend{font-weight:600;font-size:12.5px;color:var(--muted);padding:0;margin-bottom:6px}
+.budget-fields .fields{display:flex;flex-wrap:wrap;gap:8px 16px}
+.budget-fields input{width:9em}
+details.budget-fields{margin-bottom:10px}details.budget-fields summary{cursor:pointer;color:var(--link);margin-bottom:8px}
+.choices{display:flex;flex-wrap:wrap;gap:6px 14px}
+.reason-choice.none{opacity:.55}
+.reason-choice .count{font-variant-numeric:tabular-nums;color:var(--muted)}
+.upgrade{margin:0 0 12px;padding:10px 12px;border-radius:8px;background:var(--purple-soft)}
+.upgrade p{margin:4px 0 0}
+.reason{display:inline-block;padding:0 8px;border-radius:999px;font-size:12px;font-weight:600;background:var(--idle);color:#424a53}
+.reason-error,.reason-crashed{background:var(--fail-soft);color:#a40e26}.reason-timeout,.reason-budget{background:var(--warn-soft);color:#953800}
+.reason-non_retriable,.reason-schema,.reason-corrupt{background:var(--purple-soft);color:#6639ba}
+.groups{display:flex;flex-direction:column;gap:8px;margin-bottom:12px}
+.group{border:1px solid #eaeef2;border-radius:8px}
+.group summary{display:flex;flex-wrap:wrap;align-items:baseline;gap:6px 10px;padding:10px 12px;cursor:pointer;list-style:none}
+.group summary::-webkit-details-marker{display:none}
+.group summary::before{content:"";width:0;height:0;border:5px solid transparent;border-left:6px solid var(--muted);align-self:center;transition:transform .15s}
+.group[open] summary::before{transform:rotate(90deg) translateX(2px)}
+.group .signature{flex:1 1 240px;min-width:0;font-weight:600}
+.group-count{white-space:nowrap}
+.samples{flex-basis:100%;display:flex;flex-wrap:wrap;gap:4px 8px;font-size:12px;color:var(--muted)}
+.group-body{padding:0 12px 12px}
+pre.message,pre.stack,pre.log,pre.example{margin:6px 0 0;white-space:pre-wrap;overflow-wrap:anywhere;max-height:16em;overflow:auto;padding:6px 8px;border-radius:6px;font-size:12px}
+pre.message{background:var(--fail-soft);color:#82071e}pre.stack,pre.log,pre.example{background:var(--bg);color:var(--text)}
+details.all-failed summary{cursor:pointer;color:var(--link);margin-bottom:8px}
+.chart-note{margin:8px 0 0}
+.schedules .next{margin:0;padding-left:1.2em}
+.schedules .args{font-size:12px}
+.fire-msg{font-size:12.5px;margin-top:6px;max-width:24em;overflow-wrap:anywhere}
+.unavailable{margin:0;padding-left:1.2em}
+.sign-in{max-width:720px;margin:24px auto}.sign-in h1{margin-bottom:12px}.sign-in h2{margin-top:18px}
+.token-form{display:flex;flex-wrap:wrap;gap:8px;align-items:center}.token-form input{width:22em}
+@media (max-width:860px){.cols{grid-template-columns:1fr}main{padding:14px}.hide-sm{display:none}.hero .actions{width:100%}.topbar{padding:10px 14px;gap:10px}.stats{grid-template-columns:repeat(auto-fit,minmax(140px,1fr))}}
+/* At phone width a table's rows stack: each a small grid of labelled cells, nothing to scroll. */
+@media (max-width:560px){
+table.stack,table.stack tbody{display:block}table.stack thead{display:none}
+table.stack tr{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:6px 12px;padding:10px 0;border-bottom:1px solid #eaeef2}
+table.stack tr:last-child{border-bottom:0}
+table.stack td{display:block;border:0;padding:0;min-width:0;text-align:left}
+table.stack td:first-child,table.stack td.wide{grid-column:1/-1}
+table.stack td[data-label]::before{content:attr(data-label);display:block;font-size:11px;font-weight:600;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
+table.stack .progress-cell{min-width:0}
+.card.scroll{padding:8px 14px}
+}
+@media (max-width:520px){.conn{display:none}.filters input{width:100%}.filters label{flex:1 1 100%}.token-form input{width:100%}.token-form label{flex:1 1 100%}.bar-sm{min-width:60px}.progress-cell{min-width:110px}}
 `;

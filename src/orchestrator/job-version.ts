@@ -7,7 +7,7 @@
  */
 import { putRunRecord } from "./run-record.js";
 import { existsSync } from "node:fs";
-import { PreconditionFailed, UsageError } from "../core/errors.js";
+import { PreconditionFailed, UsageError, errorMessage, isShardrunError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
 import type { RunRecord } from "../core/model.js";
 import { modulePath, moduleVersion, prepareJob, recordedModule, sourceOf, type PreparedJob } from "../config/jobs.js";
@@ -41,6 +41,38 @@ export async function settleRerunCode(store: ObjectStore, runId: string, upgrade
   const prepared = await prepareJob({ module: recordedModule(source), absPath: source });
   if (prepared.job.name !== job.name) throw new UsageError(`rerun --upgrade: ${prepared.module} now defines job "${prepared.job.name}", not "${job.name}"`);
   return recordJobCode(store, runId, prepared);
+}
+
+/** Whether a rerun with `upgrade` would run other code than the run recorded. */
+export type CodeChange =
+  | { changed: false; version: string }
+  | { changed: true; recorded: string; current: string }
+  /** The job's source is not here, or does not build now: an upgrade would fail, for this reason. */
+  | { changed: "unknown"; reason: string };
+
+/**
+ * Compares the code a run recorded with what its job's source builds to now, as `rerun --upgrade`
+ * would build it (a job none of whose files changed is not built again). Changes nothing.
+ */
+export async function jobCodeChange(run: RunRecord): Promise<CodeChange> {
+  const job = run.job;
+  try {
+    if (!job.bundle) {
+      // Recorded before bundles: its compiled module is what a rerun loads and compares.
+      const module = modulePath(job.module);
+      if (!existsSync(module)) return { changed: "unknown", reason: `the job module is not here (${job.module})` };
+      const current = moduleVersion(module);
+      return current === job.version ? { changed: false, version: current } : { changed: true, recorded: job.version, current };
+    }
+    const source = sourceOf(job.module);
+    if (!existsSync(source)) return { changed: "unknown", reason: `the job's source is not here (${job.module})` };
+    const { bundleJob } = await import("../config/bundle.js");
+    const current = (await bundleJob(source)).version;
+    return current === job.version ? { changed: false, version: current } : { changed: true, recorded: job.version, current };
+  } catch (e) {
+    if (isShardrunError(e, "INVALID_INPUT") || isShardrunError(e, "USAGE")) return { changed: "unknown", reason: errorMessage(e) };
+    throw e;
+  }
 }
 
 /** Records a prepared job's bundle and version on the run (compare-and-swap on run.json). */

@@ -9,6 +9,7 @@ import { isRunId, shardId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
 import { Checkpoint, LaunchClaim, LaunchRecord, RunRecord, ShardEntry } from "../core/model.js";
 import { computeStatus, summarizeCheckpoint, type LaunchStatus, type RunStatus, type ShardSummary } from "../core/status.js";
+import type { ShardTimes } from "../core/throughput.js";
 import type { Launcher } from "../launcher/port.js";
 import { getJson, parseJsonl, type Versioned } from "../store/json.js";
 import { listAll, type ListedObject, type ObjectStore } from "../store/port.js";
@@ -103,6 +104,16 @@ export interface ShardListing {
   orphans: string[];
   /** Store requests the listing took (for the scale bench). */
   requests: number;
+  /** With `times`: each listed shard's checkpoint and counted parts with their write times (charts). */
+  times?: ShardTimes[];
+}
+
+export interface ListShardsOptions {
+  /**
+   * Also return the write times of checkpoints and counted output parts (no extra request).
+   * @default false
+   */
+  times?: boolean;
 }
 
 interface PartSeen {
@@ -110,6 +121,7 @@ interface PartSeen {
   epoch: number;
   seq: number;
   meta: Record<string, string>;
+  updated: number;
 }
 
 /** Shards per listing request when a run is large (a zero-padded prefix like `s0012` holds 100). */
@@ -119,7 +131,7 @@ const PREFIX_SPLIT_SHARDS = 2000;
  * Summaries of every shard that has a checkpoint, from listings with metadata. A checkpoint whose
  * listing carries no metadata (written by an older shardrun, or a store without metadata) is read.
  */
-export async function listShards(store: ObjectStore, run: RunRecord): Promise<ShardListing> {
+export async function listShards(store: ObjectStore, run: RunRecord, options: ListShardsOptions = {}): Promise<ShardListing> {
   const base = keys.shardsPrefix(run.runId);
   const prefixes =
     run.plan.shardCount > PREFIX_SPLIT_SHARDS
@@ -149,11 +161,12 @@ export async function listShards(store: ObjectStore, run: RunRecord): Promise<Sh
     if (!m) continue;
     const n = Number(m[1]);
     if (m[2] === "checkpoint.json") cps.set(n, o);
-    else (parts.get(n) ?? parts.set(n, []).get(n)!).push({ key: o.key, epoch: Number(m[3]), seq: Number(m[4]), meta: o.metadata });
+    else (parts.get(n) ?? parts.set(n, []).get(n)!).push({ key: o.key, epoch: Number(m[3]), seq: Number(m[4]), meta: o.metadata, updated: o.updated });
   }
   const summaries: ShardSummary[] = [];
   const orphans: string[] = [];
   const unread: number[] = [];
+  const times: ShardTimes[] | undefined = options.times ? [] : undefined;
   for (const [n, o] of cps) {
     const m = o.metadata;
     if (!m.st) {
@@ -177,9 +190,13 @@ export async function listShards(store: ObjectStore, run: RunRecord): Promise<Sh
     };
     const live = seqMap(m.live);
     const named = seqMap(m.ps);
+    const shardTimes: ShardTimes | undefined = times ? { shard: n, checkpoint: { at: o.updated, succeeded: s.done, failed: s.failed }, parts: [] } : undefined;
     for (const p of parts.get(n) ?? []) {
-      if ((named.get(p.epoch) ?? 0) >= p.seq) continue;
-      if (live.has(p.epoch) && p.seq > live.get(p.epoch)!) {
+      const isNamed = (named.get(p.epoch) ?? 0) >= p.seq;
+      const isLive = !isNamed && live.has(p.epoch) && p.seq > live.get(p.epoch)!;
+      if (isNamed || isLive) shardTimes?.parts.push({ at: p.updated, succeeded: num(p.meta.n), failed: num(p.meta.f), named: isNamed });
+      if (isNamed) continue;
+      if (isLive) {
         // Live progress of a "parts" lease: committed, named by the next checkpoint write.
         s.done += num(p.meta.n);
         s.failed += num(p.meta.f);
@@ -188,6 +205,7 @@ export async function listShards(store: ObjectStore, run: RunRecord): Promise<Sh
       } else orphans.push(p.key);
     }
     summaries.push(s);
+    if (shardTimes) times!.push(shardTimes);
   }
   if (unread.length) {
     const read = await readCheckpoints(store, run.runId, unread.map((n) => shardId(n)));
@@ -198,7 +216,7 @@ export async function listShards(store: ObjectStore, run: RunRecord): Promise<Sh
     }
   }
   summaries.sort((a, b) => a.n - b.n);
-  return { summaries, orphans, requests };
+  return { summaries, orphans, requests, ...(times ? { times } : {}) };
 }
 
 const num = (v: string | undefined) => (v ? Number(v) || 0 : 0);

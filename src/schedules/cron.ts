@@ -16,6 +16,15 @@ import { fireSchedule, type FireResult, type FireScheduleOptions, type Scheduled
 import { loadScheduleCatalog } from "./load.js";
 import { listed, type ListedSchedule, type LoadSchedulesOptions, type LoadedSchedule } from "./schedule.js";
 
+/**
+ * The next `count` times a schedule fires after `from`, as Cloud Scheduler and the local cron
+ * fire it (in its time zone); none for a paused schedule.
+ */
+export function nextFireTimes(s: Pick<ListedSchedule, "cron" | "timeZone" | "paused">, count: number, from: Date = new Date()): Date[] {
+  if (s.paused) return [];
+  return new Cron(s.cron, { mode: "5-part", timezone: s.timeZone, paused: true }).nextRuns(count, from);
+}
+
 /** Timers wake at least this often, so that a clock jump or a long wait stays accurate. */
 const MAX_WAIT_MS = 30_000;
 
