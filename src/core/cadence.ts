@@ -13,6 +13,18 @@ export interface WriteLimits {
   writesPerSecond: number;
 }
 
+/** One write a second to an object, with a margin for the clocks of different processes. */
+export const PACED_WRITE_GAP_MS = 1100;
+
+/**
+ * How long to leave an object alone after a write before writing it again: 0 on a store with no
+ * per-object limit (a folder), else a little over the store's gap. Writers stamp the time of each
+ * write in the object (or read `updated`) and wait out the rest of this before the next one.
+ */
+export function pacedWriteGapMs(limits: Pick<WriteLimits, "objectWriteGapMs">): number {
+  return limits.objectWriteGapMs > 0 ? Math.max(PACED_WRITE_GAP_MS, limits.objectWriteGapMs + 100) : 0;
+}
+
 export interface Cadence {
   /** How long a finished item may stay uncommitted: one output part per lease per interval at most. */
   progressMs: number;

@@ -273,7 +273,11 @@ export const TaskRecord = z.object({
 export type TaskRecord = z.infer<typeof TaskRecord>;
 
 /** `launches/<n>/budget/<k>.json`: one bank of the run budget; absent means untouched (its full share). */
-export const BudgetBank = z.object({ left: z.object({ tokens: z.number(), usd: z.number() }) });
+export const BudgetBank = z.object({
+  left: z.object({ tokens: z.number(), usd: z.number() }),
+  /** When it was written (ms since the epoch, the writer's clock): the next write waits a second after it. */
+  at: z.number().optional(),
+});
 export type BudgetBank = z.infer<typeof BudgetBank>;
 
 /**

@@ -20,6 +20,7 @@ import { isTerminal } from "../launcher/port.js";
 import { putJson, type Versioned } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
 import { claimLaunch, LAUNCH_START_GRACE_MS, readLaunchClaim, recordLaunchEnd, startLaunch } from "./launch.js";
+import { bankCount } from "../worker/budget.js";
 import { listShards, readCheckpoints, readLaunches, readRun, readShardEntries, statusOf } from "./read.js";
 import { markLive, recordRunState } from "./run-index-hooks.js";
 import { putRunRecord } from "./run-record.js";
@@ -145,7 +146,8 @@ export async function advanceRun(o: AdvanceOptions): Promise<AdvanceResult> {
   if (damaged) return { kind: "finished", status: await finishRun(store, run, launcher, "gave-up", damaged) };
   const spent = totalUsage(listing.summaries);
   // A budget stop is final until someone raises the budget (rerun --budget-…).
-  const budgetStop = budgetStopReason(run.value, listing.summaries, spent, (o.clock ?? realClock).now());
+  const lastLaunch = launches.reduce<LaunchRecord | null>((a, l) => (!a || l.value.n > a.n ? l.value : a), null);
+  const budgetStop = budgetStopReason(run.value, listing.summaries, spent, (o.clock ?? realClock).now(), lastLaunch);
   if (budgetStop) return { kind: "finished", status: await finishRun(store, run, launcher, "budget", budgetStop) };
   const n = launches.length ? Math.max(...launches.map((l) => l.value.n)) + 1 : 0;
   const started = n - (run.value.launchBase ?? 0);
@@ -207,16 +209,29 @@ function itemsPerShardGuess(run: RunRecord): number {
 }
 
 /** Why open shards stopped for a budget, or null. Also catches a run budget already spent. */
-function budgetStopReason(run: RunRecord, shards: readonly ShardSummary[], spent: Usage, now: number): string | null {
+function budgetStopReason(run: RunRecord, shards: readonly ShardSummary[], spent: Usage, now: number, last: LaunchRecord | null): string | null {
   const kind = exhausted(run.settings.budgets.run, spent, now - Date.parse(run.createdAt));
   if (kind) return `${describeBudget(kind, run.settings.budgets.run!, "run")} (spent ${spent.tokens} tokens, $${spent.usd})`;
   const shardBudget = run.settings.budgets.shard;
+  let runStop = false;
   for (const s of shards) {
     if (s.state === "done" || !s.stop) continue;
     const k = exhausted(shardBudget, s.usage);
     if (k) return `${describeBudget(k, shardBudget!, "shard")} (shard ${s.id})`;
+    runStop = true;
   }
-  return null;
+  // Tasks admit an item only when what is left covers its expected cost, so a run stops a little
+  // short of its budget: less than an item's cost may be left in each task's reservation and in
+  // each bank. Shards stopped with more than that left were stopped under a smaller budget (a rerun
+  // raised it since): then launch again.
+  const b = run.settings.budgets.run;
+  if (!runStop || !b || !last) return null;
+  const items = shards.reduce((a, s) => a + s.done + s.failed, 0);
+  const slots = last.taskCount + bankCount(last.taskCount);
+  const short = (limit: number | undefined, used: number) => limit !== undefined && items > 0 && limit - used < (used / items) * slots;
+  const spentKind = short(b.tokens, spent.tokens) ? "tokens" : short(b.usd, spent.usd) ? "usd" : null;
+  if (!spentKind) return null;
+  return `${describeBudget(spentKind, b, "run")}: what is left does not cover another item (spent ${spent.tokens} tokens, $${spent.usd})`;
 }
 
 export function totalUsage(shards: readonly ShardSummary[]): Usage {

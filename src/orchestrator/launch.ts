@@ -15,7 +15,7 @@
  */
 import { isShardrunError, PreconditionFailed, ShardrunError } from "../core/errors.js";
 import { keys } from "../core/keys.js";
-import { launchCadence } from "../core/cadence.js";
+import { launchCadence, pacedWriteGapMs } from "../core/cadence.js";
 import { LaunchClaim, LaunchRecord, sameExecution, type RunRecord } from "../core/model.js";
 import { rangeAdd, rangeCount } from "../core/ranges.js";
 import { sleep } from "../core/time.js";
@@ -145,8 +145,6 @@ function launchRequest(o: LaunchOptions, record: LaunchRecord): LaunchRequest {
   };
 }
 
-/** Cloud Storage allows about one write a second to an object name; a little more, for clocks. */
-const ONE_WRITE_GAP_MS = 1100;
 
 /**
  * Records the launch's final state (and its execution, taken from the claim until now); a
@@ -155,7 +153,7 @@ const ONE_WRITE_GAP_MS = 1100;
  */
 export async function recordLaunchEnd(store: ObjectStore, launch: Versioned<LaunchRecord>, state: LaunchRecord["state"], now = new Date()): Promise<void> {
   // Only a store that limits writes per object (Cloud Storage) needs the pause: a folder does not.
-  const gap = store.limits.objectWriteGapMs > 0 ? Math.max(ONE_WRITE_GAP_MS, store.limits.objectWriteGapMs + 100) : 0;
+  const gap = pacedWriteGapMs(store.limits);
   const wait = Date.parse(launch.value.createdAt) + gap - Date.now();
   if (wait > 0 && wait <= gap) await sleep(wait);
   const next: LaunchRecord = { ...launch.value, state, finishedAt: now.toISOString() };

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import pLimit from "p-limit";
 import { z } from "zod";
+import { pacedWriteGapMs } from "../core/cadence.js";
 import { PreconditionFailed, errorMessage } from "../core/errors.js";
 import { isRunId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
@@ -19,7 +20,7 @@ import type { Launcher } from "../launcher/port.js";
 import { advanceRun, startDriving } from "./drive.js";
 import { claimLaunch, LAUNCH_START_GRACE_MS, readLaunchClaim, recordLaunchEnd } from "./launch.js";
 import { readLaunches, readRun } from "./read.js";
-import { putRunRecord, RUN_WRITE_GAP_MS } from "./run-record.js";
+import { putRunRecord } from "./run-record.js";
 import { sleep } from "../core/time.js";
 import { getJson, putJson, type Versioned } from "../store/json.js";
 import type { ObjectStore } from "../store/port.js";
@@ -104,7 +105,7 @@ export async function withRunLease<T>(store: ObjectStore, runId: string, fn: () 
   } finally {
     // Released no sooner than a second after it was taken: one write a second per object name
     // (on a store that limits it).
-    const wait = store.limits.objectWriteGapMs > 0 ? takenAt + RUN_WRITE_GAP_MS - Date.now() : 0;
+    const wait = takenAt + pacedWriteGapMs(store.limits) - Date.now();
     if (wait > 0) await sleep(wait);
     try {
       await store.delete(key, { ifGenerationMatch: generation });

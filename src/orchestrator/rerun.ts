@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
+import { pacedWriteGapMs } from "../core/cadence.js";
 import { PreconditionFailed, ShardrunError, UsageError } from "../core/errors.js";
 import { MAX_SHARDS, SHARD_ID_PATTERN, shardId, shardNumber } from "../core/ids.js";
 import { encodeItemsObject, itemLineAt, lineStarts, type ShardBody } from "../core/items.js";
@@ -232,12 +233,16 @@ async function takeReplanLock(store: ObjectStore, runId: string, o: ReplanOption
   for (;;) {
     try {
       const generation = await putJson(store, key, { token, at: now() }, { ifGenerationMatch: 0 });
+      const takenAt = Date.now();
       return {
         async check() {
           const held = await store.get(key);
           if (held?.generation !== generation) throw new ReplanConflict(`run ${runId}: another rerun took over the re-planning (this one was too slow); try again`);
         },
         async release() {
+          // Not within a second of its creation, on a store that takes one write a second per object.
+          const wait = takenAt + pacedWriteGapMs(store.limits) - Date.now();
+          if (wait > 0) await sleep(wait);
           await store.delete(key, { ifGenerationMatch: generation }).catch(() => undefined);
         },
       };

@@ -5,14 +5,12 @@
  * stamps `updatedAt`, and waits until a second after the previous stamp: the pause costs a rerun
  * a second or two and spares it 429s, whichever process wrote last.
  */
+import { pacedWriteGapMs } from "../core/cadence.js";
 import { keys } from "../core/keys.js";
 import type { RunRecord } from "../core/model.js";
 import { sleep } from "../core/time.js";
 import { putJson, type Versioned } from "../store/json.js";
 import type { Generation, ObjectStore } from "../store/port.js";
-
-/** One write a second, with a margin for clocks of different processes. */
-export const RUN_WRITE_GAP_MS = 1100;
 
 /** When `run` was last written, as far as it says. */
 export function lastWritten(run: RunRecord): number {
@@ -25,7 +23,7 @@ export function lastWritten(run: RunRecord): number {
  */
 export async function putRunRecord(store: ObjectStore, current: Versioned<RunRecord>, next: RunRecord): Promise<Generation> {
   // Only a store that limits writes per object (Cloud Storage) needs the pause: a folder does not.
-  const gap = store.limits.objectWriteGapMs > 0 ? Math.max(RUN_WRITE_GAP_MS, store.limits.objectWriteGapMs + 100) : 0;
+  const gap = pacedWriteGapMs(store.limits);
   const wait = lastWritten(current.value) + gap - Date.now();
   // A stamp from the future (a skewed clock) is waited out for at most one gap.
   if (wait > 0) await sleep(Math.min(wait, gap));

@@ -10,10 +10,12 @@
  */
 import pLimit from "p-limit";
 import { z } from "zod";
+import { pacedWriteGapMs } from "../core/cadence.js";
 import { errorMessage, PreconditionFailed, UsageError } from "../core/errors.js";
 import { isRunId, RUN_ID_PATTERN } from "../core/ids.js";
 import { indexDay, keys, runDay } from "../core/keys.js";
 import { RunIndexEntry, RunRecord, RunState } from "../core/model.js";
+import { sleep } from "../core/time.js";
 import { formatZodError } from "../core/zod-format.js";
 import { getJson } from "../store/json.js";
 import { listAll, listPrefixes, type Generation, type ListOptions, type ListPage, type ObjectStore, type PutOptions } from "../store/port.js";
@@ -133,14 +135,38 @@ export async function recordRunState(store: ObjectStore, run: RunRecord, o: { fa
   await writeIndexEntry(store, entryOf(run, o));
 }
 
-/** Marks a run as being driven (created when a drive starts). */
+/**
+ * Marks a run as being driven (when its plan commits, and when a drive starts). Create-only: a
+ * marker already there is left as it is, so the plan's marker and its first drive's make one write
+ * (Cloud Storage takes one write a second per object name).
+ */
 export async function markLive(store: ObjectStore, runId: string, now = new Date()): Promise<void> {
-  await store.put(keys.liveRun(runId), JSON.stringify({ runId, since: now.toISOString() }), { contentType: "application/json" });
+  // A read first: a create-only write of an object written within the second is refused (429) and
+  // retried by the client, which costs more than the read.
+  if (await store.get(keys.liveRun(runId)).catch(() => null)) return;
+  try {
+    await store.put(keys.liveRun(runId), JSON.stringify({ runId, since: now.getTime() }), { contentType: "application/json", ifGenerationMatch: 0 });
+  } catch (e) {
+    if (!(e instanceof PreconditionFailed)) throw e;
+  }
 }
 
-/** Removes a run's live marker (when its drive finishes). */
+const LiveMarker = z.object({ since: z.union([z.number(), z.string().transform((s) => Date.parse(s))]) });
+
+/**
+ * Removes a run's live marker (when its drive finishes), no sooner than a second after it was
+ * written on a store that limits writes per object: a run that finished at once waits out the rest.
+ */
 export async function clearLive(store: ObjectStore, runId: string): Promise<void> {
-  await store.delete(keys.liveRun(runId));
+  const key = keys.liveRun(runId);
+  const gap = pacedWriteGapMs(store.limits);
+  if (gap > 0) {
+    const marker = await getJson(store, key, LiveMarker).catch(() => null);
+    if (!marker) return;
+    const wait = marker.value.since + gap - Date.now();
+    if (wait > 0) await sleep(Math.min(wait, gap));
+  }
+  await store.delete(key);
 }
 
 /** Runs with a live marker: what reconcile looks at, without reading every run. */

@@ -118,4 +118,15 @@ export function statusOf(error: unknown): number | undefined {
   return undefined;
 }
 
+/**
+ * True when a store call gave up on 429s: the object (or the bucket) was written too often. A
+ * conditioned writer that contends for one object treats it as contention: read again, retry later.
+ */
+export function isRateLimited(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (statusOf(e) === 429) return true;
+  }
+  return false;
+}
+
 export { RetryPolicy };

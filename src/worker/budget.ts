@@ -11,11 +11,13 @@
  * is left again.
  */
 import { addUsage, ZERO_USAGE, type Budget, type Usage } from "../core/budget.js";
+import { pacedWriteGapMs } from "../core/cadence.js";
 import { PreconditionFailed } from "../core/errors.js";
 import { keys } from "../core/keys.js";
 import { BudgetBank, type LaunchRecord, type RunRecord } from "../core/model.js";
 import type { Clock } from "../core/time.js";
 import { getJson, putJson } from "../store/json.js";
+import { isRateLimited } from "../store/retry.js";
 import type { ObjectStore } from "../store/port.js";
 
 /** Tasks that share one bank. */
@@ -45,6 +47,8 @@ export class RunBudget {
   #exhaustedWhy: string | null = null;
   #reserving: Promise<void> | null = null;
   #emptyBanks = new Set<number>();
+  /** When this task admitted its first item: its spend rate is measured from there. */
+  #startedAt: number | null = null;
 
   constructor(o: { store: ObjectStore; run: RunRecord; launch: LaunchRecord; taskIndex: number; clock: Clock; random: () => number }) {
     this.#store = o.store;
@@ -87,6 +91,7 @@ export class RunBudget {
     }
     this.#pending = addUsage(this.#pending, want);
     this.#inflight++;
+    this.#startedAt ??= this.#clock.now();
     return null;
   }
 
@@ -115,6 +120,12 @@ export class RunBudget {
     return !!b && (b.tokens !== undefined || b.usd !== undefined) && !this.#exhaustedWhy && !this.#finished && this.#inflight > 0;
   }
 
+  /** What this task's own reservation lacks to admit an item of `want`. */
+  #shortOf(want: Usage): Usage {
+    const left = { tokens: this.#grant.tokens - this.#used.tokens - this.#pending.tokens, usd: this.#grant.usd - this.#used.usd - this.#pending.usd };
+    return { tokens: Math.max(0, want.tokens - left.tokens), usd: Math.max(0, want.usd - left.usd) };
+  }
+
   #covers(want: Usage): boolean {
     const b = this.#budget!;
     const left = { tokens: this.#grant.tokens - this.#used.tokens - this.#pending.tokens, usd: this.#grant.usd - this.#used.usd - this.#pending.usd };
@@ -140,7 +151,7 @@ export class RunBudget {
     }
     for (const bank of order) {
       if (this.#emptyBanks.has(bank)) continue;
-      const got = await this.#withdraw(bank, want);
+      const got = await this.#withdraw(bank, want, this.#shortOf(want));
       if (got) {
         this.#grant = addUsage(this.#grant, got);
         if (this.#covers(want)) return;
@@ -150,35 +161,64 @@ export class RunBudget {
   }
 
   /** Takes a chunk from one bank by compare-and-swap; null when the bank has nothing left. */
-  async #withdraw(bank: number, want: Usage): Promise<Usage | null> {
+  async #withdraw(bank: number, want: Usage, short: Usage): Promise<Usage | null> {
     const share = this.#launch.budget!;
     const key = keys.budgetBank(this.#run.runId, this.#launch.n, bank);
     const initial = { tokens: (share.tokens ?? 0) / share.banks, usd: (share.usd ?? 0) / share.banks };
     const slots = Math.max(1, this.#run.settings.concurrency);
-    for (let tries = 0; tries < 20; tries++) {
+    for (let tries = 0; tries < 20; ) {
       const current = await getJson(this.#store, key, BudgetBank);
+      if (await this.#paced(current?.value)) continue;
       const left = current?.value.left ?? initial;
-      const chunk = (limit: number | undefined, l: number, w: number) => {
+      // Where a bank takes one write a second, its tasks must come back no more often than that
+      // between them: a task takes at least what it spends in TASKS_PER_BANK such gaps, twice over.
+      const gap = pacedWriteGapMs(this.#store.limits);
+      const elapsed = this.#startedAt === null ? 0 : this.#clock.now() - this.#startedAt;
+      const paceFor = (used: number) => (gap > 0 && elapsed > 0 ? (used / elapsed) * TASKS_PER_BANK * gap * 2 : 0);
+      const chunk = (limit: number | undefined, l: number, w: number, s: number, used: number) => {
         if (limit === undefined) return 0;
-        if (l <= 0) return 0;
+        // Less left than this task lacks for its next item: the bank is spent for it (taking crumbs
+        // would cost a write and start nothing).
+        if (l <= 0 || l < s) return 0;
         // A share of what the bank holds, but at least what a few items at once are expected to cost.
-        return Math.min(l, Math.max(l / TASKS_PER_BANK, w * slots * 2));
+        return Math.min(l, Math.max(l / TASKS_PER_BANK, w * slots * 2, paceFor(used)));
       };
-      const take = { tokens: chunk(this.#budget!.tokens, left.tokens, want.tokens), usd: chunk(this.#budget!.usd, left.usd, want.usd) };
+      const take = {
+        tokens: chunk(this.#budget!.tokens, left.tokens, want.tokens, short.tokens, this.#used.tokens),
+        usd: chunk(this.#budget!.usd, left.usd, want.usd, short.usd, this.#used.usd),
+      };
       const empty = (this.#budget!.tokens !== undefined && take.tokens <= 0) || (this.#budget!.usd !== undefined && take.usd <= 0);
       if (empty) return null;
       try {
-        await putJson(this.#store, key, { left: { tokens: left.tokens - take.tokens, usd: left.usd - take.usd } } satisfies BudgetBank, {
+        await putJson(this.#store, key, { left: { tokens: left.tokens - take.tokens, usd: left.usd - take.usd }, at: this.#clock.now() } satisfies BudgetBank, {
           ifGenerationMatch: current?.generation ?? 0,
         });
         return take;
       } catch (e) {
-        if (!(e instanceof PreconditionFailed)) throw e;
+        // Lost to another task of this bank (412), or refused while others wrote it (429s).
+        if (!(e instanceof PreconditionFailed) && !isRateLimited(e)) throw e;
+        tries++;
         // Another task of this bank got there first; Cloud Storage takes one write a second per object.
         await this.#clock.sleep(Math.max(this.#store.limits.objectWriteGapMs, 5) * (1 + this.#random()));
       }
     }
     return null;
+  }
+
+  /**
+   * Waits when `bank` was written less than a second ago on a store that takes one write a second
+   * per object (then the caller reads it again: someone may have written it meanwhile). True when
+   * it waited.
+   */
+  async #paced(bank: BudgetBank | undefined): Promise<boolean> {
+    const gap = pacedWriteGapMs(this.#store.limits);
+    if (!gap || bank?.at === undefined) return false;
+    const wait = bank.at + gap - this.#clock.now();
+    if (wait <= 0) return false;
+    // Spread out the tasks that wait for one bank over half a gap, so that they do not all write at
+    // the same moment (all but one would be refused, and retried into the next second).
+    await this.#clock.sleep(Math.min(wait, gap) + this.#random() * (gap / 2));
+    return true;
   }
 
   /** Gives back what this task reserved and did not spend (at the end of the task). */
@@ -189,17 +229,20 @@ export class RunBudget {
     if (unspent.tokens <= 0 && unspent.usd <= 0) return;
     const key = keys.budgetBank(this.#run.runId, this.#launch.n, this.#task % share.banks);
     const initial = { tokens: (share.tokens ?? 0) / share.banks, usd: (share.usd ?? 0) / share.banks };
-    for (let tries = 0; tries < 20; tries++) {
+    for (let tries = 0; tries < 20; ) {
       const current = await getJson(this.#store, key, BudgetBank);
+      if (await this.#paced(current?.value)) continue;
       const left = current?.value.left ?? initial;
       try {
-        await putJson(this.#store, key, { left: { tokens: left.tokens + unspent.tokens, usd: left.usd + unspent.usd } } satisfies BudgetBank, {
+        await putJson(this.#store, key, { left: { tokens: left.tokens + unspent.tokens, usd: left.usd + unspent.usd }, at: this.#clock.now() } satisfies BudgetBank, {
           ifGenerationMatch: current?.generation ?? 0,
         });
         this.#grant = this.#used;
         return;
       } catch (e) {
-        if (!(e instanceof PreconditionFailed)) throw e;
+        // Lost to another task of this bank (412), or refused while others wrote it (429s).
+        if (!(e instanceof PreconditionFailed) && !isRateLimited(e)) throw e;
+        tries++;
         await this.#clock.sleep(Math.max(this.#store.limits.objectWriteGapMs, 5) * (1 + this.#random()));
       }
     }

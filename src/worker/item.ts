@@ -176,9 +176,16 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
     o.logger.warn("item failed", { item: line.key, attempts: f.attempts, reason: f.reason, error: f.error });
     range.failed({ pos, i: line.i, key: line.key, ...f, ...(state.lastLog && !f.lastLog ? { lastLog: state.lastLog } : {}) });
   };
+  // Every way out settles the item's admission to the run budget, a given-back item's too: an
+  // admission never settled would hold the task's budget gate shut for good.
+  const abandon = () => {
+    o.budget?.settle(state.usage, false);
+    range.abandoned(pos);
+  };
   const parsed = job.item.safeParse(line.item);
   if (!parsed.success) {
     fail({ error: `item does not match the job's item schema: ${formatZodError(parsed.error)}`, attempts: 0, reason: "schema" });
+    o.budget?.settle(state.usage, false);
     return;
   }
   const itemSignal = o.itemSignal;
@@ -186,7 +193,7 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
   const policy = job.retry;
   for (let attempt = 1; ; attempt++) {
     state.newAttempt();
-    if (attempt > 1 && o.stopping.aborted) return range.abandoned(pos); // a retry waits for the next attempt of the task
+    if (attempt > 1 && o.stopping.aborted) return abandon(); // a retry waits for the next attempt of the task
     // An item's wall-time budget and time limit cover one attempt; its spend covers all of them.
     const limitMs = minDefined(itemBudget?.ms, o.itemTimeoutMs);
     let overTime: AbortController | undefined;
@@ -223,7 +230,7 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
       clearTimeout(timer);
     } else result = await work;
     o.stats?.itemEnded(clock.now() - started);
-    if (range.leaseSignal.aborted) return range.abandoned(pos);
+    if (range.leaseSignal.aborted) return abandon();
     if (result.ok) {
       const out = outputLine(line.i, line.key, result.output);
       if ("problem" in out) {
@@ -251,7 +258,7 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
       return;
     }
     // Interrupted by the deadline, SIGTERM or a lost lease: not the item's fault, not recorded.
-    if (itemSignal.aborted) return range.abandoned(pos);
+    if (itemSignal.aborted) return abandon();
     const timedOut = over instanceof ItemTimeout;
     const message = timedOut ? (over as ItemTimeout).message : thrownMessage(e);
     if (isShardrunError(e, "NON_RETRIABLE") || e instanceof NonRetriableError) {
@@ -269,7 +276,7 @@ export async function runItem(o: ItemContextOptions, range: RangeRunner, pos: nu
     try {
       await clock.sleep(delay, itemSignal);
     } catch {
-      return range.abandoned(pos);
+      return abandon();
     }
   }
 }

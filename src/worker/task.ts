@@ -5,6 +5,7 @@
  * unclaimed shard at the end of another task's list, or the back half of a range someone holds).
  * So no slot waits for a shard to settle, and stragglers are split up, not waited for.
  */
+import { ZERO_USAGE } from "../core/budget.js";
 import { launchCadence, lookaheadFor, minSplit } from "../core/cadence.js";
 import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms, type PreviousEnd } from "../core/checkpoint.js";
 import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
@@ -291,7 +292,15 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         }
         if (!pick) break;
         const { range, pos } = pick;
-        const stop = shardBudgetSpent(range, run.settings.budgets) ?? (budget.limited ? await budget.admit() : null);
+        let stop: string | null;
+        try {
+          stop = shardBudgetSpent(range, run.settings.budgets) ?? (budget.limited ? await budget.admit() : null);
+        } catch (e) {
+          // Given back, so that the range can end and the task fail cleanly (a taken position held
+          // forever would keep the range, and the task, from ever ending).
+          range.abandoned(pos);
+          throw e;
+        }
         if (stop) {
           range.abandoned(pos);
           range.stopForBudget(stop);
@@ -306,6 +315,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
           line = (itemsCache.get(range.shardNumber) ?? (await itemsOf(range.shardNumber))).line(pos);
         } catch (e) {
           inFlight--;
+          budget.settle(ZERO_USAGE, false);
           range.failed({ pos, i: -1, key: `#pos${pos}`, error: String(e), attempts: 0, reason: "corrupt" });
           continue;
         }
