@@ -169,9 +169,9 @@ export interface AdoptedPart {
  * Takes over the lease of `epoch` (the caller checked `leaseDecision`): a new epoch, `me` as owner.
  *
  * Protocol 9, poison isolation: when the previous owner crashed while holding the lease (a stop
- * releases it), every position it had in flight counts a crash and becomes a suspect — or, if it
- * recorded nothing in flight, every unsettled position below its horizon does (it may have
- * started any of them). Suspects run one at a time, each recorded in flight alone before it
+ * releases it), every position it had in flight counts a crash and becomes a suspect, and so does,
+ * without a crash, every other unsettled position below its horizon (it may have started any of
+ * them since its last write). Suspects run one at a time, each recorded in flight alone before it
  * starts, so that the next crash is counted against the one item that caused it; a position at
  * `crashLimit` crashes fails `crashed` and the rest of the shard goes on. An owner killed from
  * outside counts nothing against its items.
@@ -200,8 +200,11 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
         });
       }
     }
-    // Nothing recorded in flight: it died soon after its last write, having started some of what it reserved.
-    const window = lease.inflight.length ? [] : [...unsettledIn(settled, lease.start, Math.min(lease.end, lease.horizon))];
+    // It may also have started any unsettled position it reserved since its last write (the
+    // poison among them, more often than not: one that ends its process at once is never in a
+    // write). They do not count a crash, but run one at a time too, so that the next crash
+    // names the item that caused it and wastes nothing else.
+    const window = [...unsettledIn(settled, lease.start, Math.min(lease.end, lease.horizon))].filter((p) => !inflight.includes(p));
     suspects = [...new Set([...suspects, ...inflight, ...window])];
   }
   const failed = crashed.length ? [...next.failed, ...crashed] : next.failed;

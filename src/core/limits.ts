@@ -2,7 +2,7 @@
  * Run-wide limits on an external API, shared out over the tasks that run at once. Each task
  * enforces its share locally with a sliding window, so no coordination is needed: with P tasks
  * running and a limit of R requests per second, each task starts at most floor(R / P) requests
- * in any one-second window, and the run at most R. (When R < P, each task starts one request per
+ * in any one-second window, one every 1/floor(R / P) s, and the run at most R. (When R < P, each task starts one request per
  * ceil(P / R) seconds: the rate holds on average, not in every single second.)
  *
  * A task counts a request when it lets it go, but the provider counts it when it arrives, and
@@ -53,7 +53,11 @@ export function taskShare(spec: LimitSpec, runningTasks: number): TaskShare {
 export function waitBeforeStart(share: TaskShare, recentStarts: readonly number[], now: number): number {
   if (share.starts === 0) return 0;
   const inWindow = recentStarts.filter((t) => t > now - share.windowMs);
-  if (inWindow.length < share.starts) return 0;
+  // Starts are spread evenly over the window rather than let go in a burst: a burst that leaves
+  // late (a busy event loop, a slow connect) lands beside the next one at the provider.
+  const last = inWindow[inWindow.length - 1];
+  const spaced = last === undefined ? 0 : last + share.windowMs / share.starts - now;
   // The oldest start in the window must leave it first.
-  return inWindow[inWindow.length - share.starts]! + share.windowMs - now;
+  const full = inWindow.length < share.starts ? 0 : inWindow[inWindow.length - share.starts]! + share.windowMs - now;
+  return Math.max(0, spaced, full);
 }

@@ -144,12 +144,14 @@ describe("takeOver", () => {
     expect(cp.leases[0]).toMatchObject({ epoch: 2, owner: owner({ taskIndex: 4 }), suspects: [], start: 0, end: 10 });
   });
 
-  it("counts a crash against what a crashed owner had in flight, and runs those suspects one at a time", () => {
+  it("counts a crash against what a crashed owner had in flight, and runs those and what it may have started since one at a time", () => {
     const held = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 3, inflight: [1, 3] }, T0);
     const { cp, crashed } = takeOver(held, 1, next, T0 + 1, { ...opts, previousEnd: "crashed" });
     expect(crashed).toEqual([]);
     expect(cp.crashes).toEqual({ "1": 1, "3": 1 });
-    expect(lease(cp, 2).suspects).toEqual([1, 3]);
+    // 2 was below the horizon, unsettled and not in flight at the write: it may have started since.
+    expect(lease(held, 1).horizon).toBe(4);
+    expect(lease(cp, 2).suspects).toEqual([1, 2, 3]);
   });
 
   it("counts nothing against the items of an owner killed from outside (a SIGKILL, a timeout)", () => {
@@ -171,8 +173,10 @@ describe("takeOver", () => {
     const second = takeOver(cp, 2, owner({ attempt: 2 }), T0 + 3, opts);
     expect(second.crashed).toEqual([expect.objectContaining({ pos: 0, i: 100, key: "k0", reason: "crashed", attempts: 2 })]);
     expect(second.cp.failed.map((f) => f.pos)).toEqual([0]);
-    expect(lease(second.cp, 3).suspects).toEqual([1]);
+    // 1 is still a suspect, and 2 and 3 (reserved, never recorded in flight) are suspects again.
+    expect(lease(second.cp, 3).suspects).toEqual([1, 2, 3]);
     expect(second.cp.crashes["1"]).toBe(1);
+    expect(second.cp.crashes["2"]).toBeUndefined();
     expect(second.cp.state).toBe("open");
   });
 

@@ -29,6 +29,13 @@ describe("run-wide limits shared over tasks", () => {
     expect(waitBeforeStart({ ...share, starts: 0 }, [4999, 4999, 4999], 5000)).toBe(0);
   });
 
+  it("spreads a task's starts evenly over the window instead of letting them go in a burst", () => {
+    const share = { starts: 2, windowMs: 1000, concurrent: Infinity };
+    expect(waitBeforeStart(share, [4800], 5000)).toBe(300);
+    expect(waitBeforeStart({ ...share, starts: 4 }, [4900], 5000)).toBe(150);
+    expect(waitBeforeStart({ ...share, starts: 4 }, [4700], 5000)).toBe(0);
+  });
+
   it("a limiter never starts more than its share in any window, and caps calls in flight", async () => {
     const limiter = new Limiter({ starts: 3, windowMs: 200, concurrent: 2 });
     const starts: number[] = [];
