@@ -11,6 +11,7 @@
  *
  *   node dist/bench/scale.js [100] [1000] [10000]          (default: all three)
  *   SCALE_ITEMS=200000 SCALE_K=5 node dist/bench/scale.js 1000
+ *   SCALE_ITEMS=100:20000,1000:100000 SCALE_K=100:10,1000:4 node dist/bench/scale.js 100 1000
  *
  * For each size: store requests per item by pricing class, peak bucket writes a second, the most
  * writes a second to one object, 429s, status latency (p50, p99) while the run is live, makespan ÷
@@ -76,6 +77,8 @@ export interface ScaleResult {
   peakWritesPerSecond: number;
   peakObjectWritesPerSecond: number;
   throttled: SimStats["throttled"];
+  /** The objects refused for a second change within a second, by kind of object. */
+  gapRefusalsByKind: Record<string, number>;
   status: { p50Ms: number; p99Ms: number; samples: number; requestsPerCall: number };
   driver: { polls: number; requestsPerPoll: number };
   tasksView: { checkpointGetsPerAttempt: number; requestsPerAttempt: number };
@@ -218,6 +221,7 @@ async function runSize(size: Size, log: (s: string) => void): Promise<ScaleResul
     peakWritesPerSecond: stats.peakWritesPerSecond,
     peakObjectWritesPerSecond: stats.peakObjectWritesPerSecond,
     throttled: stats.throttled,
+    gapRefusalsByKind: byKind(bucket.gapRefusals(`${PREFIX}/`)),
     status: {
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
@@ -229,6 +233,16 @@ async function runSize(size: Size, log: (s: string) => void): Promise<ScaleResul
     loop: { utilisation: loopStats.utilisation, p99DelaySimMs: loopStats.p99DelayMs * size.k, maxDelaySimMs: loopStats.maxDelayMs * size.k },
     realMs,
   };
+}
+
+/** Counts per kind of object (the last segment of the key, numbers dropped). */
+function byKind(counts: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, n] of counts) {
+    const kind = name.includes("/out/") ? "output part" : name.includes("/tasks/") ? "task record" : name.includes("/budget/") ? "budget bank" : name.slice(name.lastIndexOf("/") + 1).replace(/\d+/g, "N");
+    out[kind] = (out[kind] ?? 0) + n;
+  }
+  return out;
 }
 
 /** The newest `updatedAt` of the run's checkpoints, read from the bucket (no simulated requests). */
@@ -266,6 +280,7 @@ function printSize(r: ScaleResult, log: (s: string) => void): void {
         ["peak bucket writes a second", r.peakWritesPerSecond, "≤ 1000"],
         ["most writes a second to one object", r.peakObjectWritesPerSecond, "≤ 1"],
         ["429s (object gap / bucket writes / bucket reads)", `${r.throttled.objectGap} / ${r.throttled.bucketWrites} / ${r.throttled.bucketReads}`, "0"],
+        ["  object-gap 429s by object", Object.entries(r.gapRefusalsByKind).map(([k, n]) => `${k} ${n}`).join(", ") || "-", "-"],
         ["status while live, p50 / p99 (simulated)", `${fixed(r.status.p50Ms, 0)} / ${fixed(r.status.p99Ms, 0)} ms (${r.status.samples} reads)`, "≤ 2000 ms"],
         ["  requests per status", fixed(r.status.requestsPerCall, 1), "O(shards/1000)"],
         ["driver requests per poll", `${fixed(r.driver.requestsPerPoll, 1)} (${r.driver.polls} polls)`, "O(shards/1000)"],
@@ -320,6 +335,21 @@ function verdicts(results: ScaleResult[], runs: RunsResult | null, log: (s: stri
   return results.every((r) => r.missing === 0 && r.doubled === 0);
 }
 
+/**
+ * A size's override from the environment: one number for every size, or `tasks:value` pairs
+ * separated by commas for some of them.
+ */
+function overrideFor<T>(name: string, tasks: number, make: (value: number) => T): T | Record<string, never> {
+  const raw = process.env[name];
+  if (!raw) return {};
+  const pairs = raw.includes(":") ? raw.split(",").map((p) => p.split(":").map(Number) as [number, number]) : [[tasks, Number(raw)] as [number, number]];
+  for (const [t, v] of pairs) {
+    if (!(Number.isFinite(t) && v > 0)) throw new TypeError(`Expected ${name} to be a number above 0 or tasks:value pairs, got "${raw}"`);
+  }
+  const hit = pairs.find(([t]) => t === tasks);
+  return hit ? make(hit[1]) : {};
+}
+
 async function main(): Promise<number> {
   const log = (s: string) => process.stdout.write(s);
   const argv = process.argv.slice(2);
@@ -327,8 +357,8 @@ async function main(): Promise<number> {
   const runsWanted = argv.length === 0 || argv.includes("runs");
   const sizes = (wanted.length ? SIZES.filter((s) => wanted.includes(s.tasks)) : argv.length ? [] : SIZES).map((s) => ({
     ...s,
-    ...(process.env.SCALE_ITEMS ? { items: Number(process.env.SCALE_ITEMS), note: `SCALE_ITEMS=${process.env.SCALE_ITEMS}` } : {}),
-    ...(process.env.SCALE_K ? { k: Number(process.env.SCALE_K) } : {}),
+    ...overrideFor("SCALE_ITEMS", s.tasks, (items) => ({ items, note: `${items} items (SCALE_ITEMS)` })),
+    ...overrideFor("SCALE_K", s.tasks, (k) => ({ k })),
   }));
   log(`shardrun bench-scale: simulated Cloud Storage and Cloud Run, ${cpus().length} cores, node ${process.version}\n`);
   log(`items: lognormal median ${DURATIONS.medianMs / 1000} s, sigma ${DURATIONS.sigma}, cap ${DURATIONS.capMs / 1000} s; ${CONCURRENCY} slots a task; ${KILL_SHARE * 100}% of task attempts killed\n\n`);
