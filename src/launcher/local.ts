@@ -86,7 +86,9 @@ export class LocalLauncher implements Launcher {
     // replaces it with its own (carrying its pid) as soon as it runs.
     writeFileSync(spec.statusPath, JSON.stringify(initial));
     const log = openSync(join(this.#o.stateDir, `${name}.supervisor.log`), "a");
-    const child = spawn(process.execPath, [SUPERVISOR, specPath], { detached: true, stdio: ["ignore", log, log], cwd: process.cwd() });
+    // The supervisor stands between the CLI and the first task: it starts from Node's compile
+    // cache too (enableCompileCache in bin/ covers the CLI's own process only).
+    const child = spawn(process.execPath, [SUPERVISOR, specPath], { detached: true, stdio: ["ignore", log, log], cwd: process.cwd(), env: { ...process.env, ...compileCacheEnv() } });
     closeSync(log);
     if (child.pid) writeFileSync(join(this.#o.stateDir, `${name}.pid`), String(child.pid));
     child.unref();
