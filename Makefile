@@ -61,9 +61,10 @@ test-live: build
 bench: build
 	node dist/bench/run.js
 
-# Issue 11's simulation (bench/scale.ts): 100, 1,000 and 10,000 tasks in one process on the
-# simulated Cloud Storage and Cloud Run, then `runs` and reconcile over 10,000 runs. Minutes per
-# size: SCALE_ARGS="100 runs" picks sizes, SCALE_ITEMS and SCALE_K shrink or speed them.
+# Issue 11's simulation (bench/scale.ts): 100 and 1,000 tasks in one process on the simulated
+# Cloud Storage and Cloud Run (~7 min here), then `runs` and reconcile over 10,000 runs.
+# SCALE_ARGS="10000" runs the 10,000-task size (about an hour); SCALE_ITEMS and SCALE_K
+# (one number, or tasks:value pairs) shrink a size or speed its clock.
 bench-scale: build
 	node dist/bench/scale.js $(SCALE_ARGS)
 
