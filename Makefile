@@ -7,7 +7,7 @@ STAMP := node_modules/.install-stamp
 # Only the first `npm ci` runs on the machine's node.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install build run test test-live typecheck bench clean tools browser
+.PHONY: all install build run test test-live typecheck bench bench-scale clean tools browser
 
 all: build
 
@@ -60,6 +60,13 @@ test-live: build
 
 bench: build
 	node dist/bench/run.js
+
+# Issue 11's simulation (bench/scale.ts): 100 and 1,000 tasks in one process on the simulated
+# Cloud Storage and Cloud Run (~7 min here), then `runs` and reconcile over 10,000 runs.
+# SCALE_ARGS="10000" runs the 10,000-task size (about an hour); SCALE_ITEMS and SCALE_K
+# (one number, or tasks:value pairs) shrink a size or speed its clock.
+bench-scale: build
+	node dist/bench/scale.js $(SCALE_ARGS)
 
 clean:
 	rm -rf dist .shardrun

@@ -1,6 +1,6 @@
 /**
  * What the benches share: temp stores, running the CLI as a child process, cleaning up what a
- * bench started (even when it is interrupted), the sleepy job's deterministic items, tables.
+ * bench started (even when it is interrupted), running the bench jobs, tables.
  * Benches drive the real CLI rather than library calls so that every figure includes what a user
  * pays: process starts, planning, the launcher's supervisor and polling.
  */
@@ -11,15 +11,17 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { LocalStatus } from "../src/launcher/local-model.js";
-import { readCheckpoints, readRun } from "../src/orchestrator/read.js";
-import { openStore } from "../src/store/open.js";
-import sleepy from "../test/fixtures/jobs/sleepy.js";
 
 /** Repository root: benches run compiled, from dist/bench/. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const CLI = join(ROOT, "bin", "shardrun.js");
 /** The compiled job: tasks load compiled modules, so give the CLI the .js path. */
 export const SLEEPY = join(ROOT, "dist", "test", "fixtures", "jobs", "sleepy.js");
+/** The bench jobs (bench/jobs/): seeded lognormal items, heaviest first; and no-op items in source order. */
+export const JOBS = {
+  lognormal: join(ROOT, "dist", "bench", "jobs", "lognormal.js"),
+  noop: join(ROOT, "dist", "bench", "jobs", "noop.js"),
+} as const;
 
 /** Item counts scale with BENCH_SCALE (default 1) so a slow machine can run a smaller bench. */
 export function scaled(n: number, env: NodeJS.ProcessEnv = process.env): number {
@@ -144,52 +146,22 @@ export const RunJson = z.object({
 });
 export type RunJson = z.infer<typeof RunJson>;
 
-export interface SleepyRunOptions {
+export interface JobRunOptions {
   store: string;
+  job: keyof typeof JOBS;
   args: Record<string, string | number>;
   flags?: string[];
+  env?: NodeJS.ProcessEnv;
 }
 
-/** `shardrun run sleepy --local --json`; throws with the CLI's stderr when it did not finish. */
-export async function runSleepy(o: SleepyRunOptions): Promise<{ ms: number; commitMs: number; status: RunJson }> {
+/** `shardrun run <bench job> --local --json`; throws with the CLI's stderr when it did not finish. */
+export async function runJob(o: JobRunOptions): Promise<{ ms: number; startedAt: number; endedAt: number; status: RunJson }> {
   const argFlags = Object.entries(o.args).flatMap(([k, v]) => ["--arg", `${k}=${v}`]);
-  const r = await runCli(["run", SLEEPY, "--local", "--store", o.store, "--json", ...(o.flags ?? []), ...argFlags]);
+  const startedAt = Date.now();
+  const r = await runCli(["run", JOBS[o.job], "--local", "--store", o.store, "--json", ...(o.flags ?? []), ...argFlags], o.env ? { env: o.env } : {});
   if (r.code !== 0 && r.code !== 3) throw new Error(`shardrun run exited ${r.code}\n${r.stderr.slice(-2000)}`);
-  const status = RunJson.parse(JSON.parse(r.stdout));
-  return { ms: r.ms, commitMs: await toLastCommitMs(o.store, status.runId), status };
+  return { ms: r.ms, startedAt, endedAt: startedAt + r.ms, status: RunJson.parse(JSON.parse(r.stdout)) };
 }
-
-/**
- * From the run's creation to its last checkpoint write, read back from the store. Unlike wall
- * time it leaves out the driver's 0.5 s status polls and the CLI's exit, which quantize wall
- * times too coarsely to see per-shard and per-item costs in differences of runs.
- */
-export async function toLastCommitMs(storeDir: string, runId: string): Promise<number> {
-  const store = await openStore(storeDir);
-  const run = (await readRun(store, runId)).value;
-  let last = 0;
-  const ids = Array.from({ length: run.plan.shardCount }, (_, n) => `s${String(n).padStart(6, "0")}`);
-  for (const cp of (await readCheckpoints(store, runId, ids)).values()) if (cp) last = Math.max(last, Date.parse(cp.updatedAt));
-  return last - Date.parse(run.createdAt);
-}
-
-// ---------------------------------------------------------------- the sleepy job's items
-
-export type SleepyItem = { n: number; ms: number; fail: boolean; log?: string };
-
-/**
- * The items a sleepy run plans, taken from the job's own source (its seed is fixed), so the
- * bench knows every item's duration without re-deriving the generator.
- */
-export async function sleepyItems(raw: Record<string, string | number>): Promise<SleepyItem[]> {
-  if (!sleepy.args) throw new Error("the sleepy job lost its args schema");
-  const args = sleepy.args.parse(raw);
-  const out: SleepyItem[] = [];
-  for await (const item of sleepy.source(args, { signal: new AbortController().signal })) out.push(sleepy.item.parse(item));
-  return out;
-}
-
-export { sleepy };
 
 // ---------------------------------------------------------------- printing
 

@@ -1,146 +1,110 @@
 /**
- * (a) Overhead: no-op items through shardrun (local launcher, fs store) against a bare loop that
- * does the same item work in one process and writes the same JSONL lines to a file. The runs are
- * chosen so that three costs can be told apart by differences between runs:
- *   fixed     a run of one item: CLI start, planning, supervisor and task process starts, polls;
- *   per shard the same items in the job's many small shards vs in two big ones: lease write,
- *             items read, part and checkpoint writes, and any wait on the one-write-per-second
- *             rule for one checkpoint (DESIGN.md protocol 3) that the task does not overlap;
- *   per item  25x the items in the same two shards.
+ * Issue 10, rows 5 and 6: what shardrun costs besides the items' own work, against a bare loop
+ * (bench/bare.ts: the same job's items parsed, run, serialized and written, in one fresh node
+ * process, spawn to exit).
+ *   fixed cost  a 10-item run of no-op items, `shardrun run` spawn → exit: CLI start, plan,
+ *               supervisor and task starts, the driver's looks, the finish step;
+ *   no-op rate  500,000 no-op items, the job's default sharding, 2 tasks: items per second per
+ *               task over the whole run (CLI start → exit), and within the run (first item → last
+ *               commit), beside the bare loop's items per second.
  */
-import { open } from "node:fs/promises";
+import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { silentLogger } from "../src/core/log.js";
-import { createTestContext } from "../src/index.js";
-import { fixed, round, runSleepy, scaled, secs, sleepy, table, tempStore, type RunJson } from "./lib.js";
+import { z } from "zod";
+import { ROOT, fixed, runJob, scaled, secs, table, tempStore } from "./lib.js";
+import { probeEnv, readProbe, storeWrites, type ProbeRecord } from "./observe.js";
+import type { Row } from "./rows.js";
 
+const BARE = join(ROOT, "dist", "bench", "bare.js");
 const TASKS = 2;
-const REPS = 2;
 
-/** Same work per item as a shardrun task: plan from the source, parse, run, serialize, write. */
-export async function bareLoop(count: number, file: string): Promise<number> {
-  const t0 = performance.now();
-  if (!sleepy.args) throw new Error("the sleepy job lost its args schema");
-  const args = sleepy.args.parse({ count, sleepMs: 0 });
-  const out = await open(file, "w");
-  const signal = new AbortController().signal;
-  let buf: string[] = [];
-  let i = 0;
-  for await (const raw of sleepy.source(args, { signal })) {
-    const item = sleepy.item.parse(raw);
-    const key = sleepy.key ? sleepy.key(item) : String(i);
-    const output = await sleepy.run(item, createTestContext({ signal, log: silentLogger, itemKey: key, itemIndex: i, runId: "bare", shard: "bare" }));
-    buf.push(JSON.stringify({ i, key, output }));
-    // Written in batches, as shardrun writes parts, rather than one syscall per line.
-    if (buf.length >= 500) {
-      await out.write(buf.join("\n") + "\n");
-      buf = [];
-    }
-    i++;
-  }
-  if (buf.length) await out.write(buf.join("\n") + "\n");
-  await out.close();
-  return performance.now() - t0;
-}
-
-export interface OverheadResult {
-  items: number;
-  bareMs: number;
-  fixedMs: number;
-  runs: { label: string; items: number; shards: number; ms: number; commitMs: number | null; itemsPerSec: number; ratio: number }[];
-  /** shardrun ÷ bare, `items` items at the job's default sharding, --tasks 2: the headline. */
-  ratio: number;
-  /** null when the plan gave no more shards than tasks (a tiny BENCH_SCALE). */
-  perShardMs: number | null;
-  perItemUs: number;
-  bareItemUs: number;
-}
-
-export async function overheadBench(log: (s: string) => void): Promise<OverheadResult> {
-  const n = scaled(2000);
-  // Big enough that the per-item cost stands well above the noise of two process starts.
-  const big = n * 25;
-  const store = tempStore("overhead");
-
-  // The bare loop is cheap: run it twice per size and keep the faster (a warm JIT), as the
-  // shardrun tasks, which are fresh processes, never get to. That favours the bare loop.
-  const bare = async (count: number) => {
-    const first = await bareLoop(count, join(store, `bare-${count}-a.jsonl`));
-    return Math.min(first, await bareLoop(count, join(store, `bare-${count}-b.jsonl`)));
-  };
-  const bareMs = await bare(n);
-  const bareBigMs = await bare(big);
-
-  // Each shardrun run is repeated, interleaved, keeping the fastest wall and commit span: on a
-  // shared machine, load only ever adds time, so the minimum is the least disturbed figure.
-  const args = (count: number) => ({ count, sleepMs: 0 });
-  const two = ["--tasks", String(TASKS), "--shards", String(TASKS)];
-  const configs = {
-    one: { args: args(1), flags: ["--tasks", "1"] },
-    // The job's own sharding (10 items per shard), as a user who gives no flag gets it.
-    usual: { args: args(n), flags: ["--tasks", String(TASKS)] },
-    fewShards: { args: args(n), flags: two },
-    bigRun: { args: args(big), flags: two },
-  };
-  type Best = { ms: number; commitMs: number; status: RunJson };
-  const best: Partial<Record<keyof typeof configs, Best>> = {};
-  for (let rep = 0; rep < REPS; rep++) {
-    for (const [name, c] of Object.entries(configs) as [keyof typeof configs, (typeof configs)["one"]][]) {
-      const r = await runSleepy({ store, ...c });
-      if (r.status.state !== "succeeded") throw new Error(`overhead run ${r.status.runId} ended ${r.status.state}`);
-      const prev = best[name];
-      best[name] = prev ? { ms: Math.min(prev.ms, r.ms), commitMs: Math.min(prev.commitMs, r.commitMs), status: r.status } : r;
-    }
-  }
-  const { one, usual, fewShards, bigRun } = best as Record<keyof typeof configs, Best>;
-
-  const row = (label: string, items: number, r: Best | null, ms: number, base: number) => ({
-    label,
-    items,
-    shards: r?.status.shards.total ?? 0,
-    ms,
-    commitMs: r ? r.commitMs : null,
-    itemsPerSec: (items / ms) * 1000,
-    ratio: ms / base,
+/** The bare loop over `count` items in a fresh process: spawn → exit, and the loop alone. */
+export function bareProcess(count: number, dir: string): Promise<{ ms: number; loopMs: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [BARE, String(count), join(dir, `bare-${count}.jsonl`)], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (b: Buffer) => (out += b.toString("utf8")));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`bare loop exited ${code}`));
+      const r = z.object({ ms: z.number() }).parse(JSON.parse(out));
+      resolve({ ms: performance.now() - t0, loopMs: r.ms });
+    });
   });
-  const runs = [
-    row("bare loop", n, null, bareMs, bareMs),
-    row("bare loop", big, null, bareBigMs, bareBigMs),
-    row("shardrun, 1 item (fixed cost)", 1, one, one.ms, bareMs),
-    row("shardrun, job's sharding", n, usual, usual.ms, bareMs),
-    row(`shardrun, ${TASKS} shards`, n, fewShards, fewShards.ms, bareMs),
-    row(`shardrun, ${TASKS} shards`, big, bigRun, bigRun.ms, bareBigMs),
-  ];
-  // Differences of runs, on the to-last-commit spans (wall times move in 0.5 s poll steps).
-  // Each task works its shards one after another, so extra shards cost (extra ÷ tasks) rounds.
-  const extraRounds = (usual.status.shards.total - fewShards.status.shards.total) / TASKS;
-  const perShardMs = extraRounds > 0 ? (usual.commitMs - fewShards.commitMs) / extraRounds : NaN;
-  // Per item of the run as a user counts it (both tasks work items at the same time).
-  const perItemUs = ((bigRun.commitMs - fewShards.commitMs) / (big - n)) * 1000;
-  const bareItemUs = ((bareBigMs - bareMs) / (big - n)) * 1000;
+}
 
-  log(`(a) overhead: no-op items (sleepy sleepMs=0), --tasks ${TASKS}, local launcher + fs store; best of ${REPS} per shardrun row\n`);
+export async function fixedCostBench(log: (s: string) => void): Promise<{ row: Row; cliMs: number; bareMs: number }> {
+  const n = 10;
+  const store = tempStore("fixed");
+  const bare = await bareProcess(n, store);
+  const r = await runJob({ store, job: "noop", args: { count: n } });
+  if (r.status.state !== "succeeded") throw new Error(`fixed-cost run ${r.status.runId} ended ${r.status.state}`);
+  log(`(d) fixed cost: a ${n}-item run of no-op items (1 shard, 1 task), local launcher + fs store\n`);
+  log(table(["run", "spawn → exit"], [["shardrun run", secs(r.ms)], ["bare loop (node process)", secs(bare.ms)]]));
+  log("\n");
+  const row: Row = {
+    measure: "fixed cost of a 10-item run, CLI start → exit",
+    figure: secs(r.ms),
+    beside: `bare ${secs(bare.ms)}`,
+    ratio: `${fixed(r.ms / bare.ms, 1)}× bare`,
+    goal: "≤ 0.60 s",
+    met: r.ms <= 600,
+    note: `spawn of \`shardrun run\` to its exit; the bare loop is a fresh node process over the same items, spawn to exit.`,
+    writes: [{ items: n, ...storeWrites(store) }],
+  };
+  return { row, cliMs: r.ms, bareMs: bare.ms };
+}
+
+export async function noopBench(log: (s: string) => void): Promise<{ row: Row }> {
+  const n = scaled(500_000);
+  const store = tempStore("noop");
+  const probe = join(tempStore("noop-probe"), "probe.jsonl");
+  const bare = await bareProcess(n, store);
+  const r = await runJob({ store, job: "noop", args: { count: n }, flags: ["--tasks", String(TASKS)], env: probeEnv(probe) });
+  if (r.status.state !== "succeeded") throw new Error(`no-op run ${r.status.runId} ended ${r.status.state}`);
+  const tasks = taskLives(readProbe(probe));
+  const taskSeconds = tasks.reduce((s, t) => s + t.ms, 0) / 1000;
+  const perTask = n / (r.ms / 1000) / TASKS;
+  const perTaskSecond = n / taskSeconds;
+  const bareRate = n / (bare.ms / 1000);
+  log(`(e) no-op items: ${n} items, the job's default sharding (${r.status.shards.total} shards), ${TASKS} tasks\n`);
   log(
     table(
-      ["run", "items", "shards", "wall", "to last commit", "items/s", "wall ÷ bare"],
-      runs.map((r) => [r.label, r.items, r.shards || "-", secs(r.ms), r.commitMs === null ? "-" : secs(r.commitMs), Math.round(r.itemsPerSec), fixed(r.ratio, 1)]),
+      ["measure", "value"],
+      [
+        ["shardrun, CLI start → exit", secs(r.ms)],
+        ["  of which CLI start → first task start", secs(Math.min(...tasks.map((t) => t.startedAt)) - r.startedAt)],
+        ["  task processes, start → exit", tasks.map((t) => secs(t.ms)).join(", ")],
+        ["items/s per task, whole run", Math.round(perTask)],
+        ["items per task-second (task process lives)", Math.round(perTaskSecond)],
+        ["bare loop, spawn → exit", secs(bare.ms)],
+        ["bare loop items/s (one process, whole)", Math.round(bareRate)],
+      ],
     ),
   );
-  log(`  headline              shardrun ÷ bare = ${fixed(usual.ms / bareMs, 1)} for ${n} items (job's sharding, ${usual.status.shards.total} shards)\n`);
-  log(`  fixed cost            ${secs(one.ms)} per run: CLI start, plan, supervisor and task process starts, 0.5 s status polls\n`);
-  log(`  per shard             ${fixed(perShardMs, 1)} ms per shard a task works: lease write, items read, part + checkpoint writes\n`);
-  log(`  per item              ${fixed(perItemUs, 1)} µs through shardrun vs ${fixed(bareItemUs, 2)} µs in the bare loop\n`);
-  log("  note: wall = spawn of `shardrun run` to its exit; to last commit = run created → last checkpoint write.\n");
-  log("        The bare loop runs inside this already-started, warmed-up process: it pays no process start.\n\n");
-
-  return {
-    items: n,
-    bareMs: round(bareMs, 1)!,
-    fixedMs: round(one.ms, 0)!,
-    runs: runs.map((r) => ({ ...r, ms: round(r.ms, 1)!, itemsPerSec: round(r.itemsPerSec, 0)!, ratio: round(r.ratio, 1)! })),
-    ratio: round(usual.ms / bareMs, 1)!,
-    perShardMs: round(perShardMs, 1),
-    perItemUs: round(perItemUs, 1)!,
-    bareItemUs: round(bareItemUs, 2)!,
+  log("\n");
+  const ratio = bareRate / perTask;
+  const row: Row = {
+    measure: "no-op items, 500k, items/s per task, whole run",
+    figure: `${(perTask / 1000).toFixed(1)}k/s`,
+    beside: `bare ${(bareRate / 1000).toFixed(1)}k/s`,
+    ratio: `bare ÷ task ${fixed(ratio)}`,
+    goal: "≥ 50k/s, ≤ 1.3× bare",
+    met: perTask >= 50_000 && ratio <= 1.3,
+    note: `${n} items ÷ (CLI start → exit) ÷ ${TASKS} tasks; per second of the task processes' own lives ${(perTaskSecond / 1000).toFixed(1)}k/s. The bare loop is one fresh process, spawn to exit, with the same item work.`,
+    writes: [{ items: n, ...storeWrites(store) }],
   };
+  return { row };
+}
+
+/** Task processes of a run, from the probe: when each began and how long it lived. */
+export function taskLives(records: readonly ProbeRecord[]): { pid: number; startedAt: number; ms: number; maxRssKb: number }[] {
+  const exits = new Map(records.filter((r) => r.ev === "exit").map((r) => [r.pid, r]));
+  return records
+    .filter((r) => r.ev === "start" && r.task !== undefined)
+    .flatMap((r) => {
+      const end = exits.get(r.pid);
+      return end ? [{ pid: r.pid, startedAt: r.startedAt, ms: (end.exitAt ?? r.startedAt) - r.startedAt, maxRssKb: end.maxRssKb ?? 0 }] : [];
+    });
 }

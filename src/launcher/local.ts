@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,6 +35,8 @@ const SUPERVISOR = fileURLToPath(new URL("./local-supervisor.js", import.meta.ur
 export class LocalLauncher implements Launcher {
   readonly kind = "local" as const;
   readonly #o: Required<Omit<LocalLauncherOptions, "env">> & { env: Record<string, string> };
+  /** Per execution, the identity of the status file getExecution last read (versionOf). */
+  readonly #seen = new Map<string, string>();
 
   constructor(options: LocalLauncherOptions) {
     if (options.killGraceSeconds !== undefined && !(options.killGraceSeconds >= 0)) {
@@ -84,7 +86,9 @@ export class LocalLauncher implements Launcher {
     // replaces it with its own (carrying its pid) as soon as it runs.
     writeFileSync(spec.statusPath, JSON.stringify(initial));
     const log = openSync(join(this.#o.stateDir, `${name}.supervisor.log`), "a");
-    const child = spawn(process.execPath, [SUPERVISOR, specPath], { detached: true, stdio: ["ignore", log, log], cwd: process.cwd() });
+    // The supervisor stands between the CLI and the first task: it starts from Node's compile
+    // cache too (enableCompileCache in bin/ covers the CLI's own process only).
+    const child = spawn(process.execPath, [SUPERVISOR, specPath], { detached: true, stdio: ["ignore", log, log], cwd: process.cwd(), env: { ...process.env, ...compileCacheEnv() } });
     closeSync(log);
     if (child.pid) writeFileSync(join(this.#o.stateDir, `${name}.pid`), String(child.pid));
     child.unref();
@@ -95,7 +99,10 @@ export class LocalLauncher implements Launcher {
     // A task names its execution as Cloud Run would (`jobs/<job>/executions/<id>`): the id is ours.
     const name = full.slice(full.lastIndexOf("/") + 1);
     const path = this.#statusPath(name);
-    if (!existsSync(path)) return null;
+    // Taken before the read: a change in between only makes waitForChange look once more.
+    const version = versionOf(path);
+    if (version === null) return null;
+    this.#seen.set(name, version);
     const s = LocalStatus.parse(JSON.parse(readFileSync(path, "utf8")));
     let state = s.state;
     const pid = s.supervisorPid || this.#pidFromFile(name);
@@ -150,6 +157,11 @@ export class LocalLauncher implements Launcher {
       } catch {
         // No watching here (a platform without inotify): the timeout alone paces the watcher.
       }
+      // A change between the caller's last look and the watch's start has no event of its own:
+      // without this, a run whose tasks ended during that look would wait out the whole timeout
+      // (up to four times a look at a big run) before finishing.
+      const seen = this.#seen.get(name);
+      if (seen !== undefined && versionOf(this.#statusPath(name)) !== seen) done();
     });
   }
 
@@ -208,5 +220,19 @@ function alive(pid: number): boolean {
   } catch {
     // Gone since the signal (where there is a /proc), or no /proc (macOS): signal 0 is all there is.
     return !existsSync("/proc/self/stat");
+  }
+}
+
+/**
+ * Which version of a status file is there, or null if none: every change is a new file renamed
+ * over the old one, so its inode and change time differ (the inode alone would not do: a freed
+ * inode is soon reused by the next change's file).
+ */
+function versionOf(path: string): string | null {
+  try {
+    const s = statSync(path, { bigint: true });
+    return `${s.ino}:${s.ctimeNs}:${s.size}`;
+  } catch {
+    return null;
   }
 }

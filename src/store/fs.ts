@@ -19,7 +19,8 @@
  * Generation files keep their format; a write without metadata writes no sidecar.
  */
 import { randomBytes } from "node:crypto";
-import * as fs from "node:fs/promises";
+import * as fs from "node:fs";
+import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { PreconditionFailed, ShardrunError } from "../core/errors.js";
@@ -135,13 +136,13 @@ export class FsObjectStore implements ObjectStore {
     assertKey(key);
     const { range } = options;
     if (range) assertRange(range);
-    await this.#checkRoot();
+    await this.#enter();
     const dir = this.#objectDir(key);
     let failed = 0;
     for (;;) {
-      const generation = await this.#latest(key, dir);
+      const generation = this.#latest(key, dir);
       if (generation === 0) return null;
-      const read = await readGeneration(dir, generation, { withBytes: true, ...(range ? { range } : {}) });
+      const read = readGeneration(dir, generation, { withBytes: true, ...(range ? { range } : {}) });
       if (read === null) {
         failed = this.#superseded(generationFile(dir, generation), generation, failed);
         continue;
@@ -179,7 +180,7 @@ export class FsObjectStore implements ObjectStore {
       throw new TypeError(`Expected \`delimiter\` to be "/" or undefined, got ${JSON.stringify(delimiter)}`);
     }
     const after = pageToken ? decodePageToken(pageToken) : undefined;
-    await this.#checkRoot();
+    await this.#enter();
     const page: ListPage = { keys: [], prefixes: [], ...(withMetadata ? { objects: [] } : {}) };
     // Only the folder of the prefix's last complete segment is walked; the rest filters names.
     const cut = prefix.lastIndexOf("/") + 1;
@@ -207,7 +208,7 @@ export class FsObjectStore implements ObjectStore {
 
   /** The shared write path of put and delete; null when a delete found nothing to delete. */
   async #mutate(key: string, body: Uint8Array[], precondition: Precondition, op: "put" | "delete", sidecar?: ObjectMetadata): Promise<number | null> {
-    await this.#checkRoot();
+    await this.#enter();
     const dir = this.#objectDir(key);
     let temp: Temp | undefined;
     /** A sidecar written for a generation this write has not (yet) linked. */
@@ -230,7 +231,7 @@ export class FsObjectStore implements ObjectStore {
           await this.#afterLink(dir, next);
           return next;
         }
-        if (unlinked !== undefined) await removeFile(unlinked);
+        if (unlinked !== undefined) removeFile(unlinked);
         unlinked = undefined;
         if (precondition.kind === "generation") throw new PreconditionFailed(key, String(precondition.generation));
         // Another writer took `next` first; look again (create-only may now find a live object).
@@ -239,8 +240,8 @@ export class FsObjectStore implements ObjectStore {
       throw writeError(error, this.#root, this.url);
     } finally {
       // A sidecar of a generation that is another writer's (or none) is never read: remove it.
-      if (unlinked !== undefined) await removeFile(unlinked);
-      if (temp !== undefined) await removeFile(temp.file);
+      if (unlinked !== undefined) removeFile(unlinked);
+      if (temp !== undefined) removeFile(temp.file);
     }
   }
 
@@ -250,31 +251,31 @@ export class FsObjectStore implements ObjectStore {
       case "generation": {
         // Only the expected generation's own file matters: if it is live data and the link of the
         // next number succeeds, it was the latest at that instant.
-        const header = await readHeader(generationFile(dir, precondition.generation));
+        const header = readHeader(generationFile(dir, precondition.generation));
         if (header !== DATA) throw new PreconditionFailed(key, String(precondition.generation));
         return precondition.generation + 1;
       }
       case "absent": {
-        const state = await this.#state(key, dir);
+        const state = this.#state(key, dir);
         if (state.live) throw new PreconditionFailed(key, CREATE_ONLY);
         return op === "put" ? state.generation + 1 : null;
       }
       case "none": {
-        if (op === "put") return (await this.#latest(key, dir)) + 1;
-        const state = await this.#state(key, dir);
+        if (op === "put") return this.#latest(key, dir) + 1;
+        const state = this.#state(key, dir);
         return state.live ? state.generation + 1 : null;
       }
     }
   }
 
   /** The latest generation and whether it holds data (not a tombstone). */
-  async #state(key: string, dir: string): Promise<{ generation: number; live: boolean }> {
+  #state(key: string, dir: string): { generation: number; live: boolean } {
     let failed = 0;
     for (;;) {
-      const generation = await this.#latest(key, dir);
+      const generation = this.#latest(key, dir);
       if (generation === 0) return { generation, live: false };
       const file = generationFile(dir, generation);
-      const header = await readHeader(file);
+      const header = readHeader(file);
       if (header !== null) return { generation, live: header === DATA };
       failed = this.#superseded(file, generation, failed);
     }
@@ -285,20 +286,20 @@ export class FsObjectStore implements ObjectStore {
    * the number after one that exists, and none is removed), so existence is a prefix: gallop up
    * from the hint, then bisect. With a current hint that is two stat calls.
    */
-  async #latest(key: string, dir: string): Promise<number> {
+  #latest(key: string, dir: string): number {
     let low = this.#hints.get(key) ?? 0;
     // The folder may have been emptied and refilled since the hint was taken.
-    if (low > 0 && !(await exists(generationFile(dir, low)))) low = 0;
+    if (low > 0 && !exists(generationFile(dir, low))) low = 0;
     let step = 1;
     let high = low + 1;
-    while (await exists(generationFile(dir, high))) {
+    while (exists(generationFile(dir, high))) {
       low = high;
       step *= 2;
       high = low + step;
     }
     while (high - low > 1) {
       const middle = Math.floor((low + high) / 2);
-      if (await exists(generationFile(dir, middle))) low = middle;
+      if (exists(generationFile(dir, middle))) low = middle;
       else high = middle;
     }
     this.#remember(key, low);
@@ -330,9 +331,9 @@ export class FsObjectStore implements ObjectStore {
     for (let tries = 0; ; tries++) {
       await this.#ensureTempDir();
       const file = path.join(this.#root, TEMP_DIR, `${process.pid}-${randomBytes(8).toString("hex")}`);
-      let handle: fs.FileHandle;
+      let fd: number;
       try {
-        handle = await fs.open(file, "wx");
+        fd = fs.openSync(file, "wx");
       } catch (error) {
         // Someone removed the temp folder under us: make it again, once.
         if (tries > 0 || !hasCode(error, "ENOENT")) throw error;
@@ -341,17 +342,17 @@ export class FsObjectStore implements ObjectStore {
       }
       try {
         await this.#options.beforeWrite?.("write", file);
-        await handle.writeFile(Buffer.concat(body));
-        if (this.#options.durable) await handle.sync();
+        fs.writeFileSync(fd, body.length === 1 ? body[0]! : Buffer.concat(body));
+        if (this.#options.durable) fs.fsyncSync(fd);
         // Only a write with a sidecar needs the file's identity; the others skip the call.
-        const { ino, size, mtimeMs } = needIdentity ? await handle.stat() : { ino: 0, size: 0, mtimeMs: 0 };
+        const { ino, size, mtimeMs } = needIdentity ? fs.fstatSync(fd) : { ino: 0, size: 0, mtimeMs: 0 };
         return { file, ino, size, mtimeMs };
       } catch (error) {
         // A half-written temp file (a full disk) must not stay until the hourly sweep.
-        await removeFile(file);
+        removeFile(file);
         throw error;
       } finally {
-        await handle.close();
+        fs.closeSync(fd);
       }
     }
   }
@@ -363,15 +364,15 @@ export class FsObjectStore implements ObjectStore {
     // reuses; no reader looks at it until our link makes the name's inode a generation's.
     await this.#inFolder(dir, async () => {
       await this.#options.beforeWrite?.("write", file);
-      const handle = await fs.open(file, "w");
+      const fd = fs.openSync(file, "w");
       try {
-        await handle.writeFile(sidecar);
-        if (this.#options.durable) await handle.sync();
+        fs.writeFileSync(fd, sidecar);
+        if (this.#options.durable) fs.fsyncSync(fd);
       } catch (error) {
-        await removeFile(file);
+        removeFile(file);
         throw error;
       } finally {
-        await handle.close();
+        fs.closeSync(fd);
       }
     });
   }
@@ -382,7 +383,7 @@ export class FsObjectStore implements ObjectStore {
     try {
       await this.#inFolder(dir, async () => {
         await this.#options.beforeWrite?.("link", target);
-        await fs.link(temp, target);
+        fs.linkSync(temp, target);
       });
       return true;
     } catch (error) {
@@ -398,18 +399,18 @@ export class FsObjectStore implements ObjectStore {
     } catch (error) {
       if (!hasCode(error, "ENOENT")) throw error;
       await this.#options.beforeWrite?.("mkdir", dir);
-      await fs.mkdir(dir, { recursive: true });
+      fs.mkdirSync(dir, { recursive: true });
       await call();
     }
   }
 
   async #afterLink(dir: string, generation: number): Promise<void> {
     if (this.#options.durable) {
-      const handle = await fs.open(dir, "r");
+      const fd = fs.openSync(dir, "r");
       try {
-        await handle.sync();
+        fs.fsyncSync(fd);
       } finally {
-        await handle.close();
+        fs.closeSync(fd);
       }
     }
     // Truncate, never unlink: a free name would let a slow writer that lost the race link into it.
@@ -417,9 +418,20 @@ export class FsObjectStore implements ObjectStore {
     // sidecar goes after the truncation, so that a reader who misses it can tell why.
     if (generation > 2) {
       const old = generationFile(dir, generation - 2);
-      const stat = await fs.stat(old).catch(() => undefined);
-      await fs.truncate(old, 0).catch(() => undefined);
-      if (stat) await removeFile(sidecarFile(dir, generation - 2, stat.ino)).catch(() => undefined);
+      let ino: number | undefined;
+      try {
+        ino = fs.statSync(old).ino;
+        fs.truncateSync(old, 0);
+      } catch {
+        // Gone or not ours to truncate: only disk space is at stake.
+      }
+      if (ino !== undefined) {
+        try {
+          removeFile(sidecarFile(dir, generation - 2, ino));
+        } catch {
+          // likewise
+        }
+      }
     }
   }
 
@@ -427,13 +439,24 @@ export class FsObjectStore implements ObjectStore {
     this.#tempReady ??= (async () => {
       const dir = path.join(this.#root, TEMP_DIR);
       await this.#options.beforeWrite?.("mkdir", dir);
-      await fs.mkdir(dir, { recursive: true });
+      fs.mkdirSync(dir, { recursive: true });
       await sweepStaleTemps(dir);
     })().catch((error: unknown) => {
       this.#tempReady = undefined;
       throw error;
     });
     return this.#tempReady;
+  }
+
+  /**
+   * The start of every operation: the folder check, then one turn of the event loop. The file
+   * calls below are synchronous (fs-files.ts says why); without that turn, a caller that loops on
+   * the store (a compare-and-swap retried until it wins, a reader polling a key) would run on
+   * microtasks alone and starve timers and I/O, as promise-based calls never did.
+   */
+  async #enter(): Promise<void> {
+    await this.#checkRoot();
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   /** Refuses a store whose folder is a file, once per instance (a missing folder is fine). */
@@ -450,7 +473,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async #isLive(key: string): Promise<boolean> {
-    return (await this.#state(key, this.#objectDir(key))).live;
+    return this.#state(key, this.#objectDir(key)).live;
   }
 
   /** A live object's listing entry (one extra small read, its sidecar); null if it is deleted. */
@@ -458,9 +481,9 @@ export class FsObjectStore implements ObjectStore {
     const dir = this.#objectDir(key);
     let failed = 0;
     for (;;) {
-      const generation = await this.#latest(key, dir);
+      const generation = this.#latest(key, dir);
       if (generation === 0) return null;
-      const read = await readGeneration(dir, generation, { withBytes: false });
+      const read = readGeneration(dir, generation, { withBytes: false });
       if (read === null) {
         failed = this.#superseded(generationFile(dir, generation), generation, failed);
         continue;
@@ -499,7 +522,7 @@ export class FsObjectStore implements ObjectStore {
 
   /** One folder's object keys and sub-prefixes, filtered and sorted the way `list` returns them. */
   async #readLevel(rel: string, rest: string, after: string | undefined, rollUpDirs: boolean): Promise<Listed[]> {
-    const dirents = await unlessMissing(fs.readdir(path.join(this.#root, rel), { withFileTypes: true }));
+    const dirents = unlessMissing(() => fs.readdirSync(path.join(this.#root, rel), { withFileTypes: true }));
     const out: Listed[] = [];
     for (const dirent of dirents ?? []) {
       if (!dirent.isDirectory() || !dirent.name.startsWith(rest)) continue;
@@ -546,10 +569,10 @@ function isSegment(segment: string): boolean {
 async function sweepStaleTemps(dir: string): Promise<void> {
   try {
     const cutoff = Date.now() - STALE_TEMP_MS;
-    for (const name of await fs.readdir(dir)) {
+    for (const name of await fsp.readdir(dir)) {
       const file = path.join(dir, name);
-      const stat = await fs.lstat(file).catch(() => undefined);
-      if (stat && stat.mtimeMs < cutoff) await fs.rm(file, { force: true });
+      const stat = await fsp.lstat(file).catch(() => undefined);
+      if (stat && stat.mtimeMs < cutoff) await fsp.rm(file, { force: true });
     }
   } catch {
     // A leftover temp file costs only disk; never fail a write over it.

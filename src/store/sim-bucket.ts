@@ -298,6 +298,13 @@ export class SimBucket {
     return out;
   }
 
+  /** 429s sent for a second change of a name within the gap, per name (under `prefix`). */
+  gapRefusals(prefix = ""): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [name, count] of this.#counters.gapRefusalsByName) if (name.startsWith(prefix)) out.set(name, count);
+    return out;
+  }
+
   /** Starts the counters again (not the objects, the capacities or the per-name gaps). */
   resetStats(): void {
     this.#counters = newCounters();
@@ -319,6 +326,7 @@ export class SimBucket {
       const last = this.#lastMutation.get(name);
       if (last !== undefined && now - last < this.#gapMs) {
         c.throttled.objectGap++;
+        c.gapRefusalsByName.set(name, (c.gapRefusalsByName.get(name) ?? 0) + 1);
         throw new SimHttpError(429, "rateLimitExceeded", `${kind} ${name}: the object was changed ${Math.round(now - last)} ms ago; the limit is one change per ${this.#gapMs} ms`);
       }
     }
@@ -353,6 +361,7 @@ function newCounters() {
     writesTaken: new SlidingWindow(),
     readsTaken: new SlidingWindow(),
     writesByName: new Map<string, number>(),
+    gapRefusalsByName: new Map<string, number>(),
     recentByName: new Map<string, SlidingWindow>(),
     peakObjectWrites: 0,
   };
