@@ -14,7 +14,7 @@ import type { RunRecord } from "../src/core/model.js";
 import { seededRandom, sleep, type Clock } from "../src/core/time.js";
 import { SimLauncher } from "../src/launcher/sim.js";
 import { planRun } from "../src/orchestrator/plan.js";
-import { listRuns as listRunsCli } from "../src/orchestrator/read.js";
+import { listRunSummaries } from "../src/orchestrator/run-list.js";
 import { reconcile } from "../src/orchestrator/reconcile.js";
 import { entryOf, listRuns as listRunsIndexed, writeIndexEntry } from "../src/orchestrator/runs-index.js";
 import { putJson } from "../src/store/json.js";
@@ -84,7 +84,7 @@ export async function runsBench(log: (s: string) => void): Promise<RunsResult> {
     const value = await fn(c.store as SimObjectStore);
     return { ms: clock.now() - t0, requests: total(c.counts), value };
   };
-  const cli = await timed((s) => listRunsCli(s, 50));
+  const cli = await timed((s) => listRunSummaries(s, { limit: 50 }));
   const indexed = await timed((s) => listRunsIndexed(s, { limit: 50 }));
   const launcher = new SimLauncher({ store, clock, job });
   const rec = await timed((s) => reconcile({ store: s, launcher }));
@@ -93,7 +93,7 @@ export async function runsBench(log: (s: string) => void): Promise<RunsResult> {
     table(
       ["call", "simulated time", "requests", "result"],
       [
-        ["`shardrun runs` (newest 50, read.ts listRuns)", `${fixed(cli.ms, 0)} ms`, cli.requests, `${cli.value.length} runs`],
+        ["`shardrun runs` (newest 50, runs index with summaries)", `${fixed(cli.ms, 0)} ms`, cli.requests, `${cli.value.length} runs`],
         ["GET /v1/runs (newest 50, runs index)", `${fixed(indexed.ms, 0)} ms`, indexed.requests, `${indexed.value.length} runs`],
         ["reconcile", `${fixed(rec.ms, 0)} ms`, rec.requests, `${rec.value.checked} runs in flight`],
       ],
