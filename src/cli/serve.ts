@@ -112,7 +112,8 @@ export async function serveCommand(flags: ServeFlags, io: Io): Promise<number> {
   cron?.stop();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  const finished = Promise.all([closed, service.drain(), round, cron?.idle()]);
+  // The driver leases the last round took are given back after it (a second after each was taken).
+  const finished = Promise.all([closed, service.drain(), round, cron?.idle()]).then(() => service.drain());
   const timedOut = await Promise.race([finished.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), SHUTDOWN_MS).unref())]);
   if (timedOut) {
     logger.warn("shutdown deadline reached with work in flight; reconcile will pick it up", {});

@@ -87,6 +87,12 @@ const HOLDER = `${hostname()}/${process.pid}/${randomBytes(3).toString("hex")}`;
  */
 export async function withRunLease<T>(store: ObjectStore, runId: string, fn: () => Promise<T>, ttlMs = 120_000): Promise<{ ran: true; value: T } | { ran: false }> {
   const key = driverKey(runId);
+  // This process's own release of the lease comes first (it may still be waiting out its second),
+  // and a second passes after it before this process writes the lease again.
+  await releasing.get(key);
+  const gap = pacedWriteGapMs(store.limits);
+  const since = lastWrite.get(key);
+  if (since !== undefined && since + gap > Date.now()) await sleep(since + gap - Date.now());
   const current = await store.get(key);
   if (current) {
     const lease = DriverLease.safeParse(safeJson(current.bytes));
@@ -100,19 +106,51 @@ export async function withRunLease<T>(store: ObjectStore, runId: string, fn: () 
     throw e;
   }
   const takenAt = Date.now();
+  if (gap) noteWrite(key);
   try {
     return { ran: true, value: await fn() };
   } finally {
+    const release = async () => {
+      try {
+        await store.delete(key, { ifGenerationMatch: generation });
+      } catch (e) {
+        if (!(e instanceof PreconditionFailed)) throw e; // taken over after our TTL: theirs now
+      } finally {
+        if (gap) noteWrite(key);
+      }
+    };
     // Released no sooner than a second after it was taken: one write a second per object name
-    // (on a store that limits it).
-    const wait = takenAt + pacedWriteGapMs(store.limits) - Date.now();
-    if (wait > 0) await sleep(wait);
-    try {
-      await store.delete(key, { ifGenerationMatch: generation });
-    } catch (e) {
-      if (!(e instanceof PreconditionFailed)) throw e; // taken over after our TTL: theirs now
+    // (on a store that limits it). That wait is not the caller's: the release finishes in the
+    // background (the service waits for it when it drains); a release that fails leaves the lease
+    // to expire at its TTL.
+    const wait = takenAt + gap - Date.now();
+    if (wait <= 0) await release();
+    else {
+      const p = sleep(wait)
+        .then(release)
+        .catch(() => undefined)
+        .finally(() => releasing.delete(key));
+      releasing.set(key, p);
     }
   }
+}
+
+/** Driver leases this process is giving back, by key. */
+const releasing = new Map<string, Promise<void>>();
+/**
+ * When this process last wrote or deleted each driver lease (on stores that take one write a
+ * second per object); entries older than a few seconds are dropped as new ones come.
+ */
+const lastWrite = new Map<string, number>();
+function noteWrite(key: string): void {
+  const now = Date.now();
+  if (lastWrite.size > 1000) for (const [k, t] of lastWrite) if (now - t > 10_000) lastWrite.delete(k);
+  lastWrite.set(key, now);
+}
+
+/** Resolves when every driver lease this process took has been given back. */
+export async function leaseReleases(): Promise<void> {
+  while (releasing.size) await Promise.all([...releasing.values()]);
 }
 
 function safeJson(bytes: Uint8Array): unknown {

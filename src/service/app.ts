@@ -18,7 +18,7 @@ import { errorMessage, isShardrunError } from "../core/errors.js";
 import { withFields, type Logger } from "../core/log.js";
 import { packageRoot, packageVersion } from "../config/paths.js";
 import type { Launcher } from "../launcher/port.js";
-import { reconcile, type ReconcileResult } from "../orchestrator/reconcile.js";
+import { leaseReleases, reconcile, type ReconcileResult } from "../orchestrator/reconcile.js";
 import type { PlanLimits } from "../core/plan.js";
 import { resolveLimits } from "../orchestrator/plan.js";
 import type { ObjectStore } from "../store/port.js";
@@ -272,6 +272,8 @@ export function createService(options: ServiceOptions): Service {
       // Answered requests first, then the plans they left running in the background.
       while (inFlight.size) await Promise.allSettled([...inFlight]);
       while (deps.plans.size) await Promise.allSettled([...deps.plans.values()].map((p) => p.done));
+      // Then the driver leases they took, given back a second after they were taken.
+      await leaseReleases();
     },
   };
 }
