@@ -30,6 +30,8 @@ h3{font-size:12.5px;margin:14px 0 8px;font-weight:600;color:var(--muted)}
 .crumb{font-size:12.5px;margin-bottom:6px}
 .reason{margin-top:8px;padding:8px 12px;border-radius:8px;background:var(--warn-soft);color:#7a2e00;max-width:70ch}
 .actions{display:flex;flex-wrap:wrap;gap:8px;align-items:center}
+.downloads{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
+.downloads .label{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600;margin-right:2px}
 .actions .msg{flex-basis:100%;text-align:right;font-size:12.5px;color:var(--fail);min-height:1em}
 button{font:inherit;font-weight:600;padding:6px 14px;border-radius:8px;border:1px solid var(--border);background:var(--surface);color:var(--text);cursor:pointer}
 button:hover{background:#f3f4f6}

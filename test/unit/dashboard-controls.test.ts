@@ -82,9 +82,20 @@ describe("the finish card", () => {
     expect(renderRunPage(status({ state: "succeeded", items: { total: 20, succeeded: 20, failed: 0, pending: 0 } }), [], { now: NOW })).not.toContain('id="finish"');
   });
 
-  it("offers the output download once an item succeeded", () => {
-    expect(renderRunPage(status(), dead, { now: NOW, basePath: "/ops" })).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.jsonl" data-internal download="${RUN_ID}.jsonl"`);
-    expect(renderRunPage(status({ items: { total: 20, succeeded: 0, failed: 20, pending: 0 } }), dead, { now: NOW })).not.toContain("output.jsonl");
+  it("offers the output as JSONL and CSV once an item succeeded, and with the failed items once one failed", () => {
+    const page = renderRunPage(status(), dead, { now: NOW, basePath: "/ops" });
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.jsonl" data-internal data-download="jsonl" download="${RUN_ID}.jsonl"`);
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.csv" data-internal data-download="csv" download="${RUN_ID}.csv"`);
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.jsonl?failed=true" data-internal data-download="jsonl" download="${RUN_ID}-with-failed.jsonl"`);
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.csv?failed=true" data-internal data-download="csv" download="${RUN_ID}-with-failed.csv"`);
+    // Nothing succeeded: only the failed items are there to download.
+    const allFailed = renderRunPage(status({ items: { total: 20, succeeded: 0, failed: 20, pending: 0 } }), dead, { now: NOW });
+    expect(allFailed).not.toContain('data-downloads="output"');
+    expect(allFailed).toContain('data-downloads="failed"');
+    // Nothing failed: no failed download.
+    const clean = renderRunPage(status({ state: "succeeded", items: { total: 20, succeeded: 20, failed: 0, pending: 0 } }), [], { now: NOW });
+    expect(clean).toContain('data-downloads="output"');
+    expect(clean).not.toContain("failed=true");
   });
 });
 
