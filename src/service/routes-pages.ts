@@ -15,7 +15,10 @@ import { LISTED_STATES, type ListedState } from "../core/states.js";
 import { jobFolderNames } from "../config/jobs.js";
 import type { Logger } from "../core/log.js";
 import type { OutputFormat } from "../orchestrator/output-format.js";
+import { RunRecord } from "../core/model.js";
 import { readRunStatus } from "../orchestrator/read.js";
+import { readRunView } from "../orchestrator/run-view.js";
+import { getJson } from "../store/json.js";
 import type { ServiceApp, ServiceDeps, ServiceEnv, Guards } from "./context.js";
 import { HttpError } from "./http-error.js";
 import { errors, noRun, optional } from "./route-kit.js";
@@ -130,6 +133,24 @@ export function runsFilters(q: z.infer<typeof RunsPageQuery>, now: Date): Parsed
   return { shown, query };
 }
 
+/** Paths of the JSON API and the service's own documents: never answered with a page. */
+const NOT_PAGES = /^\/(v1(\/|$)|openapi\.json$|healthz$)/;
+
+/**
+ * The error answer for a browser opening a page: an HTML page saying what went wrong, with the
+ * way back to the runs list (an unknown page or run is a 404 page, not the API's JSON). Null for
+ * API clients (they do not ask for HTML), API paths, and what the sign-in page answers (401, 403).
+ */
+export async function pageErrorAnswer(c: Context<ServiceEnv>, e: HttpError): Promise<Response | null> {
+  if (e.status < 400 || e.status === 401 || e.status === 403 || e.status > 599 || !acceptsHtml(c) || NOT_PAGES.test(c.req.path)) return null;
+  try {
+    const { renderNoticePage } = await import("../dashboard/pages.js");
+    return c.html(renderNoticePage({ status: e.status, message: e.message }), e.status as 400, e.headers);
+  } catch {
+    return null; // a build without the dashboard: the JSON error
+  }
+}
+
 const acceptsHtml = (c: Context<ServiceEnv>) => /\btext\/html\b/i.test(c.req.header("accept") ?? "");
 
 /**
@@ -208,9 +229,20 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guards: G
       responses: { 200: html, ...errors, ...noRun },
     }),
     async (c) => {
-      const { renderRunPage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
+      const { renderRunPage, renderPlanningPage, renderNoticePage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
       const { readRunPageData } = await import("../orchestrator/run-page-data.js");
-      const run = await requireRun(deps, c.req.valid("param").id);
+      const id = c.req.valid("param").id;
+      let run = await getJson(deps.store, keys.run(id), RunRecord);
+      if (!run) {
+        // Not committed: a run the API is still planning in the background, one whose plan
+        // failed or was cancelled (this process remembers why), or none.
+        const planning = await readRunView(deps.store, id, deps.launcher);
+        if (planning && (planning.state === "planning" || planning.state === "cancelled")) return c.html(renderPlanningPage(planning), 200);
+        const failed = deps.planFailures.get(id);
+        if (!planning && failed) return c.html(renderNoticePage({ status: 404, heading: `Run ${id} was not planned`, message: `${failed.charAt(0).toUpperCase()}${failed.slice(1)}; nothing of it was left in the store.` }), 404);
+        // Committed in between the two reads: its page, as usual.
+        run = await requireRun(deps, id);
+      }
       const now = deps.now();
       const view = await readRunPageData(deps.store, run.value, { launcher: deps.launcher, now });
       const st = view.status;
