@@ -151,7 +151,7 @@ ${shardGrid(status, redone)}
 ${chartCard(history, status.items.total, source)}
 ${launchesCard(status.launches)}
 </div>
-${failedCard(status, deadLetter, api)}
+${failedCard(status, deadLetter, api, `${base}/runs/${encodeURIComponent(status.runId)}`)}
 ${budgetsCard(status, now)}`;
 
   const boot = {
