@@ -15,10 +15,8 @@ import { LISTED_STATES, type ListedState } from "../core/states.js";
 import { jobFolderNames } from "../config/jobs.js";
 import type { Logger } from "../core/log.js";
 import type { OutputFormat } from "../orchestrator/output-format.js";
-import { RunRecord } from "../core/model.js";
 import { readRunStatus } from "../orchestrator/read.js";
 import { readRunView } from "../orchestrator/run-view.js";
-import { getJson } from "../store/json.js";
 import type { ServiceApp, ServiceDeps, ServiceEnv, Guards } from "./context.js";
 import { HttpError } from "./http-error.js";
 import { errors, noRun, optional } from "./route-kit.js";
@@ -136,6 +134,12 @@ export function runsFilters(q: z.infer<typeof RunsPageQuery>, now: Date): Parsed
 /** Paths of the JSON API and the service's own documents: never answered with a page. */
 const NOT_PAGES = /^\/(v1(\/|$)|openapi\.json$|healthz$)/;
 
+/** Headings for errors that are the store's damage, not a fault of the page or the service. */
+const PAGE_ERROR_HEADINGS: Record<string, string> = {
+  run_unreadable: "This run's record cannot be read",
+  damaged: "This run's output is damaged",
+};
+
 /**
  * The error answer for a browser opening a page: an HTML page saying what went wrong, with the
  * way back to the runs list (an unknown page or run is a 404 page, not the API's JSON). Null for
@@ -145,7 +149,8 @@ export async function pageErrorAnswer(c: Context<ServiceEnv>, e: HttpError): Pro
   if (e.status < 400 || e.status === 401 || e.status === 403 || e.status > 599 || !acceptsHtml(c) || NOT_PAGES.test(c.req.path)) return null;
   try {
     const { renderNoticePage } = await import("../dashboard/pages.js");
-    return c.html(renderNoticePage({ status: e.status, message: e.message }), e.status as 400, e.headers);
+    const heading = PAGE_ERROR_HEADINGS[e.code];
+    return c.html(renderNoticePage({ status: e.status, message: e.message, ...(heading ? { heading } : {}) }), e.status as 400, e.headers);
   } catch {
     return null; // a build without the dashboard: the JSON error
   }
@@ -232,7 +237,10 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guards: G
       const { renderRunPage, renderPlanningPage, renderNoticePage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
       const { readRunPageData } = await import("../orchestrator/run-page-data.js");
       const id = c.req.valid("param").id;
-      let run = await getJson(deps.store, keys.run(id), RunRecord);
+      let run = await requireRun(deps, id).catch((e: unknown) => {
+        if (e instanceof HttpError && e.status === 404) return null;
+        throw e;
+      });
       if (!run) {
         // Not committed: a run the API is still planning in the background, one whose plan
         // failed or was cancelled (this process remembers why), or none.

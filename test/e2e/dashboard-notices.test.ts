@@ -5,7 +5,7 @@
  * run is an HTML 404 with the way back, while API clients still get the JSON error.
  */
 import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { SKIP_BROWSER, TOKEN, fitsWidth, startDashboard, type Dashboard } from "./dashboard-harness.js";
 
 const SLOW = `/v1/jobs/${encodeURIComponent("test/fixtures/jobs/slow-source.ts")}/runs`;
@@ -28,6 +28,10 @@ describe.skipIf(SKIP_BROWSER)("the dashboard's notices in headless Chromium", ()
   beforeAll(async () => {
     // A short wait: the slow sources below outlast it however loaded the machine is.
     d = await startDashboard({ allowJobPaths: true, planAnswerMs: 200 });
+  });
+
+  // A page of its own per test: a run page left behind reloads itself when its run ends.
+  beforeEach(async () => {
     page = await d.open();
   });
 
@@ -103,6 +107,24 @@ describe.skipIf(SKIP_BROWSER)("the dashboard's notices in headless Chromium", ()
     const w = await fitsWidth(phone);
     expect(w.scrollWidth).toBeLessThanOrEqual(w.clientWidth);
     expect(d.pageErrors).toEqual([]);
+  });
+
+  it("shows a run whose record cannot be read as such, from its row in the list, never as the reader's mistake", async () => {
+    const damaged = "20260102-000000-sleepy-bad1";
+    await d.store.put(`runs/${damaged}/run.json`, "{ truncated");
+    await d.store.put(`index/runs/20260102/${damaged}`, JSON.stringify({ runId: damaged, job: "sleepy", state: "succeeded", createdAt: "2026-01-02T00:00:00.000Z", items: 3, trigger: "cli" }));
+    await page.goto(d.url("/"));
+    const row = page.locator(`tr[data-run="${damaged}"]`);
+    expect(await row.locator(".badge").textContent()).toBe("unreadable");
+    const [answer] = await Promise.all([page.waitForResponse((r) => r.url().includes(`/runs/${damaged}?`)), row.locator("a.job").click()]);
+    expect(answer.status()).toBe(500);
+    expect(await page.locator("#notice-h").textContent()).toBe("This run's record cannot be read");
+    expect(await page.locator(".notice-message").textContent()).toMatch(new RegExp(`^run ${damaged} cannot be read: runs/${damaged}/run.json .*not valid JSON`));
+    // The API says the same.
+    const api = await fetch(`${d.base}/runs/${damaged}/output.jsonl`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(api.status).toBe(500);
+    expect(((await api.json()) as { error: { code: string } }).error.code).toBe("run_unreadable");
+    await d.shot(page, "dashboard-run-unreadable");
   });
 
   it("still answers API clients, and the API's paths, with the JSON error", async () => {
