@@ -103,6 +103,28 @@ describe.skipIf(SKIP_BROWSER)("the dashboard, every page clicked through", () =>
     }
     expect(d.pageErrors).toEqual([]);
   });
+
+  it("cancels a live run from its page: it asks, stops the run and shows it cancelled", async () => {
+    const path = `/v1/jobs/${encodeURIComponent("test/fixtures/jobs/sleepy.ts")}/runs`;
+    const r = await fetch(`${d.base}${path}`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ args: { count: 40, sleepMs: 1000 }, tasks: 2 }) });
+    expect(r.status).toBe(202);
+    const { runId } = (await r.json()) as { runId: string };
+    const page = await d.open();
+    await page.goto(d.url(`/runs/${runId}`));
+    await expect.poll(() => page.locator("#run-state").textContent(), { timeout: 30_000 }).toBe("running");
+    const asked = new Promise<string>((resolve) => page.once("dialog", (dialog) => void dialog.accept().then(() => resolve(dialog.message()))));
+    const answer = page.waitForResponse((res) => res.request().method() === "POST");
+    await page.locator('button[data-action="cancel"]').click();
+    expect(await asked).toMatch(/cancel/i);
+    expect((await answer).url()).toBe(`${d.base}/v1/runs/${runId}:cancel`);
+    expect((await answer).status()).toBe(200);
+    await expect.poll(() => page.locator("#run-state").textContent(), { timeout: 30_000 }).toBe("cancelled");
+    expect(await page.locator('button[data-action="cancel"]').count()).toBe(0);
+    const st = (await (await fetch(`${d.base}/v1/runs/${runId}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { state: string; items: { succeeded: number; total: number } };
+    expect(st.state).toBe("cancelled");
+    expect(st.items.succeeded).toBeLessThan(st.items.total);
+    expect(d.pageErrors).toEqual([]);
+  });
 });
 
 function watchConsole(page: Page, into: string[]): void {
