@@ -111,3 +111,67 @@ try {
   }
 } catch (e) {}
 })();`;
+
+/** A page with nothing live on it (not found, an error): links keep the token, times are local. */
+export const NOTICE_SCRIPT = `(function () {
+${COMMON}
+})();`;
+
+/**
+ * A run being planned: polls its status every second and loads the page again once it is no
+ * longer planning (the run page then) or is gone (the page says why). Cancel stops the plan.
+ */
+export const PLANNING_SCRIPT = `(function () {
+${COMMON}
+var boot = JSON.parse(document.getElementById("boot").textContent);
+var done = false;
+function again(why) {
+  if (done) return;
+  done = true;
+  setConn(why + " \\u00b7 loading");
+  setTimeout(function () { location.reload(); }, 300);
+}
+function poll() {
+  if (done) return;
+  fetch(boot.api, { headers: headers(), cache: "no-store" })
+    .then(function (res) {
+      // Gone: its plan failed or was cancelled; the page says which.
+      if (res.status === 404) return again("planning ended");
+      if (!res.ok) return apiError(res).then(function (e) { throw e; });
+      return res.json().then(function (st) {
+        if (st.state !== "planning") return again("planned");
+        var n = document.querySelector('[data-f="items-read"]');
+        if (n && st.items && st.items.total) n.textContent = Number(st.items.total).toLocaleString("en-US") + " items read so far.";
+        setConn("planning \\u00b7 checked " + new Date().toLocaleTimeString());
+        setTimeout(poll, 1000);
+      });
+    })
+    .catch(function (e) {
+      setConn("cannot reach the API (" + e.message + ") \\u00b7 retrying", true);
+      setTimeout(poll, 3000);
+    });
+}
+document.addEventListener("click", function (ev) {
+  var b = ev.target && ev.target.closest && ev.target.closest('button[data-action="cancel"]');
+  if (!b) return;
+  if (!confirm("Cancel this run while it is planned? Nothing of it is kept.")) return;
+  var msg = document.getElementById("action-msg");
+  b.disabled = true;
+  msg.style.color = "var(--muted)";
+  msg.textContent = "Cancelling\\u2026";
+  fetch(boot.api + ":cancel", { method: "POST", headers: headers({ "content-type": "application/json" }), body: "{}" })
+    .then(function (res) {
+      if (res.ok) return again("cancelled");
+      return apiError(res).then(function (e) { throw e; });
+    })
+    .catch(function (e) {
+      msg.style.color = "";
+      msg.textContent = "Cancel failed: " + e.message;
+      b.disabled = false;
+    });
+});
+if (boot.live) {
+  setConn("planning \\u00b7 checking every second");
+  setTimeout(poll, 1000);
+}
+})();`;

@@ -22,7 +22,8 @@ export function countByReason(items: readonly FailedItemView[]): Record<string, 
   return out;
 }
 
-export function failedCard(st: RunStatus, deadLetter: readonly FailedItemView[], api: string): string {
+/** `api`: the run's API path (`{base}/v1/runs/{id}`); `page`: its page's (`{base}/runs/{id}`). */
+export function failedCard(st: RunStatus, deadLetter: readonly FailedItemView[], api: string, page: string): string {
   const rows = deadLetter
     .slice(0, MAX_FAILED_ROWS)
     .map(
@@ -32,7 +33,8 @@ export function failedCard(st: RunStatus, deadLetter: readonly FailedItemView[],
     .join("\n");
   const more =
     deadLetter.length > MAX_FAILED_ROWS
-      ? `<p class="muted">Showing the first ${MAX_FAILED_ROWS} of ${formatInt(deadLetter.length)}; all of them: <a href="${esc(api)}/dead-letter" data-internal>dead letter (JSON)</a>.</p>`
+      ? // The dead-letter API takes its token only as a header, which a link cannot send: the page's own downloads carry every failed item.
+        `<p class="muted">Showing the first ${MAX_FAILED_ROWS} of ${formatInt(deadLetter.length)}; all of them, after the output: <a href="${esc(page)}/output.jsonl?failed=true" data-internal download="${esc(st.runId)}-with-failed.jsonl">JSONL</a> · <a href="${esc(page)}/output.csv?failed=true" data-internal download="${esc(st.runId)}-with-failed.csv">CSV</a>, or <code>GET ${esc(api)}/dead-letter</code> with the token as a header.</p>`
       : "";
   const empty =
     st.items.failed > 0

@@ -133,6 +133,12 @@ export function chartPoints(history: readonly HistoryPoint[], total: number): { 
   return { ok, failed: line((p) => p.f), area: `${x(first.t).toFixed(1)},${CHART.h} ${ok} ${x(last.t).toFixed(1)},${CHART.h}` };
 }
 
+/**
+ * The logo as the tab's icon, inline: the service serves no assets, and without an icon of its
+ * own every page would make the browser ask for /favicon.ico and log the 404.
+ */
+const FAVICON = `data:image/svg+xml,${encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 2 2"><rect width="2" height="2" rx=".4" fill="#e6eaef"/><path d="M1 0h1v1H1zM0 1h1v1H0z" fill="#1f883d"/><path d="M1 1h1v1H1z" fill="#0969da"/></svg>')}`;
+
 export interface LayoutOptions {
   title: string;
   basePath: string;
@@ -155,6 +161,7 @@ export function layout(o: LayoutOptions): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light">
 <title>${esc(o.title)}</title>
+<link rel="icon" href="${FAVICON}">
 <style>${DASHBOARD_CSS}</style>
 </head>
 <body>

@@ -21,4 +21,5 @@ export { RERUN_REASONS } from "./finish.js";
 export { cellState, redoneShards, renderRunPage, runFields, type CellState, type RunPageOptions } from "./run-page.js";
 export { SINCE_CHOICES, renderRunsPage, type RunSummaryView, type RunsFilters, type RunsPageOptions } from "./runs-page.js";
 export { renderSchedulesPage, type ScheduleView, type SchedulesPageOptions, type UnavailableScheduleJob } from "./schedules-page.js";
+export { renderNoticePage, renderPlanningPage, type NoticePageOptions, type PlanningPageOptions } from "./notice-pages.js";
 export { renderSignInPage, type SignInPageOptions } from "./sign-in-page.js";

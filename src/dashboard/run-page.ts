@@ -151,7 +151,7 @@ ${shardGrid(status, redone)}
 ${chartCard(history, status.items.total, source)}
 ${launchesCard(status.launches)}
 </div>
-${failedCard(status, deadLetter, api)}
+${failedCard(status, deadLetter, api, `${base}/runs/${encodeURIComponent(status.runId)}`)}
 ${budgetsCard(status, now)}`;
 
   const boot = {
@@ -172,19 +172,35 @@ ${budgetsCard(status, now)}`;
 }
 
 /**
- * The hero's actions: Cancel while the run is live, and its output once any item succeeded. The
- * controls that rerun a stopped run are in their own card (finish.ts).
+ * The hero's actions: Cancel while the run is live, and its output once an item settled: JSONL
+ * or CSV (`shardrun output --format`), and with the failed items (`--failed`) once some failed.
+ * The controls that rerun a stopped run are in their own card (finish.ts).
  */
 function actions(st: RunStatus, base: string): string {
   const live = isLive(st.state);
-  const output = `${base}/runs/${encodeURIComponent(st.runId)}/output.jsonl`;
   const buttons = [
-    st.items.succeeded > 0
-      ? `<a class="button" href="${esc(output)}" data-internal download="${esc(st.runId)}.jsonl" title="The merged output: one JSON line per succeeded item (what shardrun output prints)">Download output (JSONL)</a>`
-      : "",
+    st.items.succeeded > 0 ? downloads(st.runId, base, false) : "",
+    st.items.failed > 0 ? downloads(st.runId, base, true) : "",
     live ? `<button type="button" class="danger" data-action="cancel" title="Stop the run's tasks; finished items stay done">Cancel</button>` : "",
   ].filter(Boolean);
   return `<div class="actions">${buttons.join("")}${live ? `<div class="msg" id="action-msg" role="alert"></div>` : ""}</div>`;
+}
+
+const DOWNLOAD_TITLES = {
+  jsonl: ["one JSON line per item", "shardrun output"],
+  csv: ["a row per item, a column per output field", "shardrun output --format csv"],
+} as const;
+
+/** One set of download links: the merged output, or (`failed`) the output and the dead letter. */
+function downloads(runId: string, base: string, failed: boolean): string {
+  const label = failed ? "With failed items" : "Output";
+  const links = (["jsonl", "csv"] as const).map((format) => {
+    const href = `${base}/runs/${encodeURIComponent(runId)}/output.${format}${failed ? "?failed=true" : ""}`;
+    const [what, command] = DOWNLOAD_TITLES[format];
+    const title = failed ? `The output, then the failed items with their errors: ${what} (${command} --failed)` : `The merged output: ${what} (${command})`;
+    return `<a class="button" href="${esc(href)}" data-internal data-download="${format}" download="${esc(`${runId}${failed ? "-with-failed" : ""}.${format}`)}" title="${esc(title)}">${format.toUpperCase()}</a>`;
+  });
+  return `<div class="downloads" role="group" aria-label="${esc(`Download: ${label.toLowerCase()}`)}" data-downloads="${failed ? "failed" : "output"}"><span class="label">${label}</span>${links.join("")}</div>`;
 }
 
 function shardGrid(st: RunStatus, redone: ReadonlySet<string>): string {

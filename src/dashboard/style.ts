@@ -30,6 +30,8 @@ h3{font-size:12.5px;margin:14px 0 8px;font-weight:600;color:var(--muted)}
 .crumb{font-size:12.5px;margin-bottom:6px}
 .reason{margin-top:8px;padding:8px 12px;border-radius:8px;background:var(--warn-soft);color:#7a2e00;max-width:70ch}
 .actions{display:flex;flex-wrap:wrap;gap:8px;align-items:center}
+.downloads{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
+.downloads .label{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600;margin-right:2px}
 .actions .msg{flex-basis:100%;text-align:right;font-size:12.5px;color:var(--fail);min-height:1em}
 button{font:inherit;font-weight:600;padding:6px 14px;border-radius:8px;border:1px solid var(--border);background:var(--surface);color:var(--text);cursor:pointer}
 button:hover{background:#f3f4f6}
@@ -146,6 +148,7 @@ details.all-failed summary{cursor:pointer;color:var(--link);margin-bottom:8px}
 .schedules .args{font-size:12px}
 .fire-msg{font-size:12.5px;margin-top:6px;max-width:24em;overflow-wrap:anywhere}
 .unavailable{margin:0;padding-left:1.2em}
+.notice{max-width:720px}.notice h1{margin-bottom:10px}.notice-message{overflow-wrap:anywhere}
 .sign-in{max-width:720px;margin:24px auto}.sign-in h1{margin-bottom:12px}.sign-in h2{margin-top:18px}
 .token-form{display:flex;flex-wrap:wrap;gap:8px;align-items:center}.token-form input{width:22em}
 @media (max-width:860px){.cols{grid-template-columns:1fr}main{padding:14px}.hide-sm{display:none}.hero .actions{width:100%}.topbar{padding:10px 14px;gap:10px}.stats{grid-template-columns:repeat(auto-fit,minmax(140px,1fr))}}

@@ -27,7 +27,7 @@ import { jsonBody } from "./body.js";
 import type { Guards, ServiceApp, ServiceDeps, ServiceEnv } from "./context.js";
 import { ClientClosedRequest, HttpError } from "./http-error.js";
 import { registerOpsRoutes } from "./routes-ops.js";
-import { registerPageRoutes } from "./routes-pages.js";
+import { pageErrorAnswer, registerPageRoutes } from "./routes-pages.js";
 import { registerRunRoutes } from "./routes-runs.js";
 import { invalidInput, type InputPlace } from "./schemas.js";
 import { traceFields } from "./trace.js";
@@ -217,8 +217,15 @@ export function createService(options: ServiceOptions): Service {
       if (!result.success) throw invalidInput(result.error, PLACES[result.target] ?? "body", (result as { data?: unknown }).data ?? (result.target === "header" ? c.req.header() : undefined));
     },
   });
-  app.onError((e, c) => answer(toHttpError(e, c.get("logger") ?? logger)));
-  app.notFound((c) => answer(new HttpError(404, "not_found", `no such endpoint: ${c.req.method} ${c.req.path.slice(0, 200)}`)));
+  // A browser opening a page gets its errors as a page (routes-pages.ts); API clients get JSON.
+  app.onError(async (e, c) => {
+    const error = toHttpError(e, c.get("logger") ?? logger);
+    return (await pageErrorAnswer(c, error)) ?? answer(error);
+  });
+  app.notFound(async (c) => {
+    const path = c.req.path.slice(0, 200);
+    return (await pageErrorAnswer(c, new HttpError(404, "not_found", `there is no page at ${path}`))) ?? answer(new HttpError(404, "not_found", `no such endpoint: ${c.req.method} ${path}`));
+  });
 
   app.use(requestLog(logger, options.project));
   app.use(

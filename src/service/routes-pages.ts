@@ -1,5 +1,6 @@
 /**
- * The dashboard's pages as routes: the runs list (filtered), a run, its output as a download,
+ * The dashboard's pages as routes: the runs list (filtered), a run, its output as a download
+ * (JSONL or CSV, with the dead letter or without, through output-format.ts as the CLI writes it),
  * the schedules. The pages themselves are another room (src/dashboard), pure functions from
  * status objects to HTML, loaded on first use: a service that never renders a page never loads
  * the page code. A browser without credentials gets the sign-in page instead of the API's JSON.
@@ -12,7 +13,10 @@ import { keys } from "../core/keys.js";
 import { JOB_NAME_PATTERN } from "../core/job.js";
 import { LISTED_STATES, type ListedState } from "../core/states.js";
 import { jobFolderNames } from "../config/jobs.js";
+import type { Logger } from "../core/log.js";
+import type { OutputFormat } from "../orchestrator/output-format.js";
 import { readRunStatus } from "../orchestrator/read.js";
+import { readRunView } from "../orchestrator/run-view.js";
 import type { ServiceApp, ServiceDeps, ServiceEnv, Guards } from "./context.js";
 import { HttpError } from "./http-error.js";
 import { errors, noRun, optional } from "./route-kit.js";
@@ -36,6 +40,57 @@ const RunsPageQuery = z.object({
   limit: z.string().optional().describe(`Runs shown, newest first (1 to ${MAX_PAGE_RUNS}; default ${PAGE_RUNS}).`),
   token,
 });
+
+/** The formats of `shardrun output --format`, a route each (output-format.ts is loaded on first download). */
+const OUTPUT_FORMATS = ["jsonl", "csv"] as const satisfies readonly OutputFormat[];
+const FailedQuery = z.enum(["true", "false"]).optional().describe("`true`: the failed items (the dead letter) too, as `shardrun output --failed` adds them.");
+
+const DOWNLOADS = {
+  jsonl: { description: "JSON Lines: {i, key, output} per succeeded item; with failed=true, then {i, key, failed} per failed item.", content: { "application/x-ndjson": { schema: z.string() } } },
+  csv: { description: "CSV (RFC 4180): a header, then a row per succeeded item; with failed=true, status, reason, error and attempts columns and a row per failed item.", content: { "text/csv": { schema: z.string() } } },
+} as const;
+const CONTENT_TYPES = { jsonl: "application/x-ndjson; charset=utf-8", csv: "text/csv; charset=utf-8; header=present" } as const satisfies Record<OutputFormat, string>;
+
+/**
+ * A download's body from its text, a chunk of up to 64 KiB at a time as the reader takes it: the
+ * output is never held whole. Its first piece is read before answering, so that a damaged run is
+ * an error answer, not a cut file.
+ */
+async function textStream(text: AsyncGenerator<string>, log: Logger): Promise<ReadableStream<Uint8Array>> {
+  let pending: IteratorResult<string> | null;
+  try {
+    pending = await text.next();
+  } catch (e) {
+    if (isShardrunError(e, "DAMAGED")) throw new HttpError(500, "damaged", e.message);
+    throw e;
+  }
+  const encoder = new TextEncoder();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        let chunk = "";
+        while (chunk.length < 1 << 16) {
+          const next: IteratorResult<string> = pending ?? (await text.next());
+          pending = null;
+          if (next.done) {
+            if (chunk) controller.enqueue(encoder.encode(chunk));
+            controller.close();
+            return;
+          }
+          chunk += next.value;
+        }
+        controller.enqueue(encoder.encode(chunk));
+      } catch (e) {
+        // Headers are gone: the download fails visibly (cut off) rather than end short and look whole.
+        log.error("output download failed midway", { error: e instanceof Error ? e.message : String(e) });
+        controller.error(e);
+      }
+    },
+    async cancel() {
+      await text.return(undefined);
+    },
+  });
+}
 
 const INSTANT = z.union([z.iso.date(), z.iso.datetime({ offset: true })]);
 const SPAN_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -74,6 +129,31 @@ export function runsFilters(q: z.infer<typeof RunsPageQuery>, now: Date): Parsed
     shown.limit = query.limit = n;
   }
   return { shown, query };
+}
+
+/** Paths of the JSON API and the service's own documents: never answered with a page. */
+const NOT_PAGES = /^\/(v1(\/|$)|openapi\.json$|healthz$)/;
+
+/** Headings for errors that are the store's damage, not a fault of the page or the service. */
+const PAGE_ERROR_HEADINGS: Record<string, string> = {
+  run_unreadable: "This run's record cannot be read",
+  damaged: "This run's output is damaged",
+};
+
+/**
+ * The error answer for a browser opening a page: an HTML page saying what went wrong, with the
+ * way back to the runs list (an unknown page or run is a 404 page, not the API's JSON). Null for
+ * API clients (they do not ask for HTML), API paths, and what the sign-in page answers (401, 403).
+ */
+export async function pageErrorAnswer(c: Context<ServiceEnv>, e: HttpError): Promise<Response | null> {
+  if (e.status < 400 || e.status === 401 || e.status === 403 || e.status > 599 || !acceptsHtml(c) || NOT_PAGES.test(c.req.path)) return null;
+  try {
+    const { renderNoticePage } = await import("../dashboard/pages.js");
+    const heading = PAGE_ERROR_HEADINGS[e.code];
+    return c.html(renderNoticePage({ status: e.status, message: e.message, ...(heading ? { heading } : {}) }), e.status as 400, e.headers);
+  } catch {
+    return null; // a build without the dashboard: the JSON error
+  }
 }
 
 const acceptsHtml = (c: Context<ServiceEnv>) => /\btext\/html\b/i.test(c.req.header("accept") ?? "");
@@ -154,9 +234,23 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guards: G
       responses: { 200: html, ...errors, ...noRun },
     }),
     async (c) => {
-      const { renderRunPage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
+      const { renderRunPage, renderPlanningPage, renderNoticePage } = await optional(() => import("../dashboard/pages.js"), "the dashboard");
       const { readRunPageData } = await import("../orchestrator/run-page-data.js");
-      const run = await requireRun(deps, c.req.valid("param").id);
+      const id = c.req.valid("param").id;
+      let run = await requireRun(deps, id).catch((e: unknown) => {
+        if (e instanceof HttpError && e.status === 404) return null;
+        throw e;
+      });
+      if (!run) {
+        // Not committed: a run the API is still planning in the background, one whose plan
+        // failed or was cancelled (this process remembers why), or none.
+        const planning = await readRunView(deps.store, id, deps.launcher);
+        if (planning && (planning.state === "planning" || planning.state === "cancelled")) return c.html(renderPlanningPage(planning), 200);
+        const failed = deps.planFailures.get(id);
+        if (!planning && failed) return c.html(renderNoticePage({ status: 404, heading: `Run ${id} was not planned`, message: `${failed.charAt(0).toUpperCase()}${failed.slice(1)}; nothing of it was left in the store.` }), 404);
+        // Committed in between the two reads: its page, as usual.
+        run = await requireRun(deps, id);
+      }
       const now = deps.now();
       const view = await readRunPageData(deps.store, run.value, { launcher: deps.launcher, now });
       const st = view.status;
@@ -167,62 +261,30 @@ export function registerPageRoutes(app: ServiceApp, deps: ServiceDeps, guards: G
     },
   );
 
-  app.openapi(
-    createRoute({
-      method: "get",
-      path: "/runs/{id}/output.jsonl",
-      operationId: "runOutputDownload",
-      summary: "Dashboard: the run's merged output as a JSONL download (one line per succeeded item, as `shardrun output` prints it).",
-      middleware: [guard] as const,
-      request: { params: z.object({ id: RunId }), query: z.object({ token }) },
-      responses: { 200: { description: "JSON Lines: {i, key, output} per succeeded item.", content: { "application/x-ndjson": { schema: z.string() } } }, ...errors, ...noRun },
-    }),
-    async (c) => {
-      const run = await requireRun(deps, c.req.valid("param").id);
-      const runId = run.value.runId;
-      const { mergedOutput } = await import("../orchestrator/output.js");
-      const lines = mergedOutput(deps.store, runId)[Symbol.asyncIterator]();
-      // The first part is read before answering, so that a damaged run is an error, not a cut file.
-      let first: IteratorResult<string>;
-      try {
-        first = await lines.next();
-      } catch (e) {
-        if (isShardrunError(e, "DAMAGED")) throw new HttpError(500, "damaged", e.message);
-        throw e;
-      }
-      const log = c.var.logger.child({ run: runId });
-      const encoder = new TextEncoder();
-      let pending: IteratorResult<string> | null = first;
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          try {
-            let chunk = "";
-            while (chunk.length < 1 << 16) {
-              const next: IteratorResult<string> = pending ?? (await lines.next());
-              pending = null;
-              if (next.done) {
-                if (chunk) controller.enqueue(encoder.encode(chunk));
-                controller.close();
-                return;
-              }
-              chunk += `${next.value}\n`;
-            }
-            controller.enqueue(encoder.encode(chunk));
-          } catch (e) {
-            // Headers are gone: the download fails visibly (cut off) rather than end short and look whole.
-            log.error("output download failed midway", { error: e instanceof Error ? e.message : String(e) });
-            controller.error(e);
-          }
-        },
-        async cancel() {
-          await lines.return?.(undefined);
-        },
-      });
-      const answer = c.body(body, 200, { "Content-Type": "application/x-ndjson; charset=utf-8", "Content-Disposition": `attachment; filename="${runId}.jsonl"` });
-      // zod-openapi types any `application/…json…` answer as one JSON document; this one is a stream of lines.
-      return answer as unknown as never;
-    },
-  );
+  for (const format of OUTPUT_FORMATS) {
+    app.openapi(
+      createRoute({
+        method: "get",
+        path: `/runs/{id}/output.${format}`,
+        operationId: format === "jsonl" ? "runOutputDownload" : "runOutputDownloadCsv",
+        summary: `Dashboard: the run's merged output as a ${format.toUpperCase()} download, as \`shardrun output --format ${format}\` writes it (with \`failed=true\`, as \`--failed\` does).`,
+        middleware: [guard] as const,
+        request: { params: z.object({ id: RunId }), query: z.object({ failed: FailedQuery, token }) },
+        responses: { 200: DOWNLOADS[format], ...errors, ...noRun },
+      }),
+      async (c) => {
+        const run = await requireRun(deps, c.req.valid("param").id);
+        const failed = c.req.valid("query").failed === "true";
+        const runId = run.value.runId;
+        const { formatOutput } = await import("../orchestrator/output-format.js");
+        const body = await textStream(formatOutput(deps.store, run.value, { format, failed }), c.var.logger.child({ run: runId }));
+        const name = `${runId}${failed ? "-with-failed" : ""}.${format}`;
+        const answer = c.body(body, 200, { "Content-Type": CONTENT_TYPES[format], "Content-Disposition": `attachment; filename="${name}"` });
+        // zod-openapi types any `application/…json…` answer as one JSON document; this one is a stream of lines.
+        return answer as unknown as never;
+      },
+    );
+  }
 
   app.openapi(
     createRoute({

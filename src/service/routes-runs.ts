@@ -39,9 +39,13 @@ import { DeadLetterPage, DeadLetterQuery, EmptyBody, ErrorSchema, JobName, ListR
 
 const runParams = z.object({ id: RunId });
 
-/** The run record for a path's `{id}` (already checked against RunId): 404 when absent. */
+/** The run record for a path's `{id}` (already checked against RunId): 404 when absent, 500 when it cannot be read. */
 export async function requireRun(deps: ServiceDeps, id: string): Promise<Versioned<RunRecord>> {
-  const run = await getJson(deps.store, keys.run(id), RunRecord);
+  const run = await getJson(deps.store, keys.run(id), RunRecord).catch((e: unknown) => {
+    // A run.json that does not parse is the store's damage, not the caller's mistake (as in requireView).
+    if (isShardrunError(e, "INVALID_INPUT")) throw new HttpError(500, "run_unreadable", `run ${id} cannot be read: ${errorMessage(e)}`);
+    throw e;
+  });
   if (!run) throw new HttpError(404, "not_found", `no run ${id}`, { field: "id" });
   return run;
 }

@@ -114,20 +114,50 @@ describe.skipIf(SKIP_BROWSER)("the run page's controls in headless Chromium", ()
     expect(await page.locator(".chart-note").textContent()).toContain("A point per output part");
   });
 
-  it("downloads the merged output as JSONL, the lines `shardrun output` prints", async () => {
+  it("downloads the output as JSONL and CSV, with the failed items or without, as `shardrun output` writes them", async () => {
     await page.goto(d.url(`/runs/${flaky.runId}`));
-    const link = page.locator("a[download]");
-    expect(await link.textContent()).toBe("Download output (JSONL)");
-    const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
-    expect(download.suggestedFilename()).toBe(`${flaky.runId}.jsonl`);
-    expect(download.url()).toBe(`${d.base}/runs/${flaky.runId}/output.jsonl?token=${TOKEN}`);
-    const text = readFileSync((await download.path())!, "utf8");
-    const cliOutput = await cli(["output", flaky.runId, "--store", d.storeDir], d.cwd);
-    expect(text).toBe(cliOutput.stdout);
-    const lines = text.trim().split("\n").map((l) => JSON.parse(l) as { key: string; output: { n: number } });
+    const cases = [
+      { group: "output", format: "jsonl", args: [], file: `${flaky.runId}.jsonl`, query: "" },
+      { group: "output", format: "csv", args: ["--format", "csv"], file: `${flaky.runId}.csv`, query: "" },
+      { group: "failed", format: "jsonl", args: ["--failed"], file: `${flaky.runId}-with-failed.jsonl`, query: "failed=true&" },
+      { group: "failed", format: "csv", args: ["--format", "csv", "--failed"], file: `${flaky.runId}-with-failed.csv`, query: "failed=true&" },
+    ];
+    const texts = new Map<string, string>();
+    for (const k of cases) {
+      const link = page.locator(`[data-downloads="${k.group}"] a[data-download="${k.format}"]`);
+      expect(await link.textContent()).toBe(k.format.toUpperCase());
+      const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+      expect(download.suggestedFilename()).toBe(k.file);
+      expect(download.url()).toBe(`${d.base}/runs/${flaky.runId}/output.${k.format}?${k.query}token=${TOKEN}`);
+      const text = readFileSync((await download.path())!, "utf8");
+      const cliOutput = await cli(["output", flaky.runId, "--store", d.storeDir, ...k.args], d.cwd);
+      expect(text, k.file).toBe(cliOutput.stdout);
+      texts.set(k.file, text);
+    }
+    const lines = texts.get(`${flaky.runId}.jsonl`)!.trim().split("\n").map((l) => JSON.parse(l) as { key: string; output: { n: number } });
     expect(lines).toHaveLength(24);
     expect(new Set(lines.map((l) => l.key)).size).toBe(24);
     expect(lines.some((l) => l.key === "doc-3" || l.key === "doc-7")).toBe(false);
+    // CSV: a header and a row per succeeded item; with the failed items, their six rows after them.
+    const rows = texts.get(`${flaky.runId}.csv`)!.split("\r\n").filter(Boolean);
+    expect(rows[0]!.startsWith("i,key,")).toBe(true);
+    expect(rows).toHaveLength(25);
+    const withFailed = texts.get(`${flaky.runId}-with-failed.csv`)!.split("\r\n").filter(Boolean);
+    expect(withFailed[0]!.endsWith(",status,reason,error,attempts")).toBe(true);
+    expect(withFailed).toHaveLength(31);
+    expect(withFailed.filter((r) => /,failed,(error|non_retriable),/.test(r))).toHaveLength(6);
+    const failedLines = texts.get(`${flaky.runId}-with-failed.jsonl`)!.trim().split("\n").map((l) => JSON.parse(l) as { key: string; failed?: { reason: string } });
+    expect(failedLines.filter((l) => l.failed).map((l) => l.key).sort()).toEqual(["doc-13", "doc-17", "doc-23", "doc-27", "doc-3", "doc-7"]);
+
+    // Streamed (chunked, no length known up front), not built whole first.
+    const streamed = await page.request.get(`${d.base}/runs/${flaky.runId}/output.csv?failed=true&token=${TOKEN}`);
+    expect(streamed.headers()["content-type"]).toBe("text/csv; charset=utf-8; header=present");
+    expect(streamed.headers()["content-length"]).toBeUndefined();
+    expect(streamed.headers()["transfer-encoding"]).toBe("chunked");
+    // A value the route does not take is refused, naming it.
+    const bad = await page.request.get(`${d.base}/runs/${flaky.runId}/output.csv?failed=yes&token=${TOKEN}`, { headers: { accept: "application/json" } });
+    expect(bad.status()).toBe(400);
+    expect(((await bad.json()) as { error: { field?: string } }).error.field).toBe("failed");
   });
 
   it("reruns the failures of the reasons chosen, with the job's current code when asked", async () => {

@@ -29,6 +29,10 @@ if (SKIP_BROWSER) console.warn(`dashboard browser tests skipped: no Chromium at 
 export interface DashboardOptions {
   /** Job modules whose schedules the service knows (`scheduleJobs`). */
   scheduleJobs?: string[];
+  /** Let `POST /v1/jobs/{job}/runs` name a job module by its path (a test fixture). */
+  allowJobPaths?: boolean;
+  /** How long a start request waits for its plan before answering 202 `planning`. */
+  planAnswerMs?: number;
 }
 
 export interface Dashboard {
@@ -65,6 +69,8 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     logger: silentLogger,
     root: ROOT,
     ...(o.scheduleJobs ? { scheduleJobs: o.scheduleJobs } : {}),
+    ...(o.allowJobPaths ? { allowJobPaths: true } : {}),
+    ...(o.planAnswerMs !== undefined ? { planAnswerMs: o.planAnswerMs } : {}),
   });
   const server: Server = createServer(service.handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -5,8 +5,9 @@
  */
 import { describe, expect, it } from "vitest";
 import type { FailedItemView, RunStatus } from "../../src/core/status.js";
-import { renderRunPage, renderRunsPage, renderSchedulesPage, renderSignInPage, type ScheduleView } from "../../src/dashboard/pages.js";
+import { renderNoticePage, renderPlanningPage, renderRunPage, renderRunsPage, renderSchedulesPage, renderSignInPage, type ScheduleView } from "../../src/dashboard/pages.js";
 import { runsFilters } from "../../src/service/routes-pages.js";
+import { planningStatus } from "../../src/core/status.js";
 
 const RUN_ID = "20261122-020000-demo-ab12";
 const NOW = new Date("2026-11-22T02:05:00.000Z");
@@ -82,9 +83,20 @@ describe("the finish card", () => {
     expect(renderRunPage(status({ state: "succeeded", items: { total: 20, succeeded: 20, failed: 0, pending: 0 } }), [], { now: NOW })).not.toContain('id="finish"');
   });
 
-  it("offers the output download once an item succeeded", () => {
-    expect(renderRunPage(status(), dead, { now: NOW, basePath: "/ops" })).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.jsonl" data-internal download="${RUN_ID}.jsonl"`);
-    expect(renderRunPage(status({ items: { total: 20, succeeded: 0, failed: 20, pending: 0 } }), dead, { now: NOW })).not.toContain("output.jsonl");
+  it("offers the output as JSONL and CSV once an item succeeded, and with the failed items once one failed", () => {
+    const page = renderRunPage(status(), dead, { now: NOW, basePath: "/ops" });
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.jsonl" data-internal data-download="jsonl" download="${RUN_ID}.jsonl"`);
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.csv" data-internal data-download="csv" download="${RUN_ID}.csv"`);
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.jsonl?failed=true" data-internal data-download="jsonl" download="${RUN_ID}-with-failed.jsonl"`);
+    expect(page).toContain(`<a class="button" href="/ops/runs/${RUN_ID}/output.csv?failed=true" data-internal data-download="csv" download="${RUN_ID}-with-failed.csv"`);
+    // Nothing succeeded: only the failed items are there to download.
+    const allFailed = renderRunPage(status({ items: { total: 20, succeeded: 0, failed: 20, pending: 0 } }), dead, { now: NOW });
+    expect(allFailed).not.toContain('data-downloads="output"');
+    expect(allFailed).toContain('data-downloads="failed"');
+    // Nothing failed: no failed download.
+    const clean = renderRunPage(status({ state: "succeeded", items: { total: 20, succeeded: 20, failed: 0, pending: 0 } }), [], { now: NOW });
+    expect(clean).toContain('data-downloads="output"');
+    expect(clean).not.toContain("failed=true");
   });
 });
 
@@ -180,5 +192,42 @@ describe("the sign-in page", () => {
     const forbidden = renderSignInPage({ path: `/${XSS}`, query: { [XSS]: XSS }, status: 403, message: `${XSS} may not call this service`, hadToken: false });
     expect(forbidden).toContain("SHARDRUN_ALLOWED_SERVICE_ACCOUNTS");
     expect(forbidden).not.toContain(XSS);
+  });
+});
+
+describe("the planning page and the notices", () => {
+  const planning = planningStatus({ runId: RUN_ID, job: "demo", state: "planning", createdAt: "2026-11-22T02:00:00.000Z", items: 1200 });
+  const scripts = (html: string) => [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+
+  it("says a run is planning, offers Cancel, and polls the run's status from a script that parses", () => {
+    const page = renderPlanningPage(planning, { basePath: "/ops" });
+    expect(page).toContain('<span class="badge badge-planning" id="run-state">planning</span>');
+    expect(page).toContain('<span data-f="items-read">1,200 items read so far.</span>');
+    expect(page).toContain('data-action="cancel"');
+    expect(page).toContain(`"api":"/ops/v1/runs/${RUN_ID}"`);
+    expect(page).toContain('<a href="/ops/" data-internal>← All runs</a>');
+    const [script] = scripts(page);
+    expect(script).toContain("setTimeout(poll, 1000)");
+    expect(() => new Function(script!)).not.toThrow();
+  });
+
+  it("says a run was cancelled while planned, without polling or Cancel", () => {
+    const page = renderPlanningPage({ ...planning, state: "cancelled", reason: "cancelled while it was planned" });
+    expect(page).toContain("<h2 id=\"planning-h\">Cancelled while it was planned</h2>");
+    expect(page).not.toContain('data-action="cancel"');
+    expect(page).toContain('"live":false');
+  });
+
+  it("names what went wrong, escaped, with the way back to the runs list", () => {
+    const page = renderNoticePage({ status: 404, message: `no run ${XSS}`, basePath: "/ops" });
+    expect(page).toContain('<h1 id="notice-h">Not found</h1>');
+    expect(page).toContain("no run &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;");
+    expect(page).not.toContain(XSS);
+    expect(page).toContain('<a href="/ops/" data-internal>← Back to the runs list</a>');
+    expect(renderNoticePage({ status: 400, message: "id: expected a run id" })).toContain("That address is not one the dashboard can read");
+    expect(renderNoticePage({ status: 503, message: "down" })).toContain("Something went wrong");
+    expect(renderNoticePage({ status: 404, message: "m", heading: `Run ${XSS}` })).not.toContain(XSS);
+    const [script] = scripts(page);
+    expect(() => new Function(script!)).not.toThrow();
   });
 });

@@ -162,7 +162,10 @@ describe("the run page", () => {
     expect(count(html, /<pre class="error">/)).toBe(MAX_FAILED_ROWS);
     expect(html).toContain("error 0");
     expect(html).not.toContain(`error ${MAX_FAILED_ROWS}<`);
-    expect(html).toContain(`href="/v1/runs/${RUN_ID}/dead-letter"`);
+    // The rest through the page's downloads: a link cannot send the API's Authorization header.
+    expect(html).toContain(`href="/runs/${RUN_ID}/output.jsonl?failed=true" data-internal download="${RUN_ID}-with-failed.jsonl"`);
+    expect(html).toContain(`href="/runs/${RUN_ID}/output.csv?failed=true" data-internal download="${RUN_ID}-with-failed.csv"`);
+    expect(html).not.toContain(`href="/v1/runs/${RUN_ID}/dead-letter"`);
   });
 
   it("says failed items come at the end while the dead letter is still empty", () => {
