@@ -73,7 +73,8 @@ export class CloudRunFrontend {
     const server = http.createServer();
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const frontend = new CloudRunFrontend(server, o);
-    server.on("request", (req, res) => void frontend.#handle(req, res));
+    // A client that hangs up mid-body just ends its request.
+    server.on("request", (req, res) => void frontend.#handle(req, res).catch(() => res.destroy()));
     return frontend;
   }
 

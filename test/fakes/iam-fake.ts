@@ -51,7 +51,8 @@ export class FakeIam {
     const server = http.createServer();
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const fake = new FakeIam(server, project);
-    server.on("request", (req, res) => void fake.#handle(req, res));
+    // A client that hangs up mid-body just ends its request.
+    server.on("request", (req, res) => void fake.#handle(req, res).catch(() => res.destroy()));
     return fake;
   }
 
