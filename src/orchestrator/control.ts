@@ -55,25 +55,6 @@ export class RunLive extends UsageError {
   }
 }
 
-/**
- * A rerun runs the job's code as it is now. When that code differs from what the run was planned
- * with, finished and unfinished items would come from two versions: refuse unless `upgrade`, and
- * with it record the new version on the run.
- */
-export async function checkVersion(store: ObjectStore, runId: string, currentVersion: string, upgrade: boolean): Promise<{ from: string; to: string } | null> {
-  const run = await readRun(store, runId);
-  const recorded = run.value.job.version;
-  if (recorded === currentVersion) return null;
-  if (!upgrade) {
-    throw new UsageError(
-      `run ${runId} was planned with job version ${recorded}, but the job is now ${currentVersion}: rerun with --upgrade to finish it with the new code`,
-    );
-  }
-  const next: RunRecord = { ...run.value, job: { ...run.value.job, version: currentVersion } };
-  await putRunRecord(store, run, next);
-  return { from: recorded, to: currentVersion };
-}
-
 /** Lays new run-level budget limits over the run's (a rerun that raises the budget). */
 export async function setRunBudget(store: ObjectStore, runId: string, budget: Budget): Promise<void> {
   for (let tries = 0; tries < 5; tries++) {

@@ -13,9 +13,8 @@ import { encodeItemsObject, itemLineAt, lineStarts, type ShardBody } from "../co
 import { keys } from "../core/keys.js";
 import type { ItemsHeader, PlanRound, RunRecord } from "../core/model.js";
 import { createShardCutter, packChunks, type Cut } from "../core/plan.js";
-import type { Budget } from "../core/budget.js";
 import { getJson, putJson } from "../store/json.js";
-import { mergeRunBudget, roundEntries } from "./plan.js";
+import { roundEntries } from "./plan.js";
 import { readShard, readShardEntries } from "./plan-read.js";
 import { removeKeys } from "./plan-write.js";
 import type { ObjectStore } from "../store/port.js";
@@ -278,19 +277,4 @@ export async function checkVersion(store: ObjectStore, runId: string, currentVer
   const next: RunRecord = { ...run.value, job: { ...run.value.job, version: currentVersion } };
   await putRunRecord(store, run, next);
   return { from: recorded, to: currentVersion };
-}
-
-/** Lays new run-level budget limits over the run's (a rerun that raises the budget). */
-export async function setRunBudget(store: ObjectStore, runId: string, budget: Budget): Promise<void> {
-  for (let tries = 0; tries < 5; tries++) {
-    const run = await readRun(store, runId);
-    const next: RunRecord = { ...run.value, settings: { ...run.value.settings, budgets: mergeRunBudget(run.value.settings.budgets, budget) } };
-    try {
-      await putRunRecord(store, run, next);
-      return;
-    } catch (e) {
-      if (!(e instanceof PreconditionFailed)) throw e;
-    }
-  }
-  throw new Error(`run ${runId}: could not record the new budget (run.json keeps changing)`);
 }
