@@ -154,8 +154,9 @@ export async function markLive(store: ObjectStore, runId: string, now = new Date
 const LiveMarker = z.object({ since: z.union([z.number(), z.string().transform((s) => Date.parse(s))]) });
 
 /**
- * Removes a run's live marker (when its drive finishes), no sooner than a second after it was
- * written on a store that limits writes per object: a run that finished at once waits out the rest.
+ * Removes a run's live marker (when its drive finishes, or reconcile finds the run ended), no
+ * sooner than a second after it was written on a store that limits writes per object: a run that
+ * finished at once waits out the rest. A run that is live again keeps its marker.
  */
 export async function clearLive(store: ObjectStore, runId: string): Promise<void> {
   const key = keys.liveRun(runId);
@@ -166,8 +167,15 @@ export async function clearLive(store: ObjectStore, runId: string): Promise<void
     const wait = marker.value.since + gap - Date.now();
     if (wait > 0) await sleep(Math.min(wait, gap));
   }
+  // A rerun may have started the run again meanwhile and found this marker in place (markLive
+  // leaves it): then it is the rerun's marker now.
+  const run = await getJson(store, keys.run(runId), RunStateOnly).catch(() => null);
+  if (run && LIVE_STATES.has(run.value.state)) return;
   await store.delete(key);
 }
+
+const RunStateOnly = z.object({ state: z.string() });
+const LIVE_STATES: ReadonlySet<string> = new Set(["planning", "planned", "running"]);
 
 /** Runs with a live marker: what reconcile looks at, without reading every run. */
 export async function liveRuns(store: ObjectStore): Promise<string[]> {

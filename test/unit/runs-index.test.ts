@@ -198,6 +198,18 @@ describe("live markers", () => {
     await clearLive(store, a);
     expect(await liveRuns(store)).toEqual([b]);
   });
+
+  it("stay while the run is live again (a rerun started it and found the marker in place)", async () => {
+    const store = tempStore();
+    const run = runAt(new Date(T0), { state: "running" });
+    await store.put(keys.run(run.runId), JSON.stringify(run));
+    await markLive(store, run.runId);
+    await clearLive(store, run.runId);
+    expect(await liveRuns(store)).toEqual([run.runId]);
+    await store.put(keys.run(run.runId), JSON.stringify({ ...run, state: "succeeded" }));
+    await clearLive(store, run.runId);
+    expect(await liveRuns(store)).toEqual([]);
+  });
 });
 
 describe("removeStalePlans", () => {
