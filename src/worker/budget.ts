@@ -22,6 +22,8 @@ import type { ObjectStore } from "../store/port.js";
 
 /** Tasks that share one bank. */
 export const TASKS_PER_BANK = 8;
+/** How late a write may land after the time stamped in it, under load. */
+const STAMP_LATENCY_MS = 400;
 /** Banks a task tries before it calls the run budget spent. */
 const BANKS_TRIED = 3;
 
@@ -211,7 +213,8 @@ export class RunBudget {
    * it waited.
    */
   async #paced(bank: BudgetBank | undefined): Promise<boolean> {
-    const gap = pacedWriteGapMs(this.#store.limits);
+    // `at` was stamped before that write was sent; it may have landed a few hundred ms later.
+    const gap = pacedWriteGapMs(this.#store.limits) && pacedWriteGapMs(this.#store.limits) + STAMP_LATENCY_MS;
     if (!gap || bank?.at === undefined) return false;
     const wait = bank.at + gap - this.#clock.now();
     if (wait <= 0) return false;

@@ -11,6 +11,7 @@
  * are adopted by whoever takes the lease over. On a folder store every part is named at once.
  */
 import { addUsage, ZERO_USAGE, type Usage } from "../core/budget.js";
+import { pacedWriteGapMs } from "../core/cadence.js";
 import { checkpointMetadata, commit, firstUnsettled, myLease, settledRanges, type Batch } from "../core/checkpoint.js";
 import { LeaseLost, PreconditionFailed } from "../core/errors.js";
 import { partName } from "../core/ids.js";
@@ -496,7 +497,10 @@ export class RangeRunner {
           if (!(e instanceof PreconditionFailed)) throw e;
           if (tries >= 20) throw new Error(`checkpoint of ${this.shard} keeps changing under this task (${tries} tries)`);
           await this.#reread();
-          if (store.limits.objectWriteGapMs > 0) await clock.sleep(store.limits.objectWriteGapMs * (0.5 + Math.random()));
+          // The winner's write has landed (the read saw it), perhaps a moment ago: a paced gap from
+          // now, and a random part of another so that two losers do not come back together.
+          const paced = pacedWriteGapMs(store.limits);
+          if (paced > 0) await clock.sleep(paced * (1 + 0.5 * Math.random()));
         }
       }
     } catch (e) {
