@@ -354,7 +354,8 @@ async function finishRun(
   how: "complete" | "gave-up" | "budget",
   reason?: string,
 ): Promise<RunStatus> {
-  const listing = await listShards(store, run.value);
+  // Every part: the finish cleans the orphans.
+  const listing = await listShards(store, run.value, { parts: "all" });
   const failed = await readFailedItems(store, run.value, listing.summaries);
   const succeeded = listing.summaries.reduce((n, s) => n + s.done, 0);
   const state = how === "gave-up" ? "failed" : how === "budget" ? "budget_exhausted" : finishedState(succeeded, failed.length);

@@ -90,7 +90,7 @@ export async function verifyRun(store: ObjectStore, runId: string): Promise<Prob
     return [];
   });
   const count = new Map(entries.map((e) => [e.id, e.count]));
-  const { summaries, orphans } = await listShards(store, run);
+  const { summaries, orphans } = await listShards(store, run, { parts: "all" });
   const limit = pLimit(8);
   await Promise.all(
     summaries.map((s) =>

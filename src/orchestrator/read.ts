@@ -5,14 +5,14 @@
  */
 import pLimit from "p-limit";
 import { UsageError } from "../core/errors.js";
-import { isRunId, shardId } from "../core/ids.js";
+import { isRunId, partName, shardId } from "../core/ids.js";
 import { keys } from "../core/keys.js";
 import { Checkpoint, LaunchClaim, LaunchRecord, RunRecord, ShardEntry } from "../core/model.js";
 import { computeStatus, summarizeCheckpoint, type LaunchStatus, type RunStatus, type ShardSummary } from "../core/status.js";
 import type { ShardTimes } from "../core/throughput.js";
 import type { Launcher } from "../launcher/port.js";
 import { getJson, parseJsonl, type Versioned } from "../store/json.js";
-import { listAll, type ListedObject, type ObjectStore } from "../store/port.js";
+import { listAll, type ListedObject, type ListOptions, type ObjectStore } from "../store/port.js";
 
 export function assertRunId(runId: string): void {
   if (!isRunId(runId)) throw new UsageError(`run id "${runId}" is not valid: expected one like 20261122-020000-summarize-docs-ab12`);
@@ -100,7 +100,10 @@ export async function launchStatus(record: LaunchRecord, launcher?: Launcher): P
 
 export interface ShardListing {
   summaries: ShardSummary[];
-  /** Output parts no checkpoint names and no live lease is writing: left by dead or fenced owners. */
+  /**
+   * Output parts no checkpoint names and no live lease is writing: left by dead or fenced owners.
+   * Found only with `parts: "all"`.
+   */
   orphans: string[];
   /** Store requests the listing took (for the scale bench). */
   requests: number;
@@ -110,10 +113,20 @@ export interface ShardListing {
 
 export interface ListShardsOptions {
   /**
-   * Also return the write times of checkpoints and counted output parts (no extra request).
+   * Also return the write times of checkpoints and counted output parts (no extra request, but
+   * it lists every part: implies `parts: "all"`).
    * @default false
    */
   times?: boolean;
+  /**
+   * Which output parts to list. "all": every part of every shard, which finds orphans and costs
+   * a page per 1,000 parts (the finish and `output --check`). "live": checkpoints only, a page per
+   * 1,000 shards, plus one small listing per open lease that writes parts, for the items it
+   * committed since its checkpoint; with more than LIVE_PART_LOOKUPS such leases those are
+   * skipped, and their shards count as of their last checkpoint (status and driving at scale).
+   * @default "live" ("all" with `times`, or for a run of up to 1,000 items and shards together)
+   */
+  parts?: "all" | "live";
 }
 
 interface PartSeen {
@@ -124,8 +137,12 @@ interface PartSeen {
   updated: number;
 }
 
-/** Shards per listing request when a run is large (a zero-padded prefix like `s0012` holds 100). */
-const PREFIX_SPLIT_SHARDS = 2000;
+/** Shards per listing request when a run is large: a prefix like `s001` holds shards 1000-1999. */
+const PREFIX_SPLIT_SHARDS = 1000;
+/** Objects in one list page: a run with fewer items and shards together is listed whole. */
+const ONE_PAGE = 1000;
+/** Open "parts" leases whose live parts a "live" listing looks up (one request each). */
+export const LIVE_PART_LOOKUPS = 64;
 
 /**
  * Summaries of every shard that has a checkpoint, from listings with metadata. A checkpoint whose
@@ -133,26 +150,44 @@ const PREFIX_SPLIT_SHARDS = 2000;
  */
 export async function listShards(store: ObjectStore, run: RunRecord, options: ListShardsOptions = {}): Promise<ShardListing> {
   const base = keys.shardsPrefix(run.runId);
+  // A run this small fits one page of everything: cheaper than a page of checkpoints and lookups.
+  const all = options.times === true || options.parts === "all" || run.plan.totalItems + run.plan.shardCount <= ONE_PAGE;
   const prefixes =
     run.plan.shardCount > PREFIX_SPLIT_SHARDS
-      ? Array.from({ length: Math.ceil(run.plan.shardCount / 100) }, (_, k) => base + shardId(k * 100).slice(0, 5))
+      ? Array.from({ length: Math.ceil(run.plan.shardCount / 1000) }, (_, k) => base + shardId(k * 1000).slice(0, 4))
       : [base];
   let requests = 0;
   const objects: ListedObject[] = [];
   const limit = pLimit(16);
-  await Promise.all(
-    prefixes.map((prefix) =>
-      limit(async () => {
-        let pageToken: string | undefined;
-        do {
-          const page = await store.list(prefix, { withMetadata: true, ...(pageToken ? { pageToken } : {}) });
-          requests++;
-          objects.push(...(page.objects ?? page.keys.map((key) => ({ key, generation: "0", size: 0, metadata: {}, updated: 0 }))));
-          pageToken = page.nextPageToken;
-        } while (pageToken);
-      }),
-    ),
-  );
+  const listing = async (prefix: string, more: Omit<ListOptions, "pageToken" | "withMetadata"> = {}) => {
+    let pageToken: string | undefined;
+    do {
+      const page = await store.list(prefix, { ...more, withMetadata: true, ...(pageToken ? { pageToken } : {}) });
+      requests++;
+      objects.push(...(page.objects ?? page.keys.map((key) => ({ key, generation: "0", size: 0, metadata: {}, updated: 0 }))));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  };
+  await Promise.all(prefixes.map((prefix) => limit(() => listing(prefix, all ? {} : { matchGlob: `${base}*/checkpoint.json` }))));
+  if (!all) {
+    // Live progress of "parts" leases: the parts each committed above what its checkpoint names.
+    const lookups: { shard: string; epoch: number; seq: number }[] = [];
+    for (const o of objects) {
+      const m = /^s(\d{6})\/checkpoint\.json$/.exec(o.key.slice(base.length));
+      if (!m || o.metadata.st === "done") continue;
+      for (const [epoch, seq] of seqMap(o.metadata.live)) lookups.push({ shard: `s${m[1]}`, epoch, seq });
+    }
+    if (lookups.length <= LIVE_PART_LOOKUPS) {
+      await Promise.all(
+        lookups.map((l) =>
+          limit(() => {
+            const first = keys.part(run.runId, l.shard, partName(l.epoch, l.seq + 1));
+            return listing(first.slice(0, first.lastIndexOf("-") + 1), { startOffset: first });
+          }),
+        ),
+      );
+    }
+  }
   const cps = new Map<number, ListedObject>();
   const parts = new Map<number, PartSeen[]>();
   for (const o of objects) {

@@ -39,7 +39,8 @@ import {
   unlessMissing,
   writeError,
 } from "./fs-files.js";
-import { assertKey, assertMetadata, assertRange, CREATE_ONLY, rangeBeyondEnd } from "./port.js";
+import { globRegExp } from "./glob.js";
+import { assertKey, assertListFilters, assertMetadata, assertRange, CREATE_ONLY, rangeBeyondEnd } from "./port.js";
 import type {
   DeleteOptions,
   Generation,
@@ -171,7 +172,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
-    const { delimiter, pageToken, maxResults = MAX_PAGE, withMetadata = false } = options;
+    const { delimiter, pageToken, maxResults = MAX_PAGE, withMetadata = false, matchGlob, startOffset } = options;
     if (!Number.isInteger(maxResults) || maxResults < 1) {
       throw new TypeError(`Expected \`maxResults\` to be an integer from 1 and up, got ${maxResults}`);
     }
@@ -179,6 +180,8 @@ export class FsObjectStore implements ObjectStore {
       // Folders are the index, so "/" is the one delimiter that costs nothing; shardrun needs no other.
       throw new TypeError(`Expected \`delimiter\` to be "/" or undefined, got ${JSON.stringify(delimiter)}`);
     }
+    assertListFilters(options);
+    const glob = matchGlob === undefined ? undefined : globRegExp(matchGlob);
     const after = pageToken ? decodePageToken(pageToken) : undefined;
     await this.#enter();
     const page: ListPage = { keys: [], prefixes: [], ...(withMetadata ? { objects: [] } : {}) };
@@ -188,7 +191,10 @@ export class FsObjectStore implements ObjectStore {
     const rest = prefix.slice(cut);
     const validDir = dirPart === "" || dirPart.slice(0, -1).split("/").every(isSegment);
     if (!validDir || !PARTIAL_SEGMENT.test(rest)) return page; // no key can start with it
-    const probe: Probe<ListedObject | true> = withMetadata ? (key) => this.#describe(key) : async (key) => ((await this.#isLive(key)) ? true : null);
+    const described: Probe<ListedObject | true> = withMetadata ? (key) => this.#describe(key) : async (key) => ((await this.#isLive(key)) ? true : null);
+    // The filters come before the probe: a name they drop costs no read of its own.
+    const probe: Probe<ListedObject | true> =
+      glob || startOffset !== undefined ? async (key) => ((glob && !glob.test(key)) || (startOffset !== undefined && key < startOffset) ? null : described(key)) : described;
     const limit = Math.min(maxResults, MAX_PAGE);
     let last = "";
     for await (const item of this.#walk(dirPart, rest, after, delimiter === "/", probe)) {

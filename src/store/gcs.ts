@@ -24,7 +24,9 @@ import { Storage, type File, type StorageOptions } from "@google-cloud/storage";
 import { ENV } from "../config/env.js";
 import { PreconditionFailed, ShardrunError, UsageError } from "../core/errors.js";
 import { realClock } from "../core/time.js";
+import { globRegExp } from "./glob.js";
 import {
+  assertListFilters,
   assertKey,
   assertMetadata,
   assertRange,
@@ -253,17 +255,23 @@ export class GcsObjectStore implements ObjectStore {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
-    const { delimiter, pageToken, maxResults = 1000, withMetadata = false } = options;
+    const { delimiter, pageToken, maxResults = 1000, withMetadata = false, matchGlob, startOffset } = options;
     if (!Number.isInteger(maxResults) || maxResults < 1) {
       throw new TypeError(`Expected \`maxResults\` to be an integer from 1 and up, got ${maxResults}`);
     }
     if (delimiter === "") throw new TypeError("Expected `delimiter` to be a non-empty string");
+    assertListFilters(options);
+    // Cloud Storage filters by the glob itself; the names are checked here as well, because an
+    // emulator may ignore matchGlob (fake-gcs-server did until recently).
+    const glob = matchGlob === undefined ? undefined : globRegExp(matchGlob);
     // Pages continue from the last name returned (startOffset), not from Cloud Storage's own
     // page token: that keeps keys plus prefixes within maxResults and each prefix on one page on
     // every server (fake-gcs-server repeats all prefixes on every page and counts only keys).
-    const after = pageToken === undefined ? undefined : decodePageToken(pageToken);
+    const token = pageToken === undefined ? undefined : decodePageToken(pageToken);
+    // startOffset is where the first page starts (inclusive); a page token resumes past it.
+    const after = token ?? (startOffset === undefined ? undefined : { offset: startOffset, exclusive: false });
     const isFresh = (name: string) =>
-      after === undefined || byteCompare(name, after.offset) > 0 || (!after.exclusive && name === after.offset);
+      (after === undefined || byteCompare(name, after.offset) > 0 || (!after.exclusive && name === after.offset)) && (!glob || glob.test(name));
     const entries: Array<{ name: string; isPrefix: boolean; object?: ListedObject }> = [];
     const limit = Math.min(maxResults, 1000);
     let gcsToken: string | undefined;
@@ -275,6 +283,7 @@ export class GcsObjectStore implements ObjectStore {
           // One more than asked: startOffset is inclusive, and a key given back is dropped.
           maxResults: Math.min(limit + 1, 1000),
           ...(delimiter === undefined ? {} : { delimiter }),
+          ...(matchGlob === undefined ? {} : { matchGlob: this.#root + matchGlob }),
           ...(after === undefined ? {} : { startOffset: this.#root + after.offset }),
           ...(gcsToken === undefined ? {} : { pageToken: gcsToken }),
         }),

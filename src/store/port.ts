@@ -85,6 +85,31 @@ export interface ListOptions {
    * @default false
    */
   withMetadata?: boolean;
+  /**
+   * Only keys that match this glob (Cloud Storage's `matchGlob`: `*`, `**`, `?`, `[…]`, `{a,b}`;
+   * see store/glob.ts), matched against the whole key. The store filters before it pages, so a
+   * page holds up to `maxResults` matches: listing one kind of object among many costs pages of
+   * that kind only. Not with `delimiter`.
+   * @default undefined (every key under the prefix)
+   * @example "runs/r1/shards/**checkpoint.json"
+   */
+  matchGlob?: string;
+  /**
+   * Only keys that sort at or after this one (Cloud Storage's `startOffset`). Not with `delimiter`.
+   * @default undefined
+   */
+  startOffset?: string;
+}
+
+/** Checks the filters of a list call (shared by the adapters); throws a TypeError. */
+export function assertListFilters(options: ListOptions): void {
+  const { matchGlob, startOffset, delimiter } = options;
+  if ((matchGlob !== undefined || startOffset !== undefined) && delimiter !== undefined) {
+    throw new TypeError("Expected `matchGlob` and `startOffset` without `delimiter`");
+  }
+  if (startOffset !== undefined && (typeof startOffset !== "string" || startOffset === "")) {
+    throw new TypeError(`Expected \`startOffset\` to be a non-empty key, got ${JSON.stringify(startOffset)}`);
+  }
 }
 
 /** One object of a list page with `withMetadata`. */

@@ -247,16 +247,25 @@ export class SimBucket {
    * Up to `maxResults` (at most 1,000) entries under `prefix` past `after`, in name order, with
    * `delimiter` rolling names up into prefixes; `more` when a next page has entries.
    */
-  listEntries(prefix: string, options: { delimiter?: string; after?: { name: string; isPrefix: boolean }; maxResults: number }): { entries: SimListEntry[]; more: boolean } {
-    const { delimiter, after } = options;
+  listEntries(
+    prefix: string,
+    options: { delimiter?: string; after?: { name: string; isPrefix: boolean }; maxResults: number; startOffset?: string; match?: (name: string) => boolean },
+  ): { entries: SimListEntry[]; more: boolean } {
+    const { delimiter, after, match } = options;
     const limit = Math.min(options.maxResults, SIM_PAGE_SIZE);
     const names = this.#names;
     let i = lowerBound(names, prefix);
     if (after) i = Math.max(i, after.isPrefix ? lowerBound(names, bump(after.name)) : upperBound(names, after.name));
+    if (options.startOffset !== undefined) i = Math.max(i, lowerBound(names, options.startOffset));
     const entries: SimListEntry[] = [];
     while (i < names.length && entries.length <= limit) {
       const name = names[i]!;
       if (!name.startsWith(prefix)) break;
+      // matchGlob: the server skips what does not match; pages hold matches only.
+      if (match && !match(name)) {
+        i++;
+        continue;
+      }
       const cut = delimiter ? name.indexOf(delimiter, prefix.length) : -1;
       if (cut >= 0) {
         const rolled = name.slice(0, cut + delimiter!.length);

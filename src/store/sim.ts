@@ -11,7 +11,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { PreconditionFailed, ShardrunError } from "../core/errors.js";
+import { globRegExp } from "./glob.js";
 import {
+  assertListFilters,
   assertKey,
   assertMetadata,
   assertRange,
@@ -162,11 +164,14 @@ export class SimObjectStore implements ObjectStore {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
-    const { delimiter, pageToken, maxResults = 1000, withMetadata = false } = options;
+    const { delimiter, pageToken, maxResults = 1000, withMetadata = false, matchGlob, startOffset } = options;
     if (!Number.isInteger(maxResults) || maxResults < 1) {
       throw new TypeError(`Expected \`maxResults\` to be an integer from 1 and up, got ${maxResults}`);
     }
     if (delimiter === "") throw new TypeError("Expected `delimiter` to be a non-empty string");
+    assertListFilters(options);
+    const glob = matchGlob === undefined ? undefined : globRegExp(matchGlob);
+    const root = this.#root;
     const after = pageToken === undefined ? undefined : decodePageToken(pageToken);
     const full = this.#root + prefix;
     const { entries, more } = await this.#withRetries("list", prefix, "idempotent", (signal) =>
@@ -177,6 +182,8 @@ export class SimObjectStore implements ObjectStore {
           this.bucket.listEntries(full, {
             ...(delimiter === undefined ? {} : { delimiter }),
             ...(after ? { after: { name: this.#root + after.name, isPrefix: after.isPrefix } } : {}),
+            ...(startOffset === undefined ? {} : { startOffset: root + startOffset }),
+            ...(glob ? { match: (name: string) => glob.test(name.slice(root.length)) } : {}),
             maxResults,
           }),
         signal,

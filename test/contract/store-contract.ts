@@ -275,6 +275,61 @@ export function storeContract(name: string, makeStore: () => Promise<StoreFixtur
         } while (pageToken);
         expect(seen.sort()).toEqual(["runs/2025-12-31/", "runs/2026-01-01/", "runs/2026-01-02/", "runs/2026.txt", "runs/index.json"]);
       });
+
+      it("filters by matchGlob before paging, with metadata", async () => {
+        const shards = Array.from({ length: 7 }, (_, i) => `g/shards/s${String(i).padStart(3, "0")}`);
+        const all = shards.flatMap((s, i) => [`${s}/checkpoint.json`, `${s}/out/000001-000001.jsonl`, `${s}/out/000001-000002.jsonl`, ...(i % 2 ? [`${s}/items.jsonl`] : [])]);
+        all.push("g/shards/checkpoint.json", "g/shards/s000/deep/checkpoint.json", "g/shards/s001/checkpoint.json.bak");
+        await putAll(store, all);
+        const wanted = shards.map((s) => `${s}/checkpoint.json`);
+        for (const maxResults of [1, 3, 1000]) {
+          const seen: string[] = [];
+          let pageToken: string | undefined;
+          do {
+            const page = await store.list("g/shards/", { matchGlob: "g/shards/*/checkpoint.json", withMetadata: true, maxResults, ...(pageToken ? { pageToken } : {}) });
+            expect(page.keys.length).toBeLessThanOrEqual(maxResults);
+            expect(page.objects?.map((o) => o.key)).toEqual(page.keys);
+            seen.push(...page.keys);
+            pageToken = page.nextPageToken;
+          } while (pageToken);
+          expect(seen).toEqual(wanted);
+        }
+        // "**" crosses folders ("**/" also matches none), "?", sets and alternatives.
+        expect(await collect(listAll(store, "g/", { matchGlob: "g/**/checkpoint.json" }))).toEqual(
+          [...wanted, "g/shards/checkpoint.json", "g/shards/s000/deep/checkpoint.json"].sort(),
+        );
+        expect(await collect(listAll(store, "g/", { matchGlob: "g/shards/s00[!0-4]/{items.jsonl,checkpoint.json}" }))).toEqual([
+          "g/shards/s005/checkpoint.json",
+          "g/shards/s005/items.jsonl",
+          "g/shards/s006/checkpoint.json",
+        ]);
+        expect(await collect(listAll(store, "g/", { matchGlob: "g/shards/s00?/out/*-000002.jsonl" }))).toEqual(shards.map((s) => `${s}/out/000001-000002.jsonl`));
+      });
+
+      it("starts at startOffset (inclusive), within the prefix, and pages on from there", async () => {
+        const parts = Array.from({ length: 9 }, (_, i) => `o/s1/out/000002-${String(i + 1).padStart(6, "0")}.jsonl`);
+        await putAll(store, [...parts, "o/s1/out/000001-000009.jsonl", "o/s1/checkpoint.json", "o/s2/out/000002-000001.jsonl"]);
+        for (const maxResults of [1, 2, 1000]) {
+          const seen: string[] = [];
+          let pageToken: string | undefined;
+          do {
+            const page = await store.list("o/s1/out/000002-", { startOffset: "o/s1/out/000002-000004.jsonl", maxResults, ...(pageToken ? { pageToken } : {}) });
+            seen.push(...page.keys);
+            pageToken = page.nextPageToken;
+          } while (pageToken);
+          expect(seen).toEqual(parts.slice(3));
+        }
+        // An offset between keys starts at the next one; one past every key lists nothing.
+        expect((await store.list("o/s1/", { startOffset: "o/s1/out/000001-000009.jsonm" })).keys).toEqual(parts);
+        expect((await store.list("o/s1/", { startOffset: "o/s1/zzz" })).keys).toEqual([]);
+      });
+
+      it("refuses matchGlob or startOffset with a delimiter, and a malformed glob, with a TypeError", async () => {
+        await expect(store.list("g/", { delimiter: "/", matchGlob: "g/*" })).rejects.toThrow(TypeError);
+        await expect(store.list("g/", { delimiter: "/", startOffset: "g/a" })).rejects.toThrow(TypeError);
+        await expect(store.list("g/", { matchGlob: "g/[a" })).rejects.toThrow(/matchGlob/);
+        await expect(store.list("g/", { matchGlob: "g/{a,b" })).rejects.toThrow(/matchGlob/);
+      });
     });
 
     describe("metadata", () => {

@@ -12,7 +12,7 @@ import { storeContract } from "./store-contract.js";
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const childScript = fileURLToPath(new URL("./race-child.mjs", import.meta.url));
 /** The adapter's modules, by path below src/ (and below dist/src/ once compiled). */
-const adapterModules = ["store/fs", "store/fs-files", "store/port", "core/errors"];
+const adapterModules = ["store/fs", "store/fs-files", "store/port", "store/glob", "core/errors"];
 
 const tempRoot = () => mkdtemp(join(tmpdir(), "shardrun-store-"));
 const text = (bytes: Uint8Array | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
