@@ -16,9 +16,26 @@ export interface Counts {
   delete: number;
   /** Reads of checkpoint objects (each claim a task tries starts with one). */
   checkpointGets: number;
+  /** Requests by call and kind of object, e.g. "put output part" (see `objectKind`). */
+  byKind: Map<string, number>;
 }
 
-const zero = (): Counts => ({ get: 0, put: 0, list: 0, delete: 0, checkpointGets: 0 });
+const zero = (): Counts => ({ get: 0, put: 0, list: 0, delete: 0, checkpointGets: 0, byKind: new Map() });
+
+/** The kind of object a key names: its last segment with numbers dropped, or its folder's role. */
+export function objectKind(key: string): string {
+  if (key.includes("/out/")) return "output part";
+  if (key.includes("/tasks/")) return "task record";
+  if (key.includes("/budget/")) return "budget bank";
+  if (key.includes("/steps/")) return "step";
+  const last = key.slice(key.lastIndexOf("/") + 1);
+  return last === "" ? key.split("/").slice(-2, -1)[0]!.replace(/\d+/g, "N") + "/" : last.replace(/\d+/g, "N");
+}
+
+const tally = (c: Counts, op: string, key: string) => {
+  const k = `${op} ${objectKind(key)}`;
+  c.byKind.set(k, (c.byKind.get(k) ?? 0) + 1);
+};
 
 /** The store as one simulated process uses it, with its requests counted (one per call). */
 export function countingStore(store: ObjectStore): { store: ObjectStore; counts: Counts; reset(): Counts } {
@@ -30,19 +47,23 @@ export function countingStore(store: ObjectStore): { store: ObjectStore; counts:
     },
     get: (key, options) => {
       counts.get++;
+      tally(counts, "get", key);
       if (key.endsWith("/checkpoint.json")) counts.checkpointGets++;
       return store.get(key, options);
     },
     put: (key, bytes, options) => {
       counts.put++;
+      tally(counts, "put", key);
       return store.put(key, bytes, options);
     },
     list: (prefix, options) => {
       counts.list++;
+      tally(counts, "list", prefix.endsWith("/") ? prefix : `${prefix}/`);
       return store.list(prefix, options);
     },
     delete: (key, options) => {
       counts.delete++;
+      tally(counts, "delete", key);
       return store.delete(key, options);
     },
   };

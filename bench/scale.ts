@@ -88,6 +88,8 @@ export interface ScaleResult {
   status: { p50Ms: number; p99Ms: number; samples: number; requestsPerCall: number };
   driver: { polls: number; requestsPerPoll: number };
   tasksView: { checkpointGetsPerAttempt: number; requestsPerAttempt: number };
+  /** The tasks' requests per item, by call and kind of object ("put output part": 0.31). */
+  tasksPerItemByKind: Record<string, number>;
   loop: { utilisation: number; p99DelaySimMs: number; maxDelaySimMs: number };
   realMs: number;
 }
@@ -236,6 +238,7 @@ async function runSize(size: Size, log: (s: string) => void): Promise<ScaleResul
     },
     driver: { polls, requestsPerPoll: pollRequests / Math.max(1, polls - 1) },
     tasksView: { checkpointGetsPerAttempt: t.checkpointGets / Math.max(1, attempts), requestsPerAttempt: total(t as Counts) / Math.max(1, attempts) },
+    tasksPerItemByKind: Object.fromEntries([...t.byKind].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, n / size.items])),
     loop: { utilisation: loopStats.utilisation, p99DelaySimMs: loopStats.p99DelayMs * size.k, maxDelaySimMs: loopStats.maxDelayMs * size.k },
     realMs,
   };
@@ -291,6 +294,14 @@ function printSize(r: ScaleResult, log: (s: string) => void): void {
         ["  requests per status", fixed(r.status.requestsPerCall, 1), "O(shards/1000)"],
         ["driver requests per poll", `${fixed(r.driver.requestsPerPoll, 1)} (${r.driver.polls} polls)`, "O(shards/1000)"],
         ["task requests per task attempt (checkpoint reads)", `${fixed(r.tasksView.requestsPerAttempt, 1)} (${fixed(r.tasksView.checkpointGetsPerAttempt, 1)})`, "O(1) claims"],
+        [
+          "  task requests per item, by object (top 5)",
+          Object.entries(r.tasksPerItemByKind)
+            .slice(0, 5)
+            .map(([k, n]) => `${k} ${fixed(n, 3)}`)
+            .join(", ") || "-",
+          "-",
+        ],
         ["event loop busy / lateness p99 (max), simulated ms", `${fixed(r.loop.utilisation * 100, 0)}% / ${fixed(r.loop.p99DelaySimMs, 0)} (${fixed(r.loop.maxDelaySimMs, 0)})`, "not saturated"],
       ],
     ),

@@ -169,9 +169,11 @@ export interface AdoptedPart {
  * Takes over the lease of `epoch` (the caller checked `leaseDecision`): a new epoch, `me` as owner.
  *
  * Protocol 9, poison isolation: when the previous owner crashed while holding the lease (a stop
- * releases it), every position it had in flight counts a crash and becomes a suspect, and so does,
- * without a crash, every other unsettled position below its horizon (it may have started any of
- * them since its last write). Suspects run one at a time, each recorded in flight alone before it
+ * releases it), every position it had in flight counts a crash and becomes a suspect. Every other
+ * unsettled position below its horizon (it may have started any of them since its last write)
+ * becomes a suspect too, without a crash, when the owner is known to have crashed; when its lease
+ * merely expired, the takeover records those in flight instead, and they count a crash only if the
+ * new owner dies before its first write. Suspects run one at a time, each recorded in flight alone before it
  * starts, so that the next crash is counted against the one item that caused it; a position at
  * `crashLimit` crashes fails `crashed` and the rest of the shard goes on. An owner killed from
  * outside counts nothing against its items.
@@ -184,6 +186,7 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
   const crashes = { ...next.crashes };
   const crashed: FailedItem[] = [];
   let suspects = [...lease.suspects];
+  let preRegistered: number[] = [];
   let settled = settledRanges(next);
   if (lease.owner && (o.previousEnd ?? "unknown") !== "killed") {
     const inflight = lease.inflight.filter((p) => !rangeHas(settled, p));
@@ -202,10 +205,18 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
     }
     // It may also have started any unsettled position it reserved since its last write (the
     // poison among them, more often than not: one that ends its process at once is never in a
-    // write). They do not count a crash, but run one at a time too, so that the next crash
-    // names the item that caused it and wastes nothing else.
-    const window = [...unsettledIn(settled, lease.start, Math.min(lease.end, lease.horizon))].filter((p) => !inflight.includes(p));
-    suspects = [...new Set([...suspects, ...inflight, ...window])];
+    // write). They count no crash now. When the owner is known to have crashed (its own next
+    // attempt takes over), they run one at a time, so that the next crash names the item that
+    // caused it. When nobody knows how it ended (its lease expired: a kill as likely as a crash),
+    // they run at full concurrency, but this very write records them in flight: if the new owner
+    // dies before its own first write, they count a crash and run one at a time then. Running the
+    // whole window alone after every lost owner made each kill cost a lookahead of items in series.
+    const window = [...unsettledIn(settled, lease.start, Math.min(lease.end, lease.horizon))].filter((p) => !inflight.includes(p) && !suspects.includes(p));
+    if (o.previousEnd === "crashed") suspects = [...new Set([...suspects, ...inflight, ...window])];
+    else {
+      suspects = [...new Set([...suspects, ...inflight])];
+      preRegistered = window;
+    }
   }
   const failed = crashed.length ? [...next.failed, ...crashed] : next.failed;
   settled = settledRanges({ done: next.done, failed });
@@ -216,12 +227,12 @@ export function takeOver(cp: Checkpoint, epoch: number, me: Owner, now: number, 
     epoch: next.epochSeq + 1,
     heartbeatAt: now,
     leaseTtlMs: o.leaseTtlMs,
-    inflight: [],
+    inflight: preRegistered.filter((p) => !rangeHas(settled, p)),
     suspects,
     mode: o.mode,
     namedSeq: 0,
   };
-  fresh.horizon = horizonFor(settled, fresh, o.lookahead);
+  fresh.horizon = Math.max(horizonFor(settled, fresh, o.lookahead), ...fresh.inflight.map((p) => p + 1));
   const { stop: _stop, stopReason: _why, ...rest } = next;
   const left = firstUnsettled(settled, fresh.start, fresh.end) < fresh.end;
   const leases = next.leases.flatMap((l) => (l.epoch !== epoch ? [l] : left ? [fresh] : []));
@@ -268,8 +279,11 @@ export function stealable(lease: Lease): number {
  * `minSize` positions, or a whole lease nobody holds. Null when there is nothing worth taking.
  * The new lease gets the next epoch and reserves its first `lookahead` positions at once.
  */
-export function splitOff(cp: Checkpoint, me: Owner, now: number, o: LeaseTerms & { minSize: number }): { cp: Checkpoint; epoch: number } | null {
+export function splitOff(cp: Checkpoint, me: Owner, now: number, o: LeaseTerms & { minSize: number; maxLeases?: number }): { cp: Checkpoint; epoch: number } | null {
   if (cp.state === "done") return null;
+  // Every lease writes this one object: past a few, their writes (one a second at most on Cloud
+  // Storage) collide, and owners that cannot write lose their leases.
+  if (o.maxLeases !== undefined && cp.leases.filter((l) => l.owner).length >= o.maxLeases) return null;
   let best: Lease | null = null;
   for (const l of cp.leases) if (l.owner && stealable(l) >= Math.max(1, o.minSize) * 2 && (!best || stealable(l) > stealable(best))) best = l;
   if (!best) {

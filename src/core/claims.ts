@@ -31,9 +31,14 @@ export function* ownPositionsFromEnd(total: number, tasks: number, t: number): G
   for (let p = last; p >= t; p -= tasks) yield p;
 }
 
-/** Other tasks in a random order, drawn lazily (a launch may have 10,000 tasks). */
-export function* victims(tasks: number, me: number, random: () => number): Generator<number> {
-  const n = tasks - 1;
+/**
+ * Other tasks that own shards (indices below `owners`), in a random order, drawn lazily (a launch
+ * may have 10,000 tasks). With more tasks than shards, only the first `owners` hold any: a thief
+ * that drew from all of them would mostly look where nothing ever was, and give up early.
+ */
+export function* victims(owners: number, me: number, random: () => number): Generator<number> {
+  const mine = me >= 0 && me < owners;
+  const n = mine ? owners - 1 : owners;
   if (n <= 0) return;
   // A random start and a stride coprime with n visit every other task once, in a shuffled order.
   const start = Math.floor(random() * n);
@@ -41,7 +46,7 @@ export function* victims(tasks: number, me: number, random: () => number): Gener
   while (gcd(stride, n) !== 1) stride = (stride % n) + 1;
   for (let k = 0; k < n; k++) {
     const v = (start + k * stride) % n;
-    yield v >= me ? v + 1 : v;
+    yield mine && v >= me ? v + 1 : v;
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { crc32c } from "@node-rs/crc32";
 import type { AdoptedPart } from "../core/checkpoint.js";
+import { partName } from "../core/ids.js";
 import { keys } from "../core/keys.js";
 import { FailureLine, OutputLine, type FailedItem, type Lease } from "../core/model.js";
 import { rangeAdd } from "../core/ranges.js";
@@ -19,7 +20,8 @@ const decoder = new TextDecoder();
 export async function adoptableParts(store: ObjectStore, runId: string, shard: string, lease: Lease, items: ShardItems): Promise<AdoptedPart[]> {
   const prefix = keys.partsPrefix(runId, shard) + String(lease.epoch).padStart(6, "0") + "-";
   const found: { key: string; seq: number }[] = [];
-  for await (const key of listAll(store, prefix)) {
+  // Only those above what the checkpoint names: a long lease has many parts behind it.
+  for await (const key of listAll(store, prefix, { startOffset: keys.part(runId, shard, partName(lease.epoch, lease.namedSeq + 1)) })) {
     const m = /-(\d{6})\.jsonl$/.exec(key);
     if (m && Number(m[1]) > lease.namedSeq) found.push({ key, seq: Number(m[1]) });
   }

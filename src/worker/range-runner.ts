@@ -189,6 +189,9 @@ export class RangeRunner {
     return this.#suspects.length > 0 || this.#soloSettling;
   }
 
+  /** When another writer's checkpoint, last seen on a reread, may have landed (ms). */
+  #otherWriteAt = 0;
+
   /** A suspect that ran alone settled, and the checkpoint does not say so yet. */
   #soloSettling = false;
 
@@ -413,7 +416,7 @@ export class RangeRunner {
       (this.mode === "parts" && this.#stepsDirty && now - this.#lastCpWriteAt >= this.#o.job.checkpoint.everyMs);
     if (!wanted) return;
     if (gap > 0) {
-      const since = now - Math.max(this.#lastCpWriteAt, Date.parse(this.#cp.updatedAt) || 0);
+      const since = now - Math.max(this.#lastCpWriteAt, this.#otherWriteAt);
       if (since < gap) {
         if (!must && !heartbeatDue) return; // the parts written are durable; the checkpoint can wait
         await clock.sleep(gap - since);
@@ -522,6 +525,9 @@ export class RangeRunner {
     if (!fresh) throw new LeaseLost(`checkpoint of ${this.shard} vanished`);
     this.#cp = fresh.value;
     this.#gen = fresh.generation;
+    // Another writer stamped it just before sending it (after any wait of its own): pace from a
+    // little past the stamp, for the time that write took to land.
+    this.#otherWriteAt = Math.max(this.#otherWriteAt, (Date.parse(fresh.value.updatedAt) || 0) + OTHER_STAMP_MARGIN_MS);
     const lease = myLease(fresh.value, this.#epoch, this.#o.me);
     if (lease.end < this.#end) {
       // A thief split off our unreserved tail: those positions were never started here.
@@ -550,6 +556,9 @@ export class RangeRunner {
     return firstUnsettled(settledRanges(this.#cp), this.#start, this.#end);
   }
 }
+
+/** How long after its stamp another writer's checkpoint may land: a write's latency, with room. */
+const OTHER_STAMP_MARGIN_MS = 300;
 
 type WriteReason = "tick" | "heartbeat" | "horizon" | "isolation" | "final" | "release" | "now";
 

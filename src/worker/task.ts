@@ -10,7 +10,7 @@ import { launchCadence, lookaheadFor, minSplit } from "../core/cadence.js";
 import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms, type PreviousEnd } from "../core/checkpoint.js";
 import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
 import { PreconditionFailed } from "../core/errors.js";
-import { shardId } from "../core/ids.js";
+import { partName, shardId } from "../core/ids.js";
 import type { Job } from "../core/job.js";
 import { keys } from "../core/keys.js";
 import { taskShare } from "../core/limits.js";
@@ -62,6 +62,27 @@ const VICTIMS = 6;
 const LOOKS_PER_VICTIM = 3;
 /** Claim rounds a task with nothing left tries before it exits. */
 const IDLE_ROUNDS = 2;
+
+/**
+ * Leases one shard may hold at once on a store with a per-object write gap: each writes the
+ * shard's checkpoint (its horizon, heartbeats, its end), and the object takes one write a second.
+ */
+export const MAX_LEASES_PER_SHARD = 4;
+/** A thief leaves alone a checkpoint written less than this ago (ms; stores with a write gap). */
+const THIEF_YIELD_MS = 2500;
+
+/** When the newest output part of a "parts" lease above those its checkpoint names was written (0: none). */
+async function newestPartAt(store: ObjectStore, runId: string, shard: string, lease: Lease): Promise<number> {
+  const first = keys.part(runId, shard, partName(lease.epoch, lease.namedSeq + 1));
+  let newest = 0;
+  let pageToken: string | undefined;
+  do {
+    const page = await store.list(first.slice(0, first.lastIndexOf("-") + 1), { startOffset: first, withMetadata: true, ...(pageToken ? { pageToken } : {}) });
+    for (const o of page.objects ?? []) newest = Math.max(newest, o.updated);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return newest;
+}
 
 export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
   const clock = o.clock ?? realClock;
@@ -132,8 +153,26 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
   const acquire = async (shardN: number, steal: boolean): Promise<"taken" | "done" | "held"> => {
     const shard = shardId(shardN);
     const cpKey = keys.checkpoint(run.runId, shard);
+    const mine = () => new Set(ranges.filter((r) => r.shardNumber === shardN).map((r) => r.epoch));
+    const splitTerms = () => ({
+      ...terms(),
+      minSize: minSplit(stats.meanItemMs(), stats.roundTripMs()),
+      ...(store.limits.objectWriteGapMs > 0 ? { maxLeases: MAX_LEASES_PER_SHARD } : {}),
+    });
+    /** Whether this checkpoint gives this task something to write: a lease to take over or a range to split. */
+    const wouldWrite = (cp: Checkpoint, now: number): boolean => {
+      const held = mine();
+      try {
+        return cp.leases.some((l) => !held.has(l.epoch) && leaseDecision(l, me, now).ok) || ((steal || ranges.length === 0) && splitOff(cp, me, now, splitTerms()) !== null);
+      } catch {
+        return true; // a checkpoint that does not add up: the checks below name it
+      }
+    };
     for (let tries = 0; tries < 4; tries++) {
       let cur = await stats.timed(() => getJson(store, cpKey, Checkpoint));
+      // Nothing to take: the shard's items are not needed (a thief looks at many shards).
+      if (cur?.value.state === "done") return "done";
+      if (cur && !wouldWrite(cur.value, clock.now())) return "held";
       let items: ShardItems;
       try {
         items = await itemsOf(shardN);
@@ -163,9 +202,43 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         o.logger.error("checkpoint damaged: leaving the shard alone", { shard, object: cpKey, problems });
         return "done";
       }
-      const now = clock.now();
-      const mine = new Set(ranges.filter((r) => r.shardNumber === shardN).map((r) => r.epoch));
-      const takeable = cur.value.leases.find((l) => !mine.has(l.epoch) && leaseDecision(l, me, now).ok);
+      const current = cur.value;
+      let now = clock.now();
+      const held = mine();
+      // A lease whose heartbeat has expired may still be alive: an owner writing parts commits
+      // without touching the checkpoint, and may have failed to write it for a while (another
+      // writer kept changing it). Its newest part is its sign of life (one listing, only then).
+      const signs = new Map<number, number>();
+      const decide = async (l: Lease) => {
+        let d = leaseDecision(l, me, now, signs.get(l.epoch) ?? 0);
+        if (d.ok && d.reason === "expired" && l.mode === "parts" && !signs.has(l.epoch)) {
+          signs.set(l.epoch, await newestPartAt(store, run.runId, shard, l));
+          d = leaseDecision(l, me, now, signs.get(l.epoch));
+        }
+        return d;
+      };
+      const findTakeable = async () => {
+        for (const l of current.leases) if (!held.has(l.epoch) && (await decide(l)).ok) return l;
+        return undefined;
+      };
+      let takeable = await findTakeable();
+      if (store.limits.objectWriteGapMs > 0) {
+        const writtenAt = Date.parse(current.updatedAt);
+        // A thief yields to owners: one that lost a race comes back 1.1-1.65 s after it saw the
+        // winner's write, and a thief that wrote sooner every time would starve it until its lease
+        // expired. A checkpoint written this recently is left alone; others are not.
+        if (!takeable && now - writtenAt < THIEF_YIELD_MS) return "held";
+        // Another writer's checkpoint a moment ago (a retried attempt takes over at once): wait out
+        // the rest of that second on a store that takes one write a second per object. `updatedAt`
+        // is stamped before that write was sent, hence the margin. The wait comes before this
+        // write's own stamp, so that the next writer paces from when this one was really sent.
+        const gap = writtenAt + store.limits.objectWriteGapMs + 200 - now;
+        if (gap > 0) {
+          await clock.sleep(Math.min(gap, store.limits.objectWriteGapMs + 200));
+          now = clock.now();
+          takeable = await findTakeable();
+        }
+      }
       let next: Checkpoint | null = null;
       let epoch = 0;
       if (takeable) {
@@ -181,21 +254,16 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         next = taken.cp;
         epoch = taken.cp.epochSeq;
         for (const c of taken.crashed) o.logger.warn("item failed", { shard, item: c.key, reason: "crashed", attempts: c.attempts, error: c.error });
-        const why = leaseDecision(takeable, me, now);
+        const why = await decide(takeable);
         o.logger.info("taking over a lease", { shard, from: takeable.epoch, reason: why.ok ? why.reason : "", suspects: leaseSuspects(next, epoch) });
       } else if (steal || ranges.length === 0) {
-        const split = splitOff(cur.value, me, now, { ...terms(), minSize: minSplit(stats.meanItemMs(), stats.roundTripMs()) });
+        const split = splitOff(cur.value, me, now, splitTerms());
         if (split) {
           next = split.cp;
           epoch = split.epoch;
         }
       }
       if (!next) return "held";
-      // Another writer's checkpoint a moment ago (a retried attempt takes over at once): wait out
-      // the rest of that second on a store that takes one write a second per object. `updatedAt`
-      // is stamped before that write was sent, hence the margin.
-      const gap = store.limits.objectWriteGapMs > 0 ? Date.parse(cur.value.updatedAt) + store.limits.objectWriteGapMs + 200 - clock.now() : 0;
-      if (gap > 0) await clock.sleep(Math.min(gap, store.limits.objectWriteGapMs + 200));
       try {
         const generation = await stats.timed(() => putJson(store, cpKey, next, { ifGenerationMatch: cur.generation, metadata: checkpointMetadata(next) }));
         if (next.state === "done" || !next.leases.some((l) => l.epoch === epoch)) return "done";
@@ -239,7 +307,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
       if ((await acquire(shardAt(launch.shards, next.value), false)) === "taken") return true;
     }
     let tried = 0;
-    for (const v of victims(tasks, me.taskIndex, random)) {
+    for (const v of victims(Math.min(tasks, total), me.taskIndex, random)) {
       if (tried++ >= VICTIMS || o.stopping.aborted) break;
       let looks = 0;
       for (const p of ownPositionsFromEnd(total, tasks, v)) {
@@ -391,6 +459,11 @@ async function shardEntry(store: ObjectStore, run: RunRecord, n: number): Promis
   return parseJsonl(obj.bytes, ShardEntry, keys.planRound(run.runId, round.round)).find((e) => e.id === shardId(n)) ?? null;
 }
 
+/** Item starts remembered for the start rate: a second of them at 4,000 starts a second. */
+const RATE_SAMPLES = 4096;
+/** The start rate is measured over at least this long (ms). */
+const RATE_WINDOW_MIN_MS = 1000;
+
 /** Measures the task takes of its own work: item time, start rate, store round trips. */
 class TaskStats {
   readonly #clock: Clock;
@@ -411,13 +484,19 @@ class TaskStats {
   started(): void {
     const now = this.#clock.now();
     this.#starts.push(now);
-    if (this.#starts.length > 256) this.#starts.splice(0, 128);
+    if (this.#starts.length > RATE_SAMPLES) this.#starts.splice(0, RATE_SAMPLES / 2);
   }
 
+  /**
+   * Starts a second, over the recent starts up to now, and over a second at least: the slots
+   * filling at once when a task begins are a burst, not a rate (taken as one, it made the
+   * lookahead reserve whole shards, so that no thief could split them, and a crash made every
+   * position of them a suspect to run alone).
+   */
   startsPerSecond(): number {
     const s = this.#starts;
     if (s.length < 2) return 0;
-    const span = Math.max(1, s[s.length - 1]! - s[0]!);
+    const span = Math.max(RATE_WINDOW_MIN_MS, this.#clock.now() - s[0]!);
     return ((s.length - 1) * 1000) / span;
   }
 

@@ -154,6 +154,21 @@ describe("takeOver", () => {
     expect(lease(cp, 2).suspects).toEqual([1, 2, 3]);
   });
 
+  it("records in flight, rather than isolating, what an owner whose lease expired may have started since its write", () => {
+    const held = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 3, inflight: [1, 3] }, T0);
+    const { cp } = takeOver(held, 1, owner({ taskIndex: 7 }), T0 + 1, { ...opts, previousEnd: "unknown" });
+    expect(cp.crashes).toEqual({ "1": 1, "3": 1 });
+    expect(lease(cp, 2).suspects).toEqual([1, 3]);
+    // 2 runs with the others, recorded in flight by the takeover, and stays reserved.
+    expect(lease(cp, 2).inflight).toEqual([2]);
+    expect(lease(cp, 2).horizon).toBeGreaterThanOrEqual(3);
+    // The new owner dies before its first write: 2 counts a crash and joins the suspects (1 and 3
+    // never started there, and count nothing more).
+    const again = takeOver(cp, 2, owner({ taskIndex: 8 }), T0 + 2, opts);
+    expect(again.cp.crashes).toEqual({ "1": 1, "2": 1, "3": 1 });
+    expect(lease(again.cp, 3).suspects).toEqual([1, 2, 3]);
+  });
+
   it("counts nothing against the items of an owner killed from outside (a SIGKILL, a timeout)", () => {
     const held = commit(fresh(), 1, owner(), { done: [0], failed: [], executions: 3, inflight: [1, 3] }, T0);
     const { cp } = takeOver(held, 1, next, T0 + 1, { ...opts, previousEnd: "killed" });
@@ -161,9 +176,14 @@ describe("takeOver", () => {
     expect(lease(cp, 2).suspects).toEqual([]);
   });
 
-  it("suspects every unsettled position below the horizon when the crashed owner recorded nothing in flight", () => {
+  it("records every unsettled position below the horizon in flight when the crashed owner recorded nothing in flight", () => {
     const { cp } = takeOver(fresh(), 1, next, T0 + 1, opts);
-    expect(lease(cp, 2).suspects).toEqual([0, 1, 2, 3]);
+    expect(lease(cp, 2).suspects).toEqual([]);
+    expect(lease(cp, 2).inflight).toEqual([0, 1, 2, 3]);
+    // The new owner dies before its first write: each counts one crash and runs alone.
+    const again = takeOver(cp, 2, owner({ attempt: 2 }), T0 + 2, opts);
+    expect(again.cp.crashes).toEqual({ "0": 1, "1": 1, "2": 1, "3": 1 });
+    expect(lease(again.cp, 3).suspects).toEqual([0, 1, 2, 3]);
   });
 
   it("fails a suspect `crashed` once it reaches the limit, running alone; the rest goes on", () => {
@@ -173,8 +193,10 @@ describe("takeOver", () => {
     const second = takeOver(cp, 2, owner({ attempt: 2 }), T0 + 3, opts);
     expect(second.crashed).toEqual([expect.objectContaining({ pos: 0, i: 100, key: "k0", reason: "crashed", attempts: 2 })]);
     expect(second.cp.failed.map((f) => f.pos)).toEqual([0]);
-    // 1 is still a suspect, and 2 and 3 (reserved, never recorded in flight) are suspects again.
-    expect(lease(second.cp, 3).suspects).toEqual([1, 2, 3]);
+    // 1 is still a suspect; 2 and 3 (reserved, never recorded in flight by an owner) are recorded
+    // in flight by the takeover again.
+    expect(lease(second.cp, 3).suspects).toEqual([1]);
+    expect(lease(second.cp, 3).inflight).toEqual([2, 3]);
     expect(second.cp.crashes["1"]).toBe(1);
     expect(second.cp.crashes["2"]).toBeUndefined();
     expect(second.cp.state).toBe("open");
