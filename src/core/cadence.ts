@@ -78,3 +78,18 @@ export function minSplit(meanItemMs: number, roundTripMs: number): number {
   if (!(meanItemMs > 0)) return 1;
   return Math.max(1, Math.ceil((4 * roundTripMs) / meanItemMs));
 }
+
+/** Writes a task makes as it starts (its first checkpoint, its task record, a claim or two). */
+const WRITES_AT_START = 3;
+
+/**
+ * How long the tasks of a launch spread their first writes over (ms; 0 when the bucket takes
+ * them at once): every task of a launch starts within a moment on Cloud Run, and 1,000 tasks
+ * writing three objects each at once are 3,000 writes in a second, beyond a new bucket's 1,000.
+ * Each first attempt waits a random part of this before its first claim.
+ */
+export function startSpreadMs(limits: WriteLimits, tasks: number): number {
+  if (!Number.isFinite(limits.writesPerSecond) || limits.writesPerSecond <= 0) return 0;
+  const seconds = (tasks * WRITES_AT_START) / (limits.writesPerSecond * BUCKET_SHARE);
+  return seconds <= 1 ? 0 : Math.ceil(seconds * 1000);
+}

@@ -6,7 +6,7 @@
  * So no slot waits for a shard to settle, and stragglers are split up, not waited for.
  */
 import { ZERO_USAGE } from "../core/budget.js";
-import { launchCadence, lookaheadFor, minSplit } from "../core/cadence.js";
+import { launchCadence, lookaheadFor, minSplit, startSpreadMs } from "../core/cadence.js";
 import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms, type PreviousEnd } from "../core/checkpoint.js";
 import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
 import { PreconditionFailed } from "../core/errors.js";
@@ -318,6 +318,11 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
     }
     return false;
   };
+
+  // A launch's first attempts spread their first writes when all of them at once would be more
+  // than the bucket takes (a retry takes over its predecessor's ranges at once, below).
+  const spread = me.attempt === 0 ? startSpreadMs(store.limits, tasks) : 0;
+  if (spread > 0) await clock.sleep(Math.floor(random() * spread), o.stopping).catch(() => undefined);
 
   // A new attempt takes over at once what its predecessor held (protocol 1).
   if (me.attempt > 0) {
