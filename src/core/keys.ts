@@ -1,5 +1,5 @@
 /** The store layout of DESIGN.md, in one place. Keys are relative to the store's prefix. */
-import { launchName } from "./ids.js";
+import { launchName, partName } from "./ids.js";
 
 const pad = (n: number, w: number) => String(n).padStart(w, "0");
 
@@ -46,6 +46,16 @@ export const keys = {
   /** The record of one fire of a schedule at one scheduled time (`20261122T020000Z`), created once. */
   scheduleFire: (name: string, stamp: string) => `schedules/${name}/${stamp}.json`,
 } as const;
+
+/**
+ * Where a listing of the parts of lease `epoch` above sequence `namedSeq` starts: the epoch's
+ * prefix, from its first part not named by the checkpoint (parts of an epoch are numbered in
+ * order, zero-padded, so they sort by sequence).
+ */
+export function unnamedParts(runId: string, shard: string, epoch: number, namedSeq: number): { prefix: string; startOffset: string } {
+  const startOffset = keys.part(runId, shard, partName(epoch, namedSeq + 1));
+  return { prefix: startOffset.slice(0, startOffset.lastIndexOf("-") + 1), startOffset };
+}
 
 /** `20261122` of an ISO time (UTC): the index day of a run created then. */
 export function indexDay(iso: string): string {

@@ -5,8 +5,8 @@
  */
 import pLimit from "p-limit";
 import { UsageError } from "../core/errors.js";
-import { isRunId, partName, shardId } from "../core/ids.js";
-import { keys } from "../core/keys.js";
+import { isRunId, shardId } from "../core/ids.js";
+import { keys, unnamedParts } from "../core/keys.js";
 import { Checkpoint, LaunchClaim, LaunchRecord, RunRecord, ShardEntry } from "../core/model.js";
 import { computeStatus, summarizeCheckpoint, type LaunchStatus, type RunStatus, type ShardSummary } from "../core/status.js";
 import type { ShardTimes } from "../core/throughput.js";
@@ -181,8 +181,8 @@ export async function listShards(store: ObjectStore, run: RunRecord, options: Li
       await Promise.all(
         lookups.map((l) =>
           limit(() => {
-            const first = keys.part(run.runId, l.shard, partName(l.epoch, l.seq + 1));
-            return listing(first.slice(0, first.lastIndexOf("-") + 1), { startOffset: first });
+            const { prefix, startOffset } = unnamedParts(run.runId, l.shard, l.epoch, l.seq);
+            return listing(prefix, { startOffset });
           }),
         ),
       );

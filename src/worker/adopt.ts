@@ -7,8 +7,7 @@
  */
 import { crc32c } from "@node-rs/crc32";
 import type { AdoptedPart } from "../core/checkpoint.js";
-import { partName } from "../core/ids.js";
-import { keys } from "../core/keys.js";
+import { keys, unnamedParts } from "../core/keys.js";
 import { FailureLine, OutputLine, type FailedItem, type Lease } from "../core/model.js";
 import { rangeAdd } from "../core/ranges.js";
 import { listAll, type ObjectStore } from "../store/port.js";
@@ -18,10 +17,10 @@ const decoder = new TextDecoder();
 
 /** Parts of `lease`'s epoch not named yet, in sequence order; a damaged part ends the adoption (its items run again). */
 export async function adoptableParts(store: ObjectStore, runId: string, shard: string, lease: Lease, items: ShardItems): Promise<AdoptedPart[]> {
-  const prefix = keys.partsPrefix(runId, shard) + String(lease.epoch).padStart(6, "0") + "-";
+  const { prefix, startOffset } = unnamedParts(runId, shard, lease.epoch, lease.namedSeq);
   const found: { key: string; seq: number }[] = [];
   // Only those above what the checkpoint names: a long lease has many parts behind it.
-  for await (const key of listAll(store, prefix, { startOffset: keys.part(runId, shard, partName(lease.epoch, lease.namedSeq + 1)) })) {
+  for await (const key of listAll(store, prefix, { startOffset })) {
     const m = /-(\d{6})\.jsonl$/.exec(key);
     if (m && Number(m[1]) > lease.namedSeq) found.push({ key, seq: Number(m[1]) });
   }

@@ -6,13 +6,13 @@
  * So no slot waits for a shard to settle, and stragglers are split up, not waited for.
  */
 import { ZERO_USAGE } from "../core/budget.js";
-import { launchCadence, lookaheadFor, minSplit, startSpreadMs } from "../core/cadence.js";
+import { launchCadence, lookaheadFor, minSplit, pacedWriteGapMs, startSpreadMs } from "../core/cadence.js";
 import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms, type PreviousEnd } from "../core/checkpoint.js";
 import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
 import { PreconditionFailed } from "../core/errors.js";
-import { partName, shardId } from "../core/ids.js";
+import { shardId } from "../core/ids.js";
 import type { Job } from "../core/job.js";
-import { keys } from "../core/keys.js";
+import { keys, unnamedParts } from "../core/keys.js";
 import { taskShare } from "../core/limits.js";
 import type { Logger } from "../core/log.js";
 import { Checkpoint, ShardEntry, TaskRecord, type FailedItem, type LaunchRecord, type Lease, type Owner, type RunRecord } from "../core/model.js";
@@ -70,14 +70,16 @@ const IDLE_ROUNDS = 2;
 export const MAX_LEASES_PER_SHARD = 4;
 /** A thief leaves alone a checkpoint written less than this ago (ms; stores with a write gap). */
 const THIEF_YIELD_MS = 2500;
+/** How long after its stamp another writer's checkpoint is taken to have landed at the latest (ms). */
+const SEND_LAG_MS = 2000;
 
 /** When the newest output part of a "parts" lease above those its checkpoint names was written (0: none). */
 async function newestPartAt(store: ObjectStore, runId: string, shard: string, lease: Lease): Promise<number> {
-  const first = keys.part(runId, shard, partName(lease.epoch, lease.namedSeq + 1));
+  const { prefix, startOffset } = unnamedParts(runId, shard, lease.epoch, lease.namedSeq);
   let newest = 0;
   let pageToken: string | undefined;
   do {
-    const page = await store.list(first.slice(0, first.lastIndexOf("-") + 1), { startOffset: first, withMetadata: true, ...(pageToken ? { pageToken } : {}) });
+    const page = await store.list(prefix, { startOffset, withMetadata: true, ...(pageToken ? { pageToken } : {}) });
     for (const o of page.objects ?? []) newest = Math.max(newest, o.updated);
     pageToken = page.nextPageToken;
   } while (pageToken);
@@ -170,6 +172,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
     };
     for (let tries = 0; tries < 4; tries++) {
       let cur = await stats.timed(() => getJson(store, cpKey, Checkpoint));
+      let readAt = clock.now();
       // Nothing to take: the shard's items are not needed (a thief looks at many shards).
       if (cur?.value.state === "done") return "done";
       if (cur && !wouldWrite(cur.value, clock.now())) return "held";
@@ -191,6 +194,7 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         } catch (e) {
           if (!(e instanceof PreconditionFailed)) throw e;
           cur = await getJson(store, cpKey, Checkpoint);
+          readAt = clock.now();
           if (!cur) continue;
         }
       }
@@ -229,12 +233,14 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         // expired. A checkpoint written this recently is left alone; others are not.
         if (!takeable && now - writtenAt < THIEF_YIELD_MS) return "held";
         // Another writer's checkpoint a moment ago (a retried attempt takes over at once): wait out
-        // the rest of that second on a store that takes one write a second per object. `updatedAt`
-        // is stamped before that write was sent, hence the margin. The wait comes before this
+        // a paced gap from when it may have landed. `updatedAt` is stamped before that write was
+        // sent, and a busy process may send it long after: it landed before this task read it,
+        // and (taken as a bound) within SEND_LAG_MS of its stamp. The wait comes before this
         // write's own stamp, so that the next writer paces from when this one was really sent.
-        const gap = writtenAt + store.limits.objectWriteGapMs + 200 - now;
+        const landedBy = Math.min(readAt, writtenAt + SEND_LAG_MS);
+        const gap = landedBy + pacedWriteGapMs(store.limits) - now;
         if (gap > 0) {
-          await clock.sleep(Math.min(gap, store.limits.objectWriteGapMs + 200));
+          await clock.sleep(gap);
           now = clock.now();
           takeable = await findTakeable();
         }
