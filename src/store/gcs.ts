@@ -127,6 +127,7 @@ export class GcsObjectStore implements ObjectStore {
   }
 
   constructor(options: GcsObjectStoreOptions) {
+    dropLibraryStreamWarnings();
     const { bucket, prefix = "", storage = {}, retry = {}, requestTimeoutMs = 30_000, env = process.env } = options;
     if (typeof bucket !== "string" || !BUCKET.test(bucket)) {
       throw new TypeError(`Expected \`bucket\` to be a Cloud Storage bucket name (lowercase letters, digits, - _ .), got ${JSON.stringify(bucket)}`);
@@ -411,6 +412,26 @@ export class GcsObjectStore implements ObjectStore {
     const why = retryNote(error, mode, attempts);
     return new ShardrunError("INTERNAL", `${op} ${where} failed${why}: ${detail}`, { cause: error });
   }
+}
+
+let streamWarningsDropped = false;
+
+/**
+ * @google-cloud/storage 8 streams downloads through teeny-request 11, which adds a pipeline's
+ * listeners to its response PassThrough as a download is read in many chunks; past ten, Node
+ * prints a MaxListenersExceededWarning on stderr (googleapis/google-cloud-node#9185, open). It is
+ * not ours to fix and tells a user nothing, so that one warning is dropped; every other warning
+ * goes to the listeners that were there (Node's own printer among them).
+ */
+function dropLibraryStreamWarnings(): void {
+  if (streamWarningsDropped) return;
+  streamWarningsDropped = true;
+  const listeners = process.listeners("warning");
+  process.removeAllListeners("warning");
+  process.on("warning", (warning) => {
+    if (warning.name === "MaxListenersExceededWarning" && /\[PassThrough\]/.test(warning.message)) return;
+    for (const listener of listeners) listener.call(process, warning);
+  });
 }
 
 /** The server's own words: ApiError wraps several in "Multiple errors occurred…" and a list. */
