@@ -6,7 +6,9 @@
  * (KEY_PATTERN), so a pattern built from a key prefix needs no escaping.
  */
 
+/** Compiled globs: a service lists with one per run it looks at, so the cache is kept small. */
 const cache = new Map<string, RegExp>();
+const CACHE_MAX = 256;
 
 /** The pattern as an anchored regular expression; a malformed one throws a TypeError. */
 export function globRegExp(glob: string): RegExp {
@@ -46,6 +48,7 @@ export function globRegExp(glob: string): RegExp {
   }
   if (braces > 0) throw new TypeError(`Expected \`matchGlob\` to close every "{": ${JSON.stringify(glob)}`);
   const re = new RegExp(`^${out}$`);
+  if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(glob, re);
   return re;
 }

@@ -189,7 +189,7 @@ export class RangeRunner {
     return this.#suspects.length > 0 || this.#soloSettling;
   }
 
-  /** When another writer's checkpoint, last seen on a reread, may have landed (ms). */
+  /** When this range last read a checkpoint another writer had written (ms): that write landed by then. */
   #otherWriteAt = 0;
 
   /** A suspect that ran alone settled, and the checkpoint does not say so yet. */
@@ -525,9 +525,9 @@ export class RangeRunner {
     if (!fresh) throw new LeaseLost(`checkpoint of ${this.shard} vanished`);
     this.#cp = fresh.value;
     this.#gen = fresh.generation;
-    // Another writer stamped it just before sending it (after any wait of its own): pace from a
-    // little past the stamp, for the time that write took to land.
-    this.#otherWriteAt = Math.max(this.#otherWriteAt, (Date.parse(fresh.value.updatedAt) || 0) + OTHER_STAMP_MARGIN_MS);
+    // Another writer's write landed before this read (its stamp may be far older on a busy
+    // process, so the read, not the stamp, is what the next write paces from).
+    this.#otherWriteAt = this.#o.clock.now();
     const lease = myLease(fresh.value, this.#epoch, this.#o.me);
     if (lease.end < this.#end) {
       // A thief split off our unreserved tail: those positions were never started here.
@@ -556,9 +556,6 @@ export class RangeRunner {
     return firstUnsettled(settledRanges(this.#cp), this.#start, this.#end);
   }
 }
-
-/** How long after its stamp another writer's checkpoint may land: a write's latency, with room. */
-const OTHER_STAMP_MARGIN_MS = 300;
 
 type WriteReason = "tick" | "heartbeat" | "horizon" | "isolation" | "final" | "release" | "now";
 
