@@ -25,6 +25,19 @@ export function pacedWriteGapMs(limits: Pick<WriteLimits, "objectWriteGapMs">): 
   return limits.objectWriteGapMs > 0 ? Math.max(PACED_WRITE_GAP_MS, limits.objectWriteGapMs + 100) : 0;
 }
 
+/** How long after its stamp a write is taken to have landed at the latest (ms): a busy process sends late. */
+export const SEND_LAG_MS = 2000;
+
+/**
+ * When another writer's write, stamped `stampedAt` in the object, had landed at the latest, as a
+ * reader that read it at `readAt` knows: before the read, and (taken as a bound) within SEND_LAG_MS
+ * of its stamp. The stamp alone is not enough: a writer stamps before it sends, and under load it
+ * may send long after.
+ */
+export function landedBy(readAt: number, stampedAt: number): number {
+  return Math.min(readAt, stampedAt + SEND_LAG_MS);
+}
+
 export interface Cadence {
   /** How long a finished item may stay uncommitted: one output part per lease per interval at most. */
   progressMs: number;

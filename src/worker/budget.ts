@@ -11,7 +11,7 @@
  * is left again.
  */
 import { addUsage, ZERO_USAGE, type Budget, type Usage } from "../core/budget.js";
-import { pacedWriteGapMs } from "../core/cadence.js";
+import { landedBy, pacedWriteGapMs } from "../core/cadence.js";
 import { PreconditionFailed } from "../core/errors.js";
 import { keys } from "../core/keys.js";
 import { BudgetBank, type LaunchRecord, type RunRecord } from "../core/model.js";
@@ -22,8 +22,6 @@ import type { ObjectStore } from "../store/port.js";
 
 /** Tasks that share one bank. */
 export const TASKS_PER_BANK = 8;
-/** How late a write may land after the time stamped in it, under load. */
-const STAMP_LATENCY_MS = 400;
 /** Banks a task tries before it calls the run budget spent. */
 const BANKS_TRIED = 3;
 
@@ -170,7 +168,7 @@ export class RunBudget {
     const slots = Math.max(1, this.#run.settings.concurrency);
     for (let tries = 0; tries < 20; ) {
       const current = await getJson(this.#store, key, BudgetBank);
-      if (await this.#paced(current?.value)) continue;
+      if (await this.#paced(current?.value, this.#clock.now())) continue;
       const left = current?.value.left ?? initial;
       // Where a bank takes one write a second, its tasks must come back no more often than that
       // between them: a task takes at least what it spends in TASKS_PER_BANK such gaps, twice over.
@@ -212,11 +210,17 @@ export class RunBudget {
    * per object (then the caller reads it again: someone may have written it meanwhile). True when
    * it waited.
    */
-  async #paced(bank: BudgetBank | undefined): Promise<boolean> {
-    // `at` was stamped before that write was sent; it may have landed a few hundred ms later.
-    const gap = pacedWriteGapMs(this.#store.limits) && pacedWriteGapMs(this.#store.limits) + STAMP_LATENCY_MS;
+  /** The stamp of the bank write last seen, and when it was first read. */
+  #lastSeen: { at: number; readAt: number } | null = null;
+
+  async #paced(bank: BudgetBank | undefined, readAt: number): Promise<boolean> {
+    // `at` was stamped before that write was sent; it landed by the read, or soon after its stamp.
+    const gap = pacedWriteGapMs(this.#store.limits);
     if (!gap || bank?.at === undefined) return false;
-    const wait = bank.at + gap - this.#clock.now();
+    // Read again after a wait, the same write had landed by the first read already.
+    const firstRead = this.#lastSeen?.at === bank.at ? this.#lastSeen.readAt : readAt;
+    this.#lastSeen = { at: bank.at, readAt: firstRead };
+    const wait = landedBy(firstRead, bank.at) + gap - this.#clock.now();
     if (wait <= 0) return false;
     // Spread out the tasks that wait for one bank over half a gap, so that they do not all write at
     // the same moment (all but one would be refused, and retried into the next second).
@@ -234,7 +238,7 @@ export class RunBudget {
     const initial = { tokens: (share.tokens ?? 0) / share.banks, usd: (share.usd ?? 0) / share.banks };
     for (let tries = 0; tries < 20; ) {
       const current = await getJson(this.#store, key, BudgetBank);
-      if (await this.#paced(current?.value)) continue;
+      if (await this.#paced(current?.value, this.#clock.now())) continue;
       const left = current?.value.left ?? initial;
       try {
         await putJson(this.#store, key, { left: { tokens: left.tokens + unspent.tokens, usd: left.usd + unspent.usd }, at: this.#clock.now() } satisfies BudgetBank, {

@@ -6,7 +6,7 @@
  * So no slot waits for a shard to settle, and stragglers are split up, not waited for.
  */
 import { ZERO_USAGE } from "../core/budget.js";
-import { launchCadence, lookaheadFor, minSplit, pacedWriteGapMs, startSpreadMs } from "../core/cadence.js";
+import { landedBy, launchCadence, lookaheadFor, minSplit, pacedWriteGapMs, startSpreadMs } from "../core/cadence.js";
 import { claimedCheckpoint, checkpointMetadata, checkpointProblems, corruptCheckpoint, leaseDecision, splitOff, takeOver, type AdoptedPart, type LeaseTerms, type PreviousEnd } from "../core/checkpoint.js";
 import { ownPositions, ownPositionsFromEnd, shardAt, victims } from "../core/claims.js";
 import { PreconditionFailed } from "../core/errors.js";
@@ -70,8 +70,6 @@ const IDLE_ROUNDS = 2;
 export const MAX_LEASES_PER_SHARD = 4;
 /** A thief leaves alone a checkpoint written less than this ago (ms; stores with a write gap). */
 const THIEF_YIELD_MS = 2500;
-/** How long after its stamp another writer's checkpoint is taken to have landed at the latest (ms). */
-const SEND_LAG_MS = 2000;
 
 /** When the newest output part of a "parts" lease above those its checkpoint names was written (0: none). */
 async function newestPartAt(store: ObjectStore, runId: string, shard: string, lease: Lease): Promise<number> {
@@ -234,11 +232,9 @@ export async function runTask(o: TaskOptions): Promise<TaskOutcome> {
         if (!takeable && now - writtenAt < THIEF_YIELD_MS) return "held";
         // Another writer's checkpoint a moment ago (a retried attempt takes over at once): wait out
         // a paced gap from when it may have landed. `updatedAt` is stamped before that write was
-        // sent, and a busy process may send it long after: it landed before this task read it,
-        // and (taken as a bound) within SEND_LAG_MS of its stamp. The wait comes before this
+        // sent, and a busy process may send it long after (see landedBy). The wait comes before this
         // write's own stamp, so that the next writer paces from when this one was really sent.
-        const landedBy = Math.min(readAt, writtenAt + SEND_LAG_MS);
-        const gap = landedBy + pacedWriteGapMs(store.limits) - now;
+        const gap = landedBy(readAt, writtenAt) + pacedWriteGapMs(store.limits) - now;
         if (gap > 0) {
           await clock.sleep(gap);
           now = clock.now();
